@@ -1,0 +1,19 @@
+//! Core types: vectors, the oracle interface, problems, solvers, schedules, samplers, errors.
+
+pub mod error;
+pub mod linalg;
+pub mod objective;
+pub mod problem;
+pub mod sampler;
+pub mod schedule;
+pub mod solver;
+
+pub use error::{Error, Result};
+pub use linalg::{Matrix, Rng, Vector, VectorExt};
+pub use objective::{Batch, Objective};
+pub use problem::{
+    Counts, Metrics, OracleCounts, Problem, Reference, ReferencePoint, TaskMetrics, UnrolledSpec,
+};
+pub use sampler::{MinibatchSampler, SamplingMode};
+pub use schedule::Schedule;
+pub use solver::{Diagnostics, Solver};

@@ -1,0 +1,92 @@
+//! The oracle interface: [`Objective`] and the explicit minibatch handle [`Batch`].
+
+use super::linalg::{Vector, VectorExt, fd};
+
+/// Which samples an oracle call averages over.
+///
+/// Algorithms draw indices themselves (through a [`MinibatchSampler`](super::MinibatchSampler)),
+/// so the *same* batch can be evaluated at two points, as the recursive-momentum (STORM) and
+/// SARAH/SPIDER corrections of FSLA, MRBO and VRBO require.
+#[derive(Clone, Copy, Debug)]
+pub enum Batch<'a> {
+    /// The whole objective h = (1/n) Σᵢ hᵢ (or a deterministic h).
+    Full,
+    /// The mean of hᵢ over these sample indices (repeats allowed, each counted).
+    Indices(&'a [usize]),
+}
+
+impl Batch<'_> {
+    /// How many samples this batch touches, for an objective with `n_samples` samples.
+    pub fn len(&self, n_samples: usize) -> usize {
+        match self {
+            Batch::Full => n_samples,
+            Batch::Indices(idx) => idx.len(),
+        }
+    }
+    /// True for an explicit empty index list.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Batch::Indices(idx) if idx.is_empty())
+    }
+}
+
+/// A smooth function h(x, y) seen through oracles. The outer objective f and the inner objective
+/// g of a bilevel [`Problem`](super::Problem) are both `Objective`s.
+///
+/// Outputs are written into caller-owned buffers (`out` is overwritten, never accumulated), so
+/// that a solver's steady-state iteration allocates nothing. Each output must already have the
+/// right length; implementations may `assert!` it.
+///
+/// Required: [`dims`](Self::dims), [`value`](Self::value), [`grad_x`](Self::grad_x),
+/// [`grad_y`](Self::grad_y). The second-order products default to central differences of the
+/// gradients (two gradient calls each, O(ε^{2/3}) relative error); override them when an exact
+/// product is cheap. [`testing::check_objective`](crate::testing::check_objective) compares them
+/// against finite differences.
+///
+/// The interface is deliberately plain (`&Vector` in, `&mut Vector` out, an explicit batch) so
+/// that an objective written in Python (callbacks on numpy arrays) or a hand-written neural
+/// network (forward, backward and R-op) can implement it without changes.
+pub trait Objective: Send + Sync {
+    /// (dim x, dim y).
+    fn dims(&self) -> (usize, usize);
+    /// n in h = (1/n) Σᵢ hᵢ; 1 for a deterministic function.
+    fn n_samples(&self) -> usize {
+        1
+    }
+    /// h(x, y) on `batch`.
+    fn value(&self, x: &Vector, y: &Vector, batch: Batch<'_>) -> f64;
+    /// ∇ₓh(x, y) on `batch` into `out` (length dim x).
+    fn grad_x(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector);
+    /// ∇ᵧh(x, y) on `batch` into `out` (length dim y).
+    fn grad_y(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector);
+    /// Both gradients at one point. Data-backed objectives override this to share one pass over
+    /// the batch (margins computed once).
+    fn grad_xy(
+        &self,
+        x: &Vector,
+        y: &Vector,
+        batch: Batch<'_>,
+        out_x: &mut Vector,
+        out_y: &mut Vector,
+    ) {
+        self.grad_x(x, y, batch, out_x);
+        self.grad_y(x, y, batch, out_y);
+    }
+    /// ∇²ᵧᵧh · v (y-space → y-space) into `out`.
+    fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        fd::central(v, y.max_abs(), out, |e, buf| {
+            self.grad_y(x, &(y + e), batch, buf)
+        });
+    }
+    /// ∇²ₓᵧh · v (y-space → x-space), the mixed "cross" product, into `out`.
+    fn cross_xy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        fd::central(v, y.max_abs(), out, |e, buf| {
+            self.grad_x(x, &(y + e), batch, buf)
+        });
+    }
+    /// ∇²ᵧₓh · u (x-space → y-space), the transpose product, into `out`.
+    fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        fd::central(u, x.max_abs(), out, |e, buf| {
+            self.grad_y(&(x + e), y, batch, buf)
+        });
+    }
+}

@@ -1,0 +1,257 @@
+//! Implicit differentiation (AID): inner descent, then a linear solve for v ≈ [∇²ᵧᵧg]⁻¹∇ᵧf,
+//! then ĥ = ∇ₓf − ∇²ₓᵧg v. The building block of AID-CG, AID-Neumann, stocBiO, AmIGO and HOAG.
+
+use serde::{Deserialize, Serialize};
+
+use super::Hypergradient;
+use crate::core::linalg::{Scratch, serde_vector};
+use crate::core::{
+    Batch, Diagnostics, MinibatchSampler, Problem, Result, Rng, SamplingMode, Vector, VectorExt,
+};
+use crate::inner::descend;
+use crate::linsolve::{
+    CgParams, CgWorkspace, NeumannParams, NeumannWorkspace, cg_in_place, fixed_point_in_place,
+    neumann_in_place,
+};
+
+/// How the linear system ∇²ᵧᵧg v = ∇ᵧf is solved.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LinearSystem {
+    /// Conjugate gradient (one minibatch for the whole solve in stochastic mode: CG needs a fixed
+    /// operator).
+    Cg(CgParams),
+    /// The summed Neumann series (SHIA), a fresh minibatch per term in stochastic mode.
+    Neumann(NeumannParams),
+}
+
+impl LinearSystem {
+    fn validate(&self, prefix: &str) -> Result<()> {
+        match self {
+            LinearSystem::Cg(p) => p.validate(prefix),
+            LinearSystem::Neumann(p) => p.validate(prefix),
+        }
+    }
+}
+
+/// The implicit-differentiation estimator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Implicit {
+    /// Inner (S)GD steps per estimate, warm-started from the previous y.
+    pub inner_steps: usize,
+    /// Inner step size.
+    pub inner_lr: f64,
+    /// The linear solver.
+    pub linear: LinearSystem,
+    /// Start the solve from the previous v (AmIGO, AID-CG warm start) instead of 0.
+    pub warm_start_v: bool,
+    /// Minibatch size, or `None` for full-batch (deterministic) oracles.
+    pub batch_size: Option<usize>,
+    /// How minibatches are drawn.
+    pub sampling: SamplingMode,
+}
+
+impl Implicit {
+    /// Checks the parameters (field names as in the algorithm configs).
+    pub fn validate(&self) -> Result<()> {
+        crate::core::error::check_positive("inner_lr", self.inner_lr)?;
+        self.linear.validate(match self.linear {
+            LinearSystem::Cg(_) => "cg",
+            LinearSystem::Neumann(_) => "neumann",
+        })?;
+        if self.batch_size == Some(0) {
+            return Err(crate::core::Error::config("batch_size", "must be >= 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Samplers of the stochastic mode: inner steps and Hessian products on g, outer gradients on f,
+/// cross products on g.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImplicitSamplers {
+    inner: MinibatchSampler,
+    outer: MinibatchSampler,
+    hessian: MinibatchSampler,
+    cross: MinibatchSampler,
+}
+
+/// Scratch buffers (not serialized; rebuilt on first use).
+#[derive(Clone, Debug, Default)]
+struct Work {
+    vectors: Scratch,
+    batch: Vec<usize>,
+    cg: Option<CgWorkspace>,
+    neumann: Option<NeumannWorkspace>,
+}
+
+/// State of [`Implicit`]: the warm starts y and v, and the samplers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImplicitState {
+    /// Inner iterate (warm start).
+    #[serde(with = "serde_vector")]
+    pub y: Vector,
+    /// Linear-system iterate (warm start when `warm_start_v`).
+    #[serde(with = "serde_vector")]
+    pub v: Vector,
+    samplers: Option<ImplicitSamplers>,
+    #[serde(skip)]
+    work: Work,
+}
+
+impl Hypergradient for Implicit {
+    type State = ImplicitState;
+
+    fn init(&self, problem: &Problem, y0: Vector, rng: &mut Rng) -> Result<ImplicitState> {
+        use rand::Rng as _;
+        let dy = y0.nrows();
+        let samplers = match self.batch_size {
+            None => None,
+            Some(bs) => {
+                let (n_g, n_f) = (problem.g().n_samples(), problem.f().n_samples());
+                let mut make = |n| MinibatchSampler::new(n, bs, self.sampling, rng.next_u64());
+                Some(ImplicitSamplers {
+                    inner: make(n_g)?,
+                    outer: make(n_f)?,
+                    hessian: make(n_g)?,
+                    cross: make(n_g)?,
+                })
+            }
+        };
+        Ok(ImplicitState {
+            y: y0,
+            v: Vector::zeros(dy),
+            samplers,
+            work: Work::default(),
+        })
+    }
+
+    fn estimate(
+        &self,
+        problem: &Problem,
+        x: &Vector,
+        st: &mut ImplicitState,
+        _rng: &mut Rng,
+        out: &mut Vector,
+    ) -> Result<Diagnostics> {
+        let (f, g) = (problem.f(), problem.g());
+        let (dx, dy) = problem.dims();
+        let w = &mut st.work;
+        let [grad_y, b, grad_x, cross] = w.vectors.vectors([dy, dy, dx, dx]);
+        let mut diagnostics = Diagnostics::new();
+
+        // 1. Inner descent, warm-started from the previous y.
+        descend(
+            g,
+            x,
+            &mut st.y,
+            self.inner_steps,
+            self.inner_lr,
+            st.samplers.as_mut().map(|s| &mut s.inner),
+            grad_y,
+        );
+
+        // 2. Outer gradients on one batch: b = ∇ᵧf, and ∇ₓf.
+        match st.samplers.as_mut() {
+            Some(s) => {
+                s.outer.draw_into(&mut w.batch);
+                f.grad_xy(x, &st.y, Batch::Indices(&w.batch), grad_x, b);
+            }
+            None => f.grad_xy(x, &st.y, Batch::Full, grad_x, b),
+        }
+
+        // 3. Linear system ∇²ᵧᵧg v = b.
+        if !self.warm_start_v {
+            st.v.set_zero();
+        }
+        let y = &st.y;
+        match self.linear {
+            LinearSystem::Cg(params) => {
+                let ws = w.cg.get_or_insert_with(|| CgWorkspace::new(dy));
+                let info = match st.samplers.as_mut() {
+                    Some(s) => {
+                        s.hessian.draw_into(&mut w.batch);
+                        let batch = Batch::Indices(&w.batch);
+                        cg_in_place(
+                            |p, o| g.hvp_yy(x, y, p, batch, o),
+                            b,
+                            &mut st.v,
+                            &params,
+                            ws,
+                        )
+                    }
+                    None => cg_in_place(
+                        |p, o| g.hvp_yy(x, y, p, Batch::Full, o),
+                        b,
+                        &mut st.v,
+                        &params,
+                        ws,
+                    ),
+                };
+                diagnostics.set("linsolve_matvecs", info.matvecs as f64);
+                diagnostics.set("cg_rel_residual", info.rel_residual);
+            }
+            LinearSystem::Neumann(params) => {
+                // Without a warm start: the summed series (SHIA, §1.5.1). With one: the same
+                // number of fixed-point steps v ← v − η(Av − b) from the previous v.
+                let ws = w.neumann.get_or_insert_with(|| NeumannWorkspace::new(dy));
+                let warm = self.warm_start_v;
+                let info = match st.samplers.as_mut() {
+                    Some(s) => {
+                        let hessian = &mut s.hessian;
+                        neumann_solve(
+                            warm,
+                            |p, o| g.hvp_yy(x, y, p, Batch::Indices(hessian.draw()), o),
+                            b,
+                            &mut st.v,
+                            &params,
+                            ws,
+                        )
+                    }
+                    None => neumann_solve(
+                        warm,
+                        |p, o| g.hvp_yy(x, y, p, Batch::Full, o),
+                        b,
+                        &mut st.v,
+                        &params,
+                        ws,
+                    ),
+                };
+                diagnostics.set("linsolve_matvecs", info.matvecs as f64);
+            }
+        }
+
+        // 4. ĥ = ∇ₓf − ∇²ₓᵧg v.
+        match st.samplers.as_mut() {
+            Some(s) => g.cross_xy(x, &st.y, &st.v, Batch::Indices(s.cross.draw()), cross),
+            None => g.cross_xy(x, &st.y, &st.v, Batch::Full, cross),
+        }
+        out.assign(grad_x);
+        out.axpy(-1.0, cross);
+        Ok(diagnostics)
+    }
+
+    fn inner_iterate<'s>(&self, st: &'s ImplicitState) -> &'s Vector {
+        &st.y
+    }
+
+    fn adjoint<'s>(&self, st: &'s ImplicitState) -> Option<&'s Vector> {
+        Some(&st.v)
+    }
+}
+
+/// The summed series from 0 (no warm start) or fixed-point steps from the current v.
+fn neumann_solve(
+    warm_start: bool,
+    matvec: impl FnMut(&Vector, &mut Vector),
+    b: &Vector,
+    v: &mut Vector,
+    params: &NeumannParams,
+    ws: &mut NeumannWorkspace,
+) -> crate::linsolve::SolveInfo {
+    if warm_start {
+        fixed_point_in_place(matvec, b, v, params, ws)
+    } else {
+        neumann_in_place(matvec, b, v, params, ws)
+    }
+}

@@ -1,0 +1,24 @@
+//! Warm-started (stochastic) gradient descent on the inner problem.
+
+use crate::core::{Batch, MinibatchSampler, Objective, Vector, VectorExt};
+
+/// `steps` steps of y ← y − lr · ∇ᵧg(x, y; B) from the current `y` (warm start). Each step draws
+/// a fresh minibatch B from `sampler`, or uses the full batch when `sampler` is `None`. `grad` is
+/// scratch of length dim y. Oracle calls: `steps` × grad_y.
+pub fn descend(
+    g: &dyn Objective,
+    x: &Vector,
+    y: &mut Vector,
+    steps: usize,
+    lr: f64,
+    mut sampler: Option<&mut MinibatchSampler>,
+    grad: &mut Vector,
+) {
+    for _ in 0..steps {
+        match sampler.as_deref_mut() {
+            Some(s) => g.grad_y(x, y, Batch::Indices(s.draw()), grad),
+            None => g.grad_y(x, y, Batch::Full, grad),
+        }
+        y.axpy(-lr, grad);
+    }
+}

@@ -1,0 +1,5 @@
+//! Inner solvers: warm-started (stochastic) gradient descent on y ↦ g(x, y).
+
+pub mod gd;
+
+pub use gd::descend;

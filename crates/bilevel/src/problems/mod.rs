@@ -1,0 +1,73 @@
+//! Built-in problems, each with exact oracles and, where possible, an exact [`Reference`].
+//!
+//! [`ProblemConfig`] is the registry used by experiment files (`[problem] kind = "…"`).
+//!
+//! [`Reference`]: crate::core::Reference
+
+pub mod quadratic;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::{Problem, Result};
+
+/// Settings of the tiny deterministic quadratic (it has none; the table only selects it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuadraticTinyConfig {}
+
+/// Every built-in problem, selected by `kind` in experiment files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProblemConfig {
+    /// The benchmark quadratic (algorithms.md §9.9).
+    Quadratic(quadratic::QuadraticConfig),
+    /// The tiny deterministic quadratic of the unit tests.
+    QuadraticTiny(QuadraticTinyConfig),
+}
+
+impl ProblemConfig {
+    /// The `kind` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProblemConfig::Quadratic(_) => "quadratic",
+            ProblemConfig::QuadraticTiny(_) => "quadratic_tiny",
+        }
+    }
+    /// Checks the parameters without building.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ProblemConfig::Quadratic(c) => c.validate(),
+            ProblemConfig::QuadraticTiny(_) => Ok(()),
+        }
+    }
+    /// Builds the problem (draws or loads its data).
+    pub fn build(&self) -> Result<Problem> {
+        match self {
+            ProblemConfig::Quadratic(c) => c.build(),
+            ProblemConfig::QuadraticTiny(_) => Ok(quadratic::tiny()),
+        }
+    }
+    /// Every problem kind with its default parameters (for `bilevel list`).
+    pub fn catalog() -> Vec<(&'static str, &'static str, serde_json::Value)> {
+        let entries = [
+            (
+                ProblemConfig::Quadratic(Default::default()),
+                "benchmark quadratic, finite sums of rank-one quadratics, closed-form reference",
+            ),
+            (
+                ProblemConfig::QuadraticTiny(Default::default()),
+                "2 x 3 deterministic quadratic for unit tests",
+            ),
+        ];
+        entries
+            .into_iter()
+            .map(|(c, about)| {
+                let mut json = serde_json::to_value(&c).expect("invariant: configs serialize");
+                if let Some(map) = json.as_object_mut() {
+                    map.remove("kind");
+                }
+                (c.kind(), about, json)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,487 @@
+//! The [`Runner`]: loops `step` under budgets, times only the solver, evaluates metrics from the
+//! uncounted objectives, detects divergence, notifies observers and writes checkpoints.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{CHECKPOINT_FORMAT, Checkpoint};
+use super::observer::Observer;
+use crate::algorithms::{SolverConfig, SolverVisitor};
+use crate::core::{
+    Counts, Diagnostics, Error, Metrics, Problem, Result, Solver, Vector, VectorExt,
+};
+
+/// Budgets and evaluation settings of one run (the `[run]` table of an experiment file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunOptions {
+    /// Stop after this many outer iterations.
+    pub max_iters: Option<u64>,
+    /// Stop once the solver time (evaluation excluded) reaches this many seconds.
+    pub max_seconds: Option<f64>,
+    /// Stop once this many oracle calls (f and g, every kind) have been made.
+    pub max_oracle_calls: Option<u64>,
+    /// Stop once this many samples have been touched (the machine-independent axis).
+    pub max_samples: Option<u64>,
+    /// Evaluate metrics every this many iterations (and at the start and the end).
+    pub eval_every: u64,
+    /// Write a checkpoint every this many iterations (needs a checkpoint path).
+    pub checkpoint_every: Option<u64>,
+    /// The run is `diverged` once |x| or |y| exceeds this anywhere, or anything is non-finite.
+    pub divergence_threshold: f64,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            max_iters: Some(1000),
+            max_seconds: None,
+            max_oracle_calls: None,
+            max_samples: None,
+            eval_every: 100,
+            checkpoint_every: None,
+            divergence_threshold: 1e10,
+        }
+    }
+}
+
+impl RunOptions {
+    /// Checks the options: at least one budget, positive evaluation period.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_iters.is_none()
+            && self.max_seconds.is_none()
+            && self.max_oracle_calls.is_none()
+            && self.max_samples.is_none()
+        {
+            return Err(Error::config(
+                "run",
+                "set at least one budget: max_iters, max_seconds, max_oracle_calls or max_samples",
+            ));
+        }
+        if self.eval_every == 0 {
+            return Err(Error::config("eval_every", "must be >= 1"));
+        }
+        if self.checkpoint_every == Some(0) {
+            return Err(Error::config("checkpoint_every", "must be >= 1"));
+        }
+        if let Some(s) = self.max_seconds {
+            crate::core::error::check_positive("max_seconds", s)?;
+        }
+        crate::core::error::check_positive("divergence_threshold", self.divergence_threshold)
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// A budget was exhausted normally.
+    Done,
+    /// Iterates or metrics became non-finite or exploded.
+    Diverged,
+    /// The solver or the problem returned an error.
+    Failed,
+}
+
+impl RunStatus {
+    /// The lowercase name used in summaries.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunStatus::Done => "done",
+            RunStatus::Diverged => "diverged",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Which condition ended the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// `max_iters` reached.
+    MaxIters,
+    /// `max_seconds` reached.
+    MaxSeconds,
+    /// `max_oracle_calls` reached.
+    MaxOracleCalls,
+    /// `max_samples` reached.
+    MaxSamples,
+    /// Divergence detected.
+    Divergence,
+    /// An error.
+    Error,
+}
+
+/// What observers see at each evaluation point: plain, serializable data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    /// Outer iterations done.
+    pub iter: u64,
+    /// Solver time so far (seconds; evaluation excluded).
+    pub solver_time_s: f64,
+    /// Oracle counts so far.
+    pub counts: Counts,
+    /// Metrics at the current iterate.
+    pub metrics: Metrics,
+    /// The last step's diagnostics.
+    pub diagnostics: std::collections::BTreeMap<String, f64>,
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// How it ended.
+    pub status: RunStatus,
+    /// Why it stopped.
+    pub stop_reason: StopReason,
+    /// Outer iterations done.
+    pub iters: u64,
+    /// Solver time (seconds; evaluation excluded).
+    pub solver_time_s: f64,
+    /// Oracle counts.
+    pub counts: Counts,
+    /// Metrics at the last evaluation.
+    pub final_metrics: Metrics,
+    /// A message for `diverged` and `failed` runs.
+    pub message: Option<String>,
+}
+
+/// Where and with what context checkpoints are written.
+#[derive(Clone, Debug)]
+pub struct CheckpointTarget {
+    /// The checkpoint file (overwritten atomically each time).
+    pub path: PathBuf,
+    /// Caller context stored in the checkpoint.
+    pub context: serde_json::Value,
+}
+
+/// Runs solvers on problems under [`RunOptions`], notifying observers.
+pub struct Runner<'o> {
+    /// Budgets and evaluation settings.
+    pub options: RunOptions,
+    /// Notified at every evaluation and at the end.
+    pub observers: Vec<Box<dyn Observer + 'o>>,
+    /// Where to write checkpoints, if `checkpoint_every` is set.
+    pub checkpoint: Option<CheckpointTarget>,
+}
+
+/// Progress of a run, carried across a checkpoint.
+#[derive(Clone, Copy, Debug)]
+struct Progress {
+    iter: u64,
+    solver_time_s: f64,
+}
+
+impl<'o> Runner<'o> {
+    /// A runner with no observers and no checkpoints.
+    pub fn new(options: RunOptions) -> Self {
+        Self {
+            options,
+            observers: Vec::new(),
+            checkpoint: None,
+        }
+    }
+
+    /// Adds an observer.
+    pub fn observe(mut self, observer: impl Observer + 'o) -> Self {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Runs `config` on `problem` from (x₀, y₀) with `seed`.
+    pub fn run_config(
+        &mut self,
+        config: &SolverConfig,
+        problem: &Problem,
+        x0: Vector,
+        y0: Vector,
+        seed: u64,
+    ) -> Result<RunSummary> {
+        config.validate()?;
+        let solver_json = serde_json::to_value(config).expect("invariant: configs serialize");
+        config.visit(RunVisitor {
+            runner: self,
+            problem,
+            start: Start::Fresh { x0, y0, seed },
+            solver_json,
+        })?
+    }
+
+    /// Continues the run saved in `checkpoint` on `problem` (which must be the same problem).
+    pub fn resume_config(
+        &mut self,
+        checkpoint: &Checkpoint,
+        problem: &Problem,
+    ) -> Result<RunSummary> {
+        let config: SolverConfig =
+            serde_json::from_value(checkpoint.solver.clone()).map_err(|e| Error::Checkpoint {
+                path: PathBuf::new(),
+                reason: format!("solver config: {e}"),
+            })?;
+        config.visit(RunVisitor {
+            runner: self,
+            problem,
+            start: Start::Checkpoint(checkpoint),
+            solver_json: checkpoint.solver.clone(),
+        })?
+    }
+
+    /// Runs a built solver from (x₀, y₀). `solver_json` is stored in checkpoints.
+    pub fn run<S: Solver>(
+        &mut self,
+        solver: &S,
+        problem: &Problem,
+        x0: Vector,
+        y0: Vector,
+        seed: u64,
+        solver_json: serde_json::Value,
+    ) -> Result<RunSummary> {
+        self.options.validate()?;
+        let (dx, dy) = problem.dims();
+        if x0.nrows() != dx || y0.nrows() != dy {
+            return Err(Error::DimensionMismatch {
+                what: "starting point (x0, y0)".into(),
+                expected: if x0.nrows() != dx { dx } else { dy },
+                found: if x0.nrows() != dx {
+                    x0.nrows()
+                } else {
+                    y0.nrows()
+                },
+            });
+        }
+        let state = solver.init(problem, x0, y0, seed)?;
+        let progress = Progress {
+            iter: 0,
+            solver_time_s: 0.0,
+        };
+        self.drive(solver, problem, state, progress, true, solver_json)
+    }
+
+    /// Continues from a checkpoint with a built solver.
+    pub fn resume<S: Solver>(
+        &mut self,
+        solver: &S,
+        problem: &Problem,
+        checkpoint: &Checkpoint,
+    ) -> Result<RunSummary> {
+        self.options.validate()?;
+        let state: S::State =
+            serde_json::from_value(checkpoint.state.clone()).map_err(|e| Error::Checkpoint {
+                path: PathBuf::new(),
+                reason: format!("state does not match solver `{}`: {e}", solver.name()),
+            })?;
+        problem.set_counts(&checkpoint.counts);
+        let progress = Progress {
+            iter: checkpoint.iter,
+            solver_time_s: checkpoint.solver_time_s,
+        };
+        self.drive(
+            solver,
+            problem,
+            state,
+            progress,
+            false,
+            checkpoint.solver.clone(),
+        )
+    }
+
+    fn budget_reason(&self, progress: &Progress, counts: &Counts) -> Option<StopReason> {
+        let o = &self.options;
+        if o.max_iters.is_some_and(|m| progress.iter >= m) {
+            return Some(StopReason::MaxIters);
+        }
+        if o.max_seconds.is_some_and(|m| progress.solver_time_s >= m) {
+            return Some(StopReason::MaxSeconds);
+        }
+        if o.max_oracle_calls.is_some_and(|m| counts.calls() >= m) {
+            return Some(StopReason::MaxOracleCalls);
+        }
+        if o.max_samples.is_some_and(|m| counts.samples() >= m) {
+            return Some(StopReason::MaxSamples);
+        }
+        None
+    }
+
+    fn divergence(&self, x: &Vector, y: &Vector) -> Option<String> {
+        let limit = self.options.divergence_threshold;
+        for (name, v) in [("x", x), ("y", y)] {
+            let m = v.max_abs();
+            if !m.is_finite() {
+                return Some(format!("{name} is not finite"));
+            }
+            if m > limit {
+                return Some(format!("|{name}| = {m:.3e} exceeds {limit:.1e}"));
+            }
+        }
+        None
+    }
+
+    fn evaluate<S: Solver>(
+        &mut self,
+        solver: &S,
+        problem: &Problem,
+        state: &S::State,
+        progress: &Progress,
+        diagnostics: &Diagnostics,
+    ) -> Result<Record> {
+        let (x, y) = solver.iterate(state);
+        let metrics = problem.metrics(x, y, solver.adjoint(state))?;
+        let record = Record {
+            iter: progress.iter,
+            solver_time_s: progress.solver_time_s,
+            counts: problem.counts(),
+            metrics,
+            diagnostics: diagnostics
+                .iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        };
+        for observer in &mut self.observers {
+            observer.observe(&record)?;
+        }
+        Ok(record)
+    }
+
+    fn drive<S: Solver>(
+        &mut self,
+        solver: &S,
+        problem: &Problem,
+        mut state: S::State,
+        mut progress: Progress,
+        evaluate_start: bool,
+        solver_json: serde_json::Value,
+    ) -> Result<RunSummary> {
+        let eval_every = self.options.eval_every;
+        let mut diagnostics = Diagnostics::new();
+        let mut last_record = None;
+        if evaluate_start {
+            last_record = Some(self.evaluate(solver, problem, &state, &progress, &diagnostics)?);
+        }
+        let mut outcome: Option<(RunStatus, StopReason, Option<String>)> = None;
+        if let Some(record) = &last_record
+            && let Some(bad) = non_finite_metric(&record.metrics)
+        {
+            outcome = Some((
+                RunStatus::Diverged,
+                StopReason::Divergence,
+                Some(format!("metric {bad} is not finite at the start")),
+            ));
+        }
+        while outcome.is_none() {
+            if let Some(reason) = self.budget_reason(&progress, &problem.counts()) {
+                outcome = Some((RunStatus::Done, reason, None));
+                break;
+            }
+            let started = Instant::now();
+            let step = solver.step(problem, &mut state);
+            progress.solver_time_s += started.elapsed().as_secs_f64();
+            match step {
+                Ok(d) => diagnostics = d,
+                Err(Error::Diverged { iter, what }) => {
+                    outcome = Some((
+                        RunStatus::Diverged,
+                        StopReason::Divergence,
+                        Some(format!(
+                            "solver reported divergence at iteration {iter}: {what}"
+                        )),
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    outcome = Some((RunStatus::Failed, StopReason::Error, Some(e.to_string())));
+                    break;
+                }
+            }
+            progress.iter += 1;
+            let (x, y) = solver.iterate(&state);
+            if let Some(what) = self.divergence(x, y) {
+                outcome = Some((RunStatus::Diverged, StopReason::Divergence, Some(what)));
+                break;
+            }
+            if progress.iter.is_multiple_of(eval_every) {
+                let record = self.evaluate(solver, problem, &state, &progress, &diagnostics)?;
+                if let Some(bad) = non_finite_metric(&record.metrics) {
+                    outcome = Some((
+                        RunStatus::Diverged,
+                        StopReason::Divergence,
+                        Some(format!("metric {bad} is not finite")),
+                    ));
+                }
+                last_record = Some(record);
+            }
+            if let (Some(every), Some(target)) = (self.options.checkpoint_every, &self.checkpoint)
+                && progress.iter.is_multiple_of(every)
+                && outcome.is_none()
+            {
+                let checkpoint = Checkpoint {
+                    format: CHECKPOINT_FORMAT,
+                    solver: solver_json.clone(),
+                    iter: progress.iter,
+                    solver_time_s: progress.solver_time_s,
+                    counts: problem.counts(),
+                    state: serde_json::to_value(&state).map_err(|e| Error::Checkpoint {
+                        path: target.path.clone(),
+                        reason: format!("cannot serialize the state: {e}"),
+                    })?,
+                    context: target.context.clone(),
+                };
+                checkpoint.save(&target.path)?;
+            }
+        }
+        let (status, stop_reason, message) =
+            outcome.expect("invariant: the loop exits with an outcome");
+        // Final evaluation, unless the last record is already at this iteration or the run
+        // diverged (metrics of a diverged iterate are meaningless).
+        let needs_final = last_record.as_ref().is_none_or(|r| r.iter != progress.iter);
+        if status != RunStatus::Diverged && needs_final {
+            last_record = Some(self.evaluate(solver, problem, &state, &progress, &diagnostics)?);
+        }
+        let summary = RunSummary {
+            status,
+            stop_reason,
+            iters: progress.iter,
+            solver_time_s: progress.solver_time_s,
+            counts: problem.counts(),
+            final_metrics: last_record.map(|r| r.metrics).unwrap_or_default(),
+            message,
+        };
+        for observer in &mut self.observers {
+            observer.finish(&summary)?;
+        }
+        Ok(summary)
+    }
+}
+
+fn non_finite_metric(metrics: &Metrics) -> Option<String> {
+    metrics
+        .iter()
+        .find(|(_, v)| !v.is_finite())
+        .map(|(k, _)| k.clone())
+}
+
+enum Start<'a> {
+    Fresh { x0: Vector, y0: Vector, seed: u64 },
+    Checkpoint(&'a Checkpoint),
+}
+
+struct RunVisitor<'r, 'o, 'p> {
+    runner: &'r mut Runner<'o>,
+    problem: &'p Problem,
+    start: Start<'p>,
+    solver_json: serde_json::Value,
+}
+
+impl SolverVisitor for RunVisitor<'_, '_, '_> {
+    type Output = Result<RunSummary>;
+    fn visit<S: Solver>(self, solver: S) -> Result<RunSummary> {
+        match self.start {
+            Start::Fresh { x0, y0, seed } => {
+                self.runner
+                    .run(&solver, self.problem, x0, y0, seed, self.solver_json)
+            }
+            Start::Checkpoint(c) => self.runner.resume(&solver, self.problem, c),
+        }
+    }
+}
