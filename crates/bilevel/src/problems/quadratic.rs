@@ -96,6 +96,16 @@ impl QuadraticConfig {
                 ),
             ));
         }
+        if self.n_inner < self.dim_y {
+            return Err(Error::config(
+                "n_inner",
+                format!(
+                    "must be >= dim_y ({}): the inner Hessian is a mean of rank-one samples and \
+                     is singular with fewer samples than dimensions",
+                    self.dim_y
+                ),
+            ));
+        }
         if !self.x0.is_finite() {
             return Err(Error::config("x0", "must be finite"));
         }

@@ -1,0 +1,440 @@
+//! Experiment files: parsing, validation and grid expansion.
+//!
+//! An experiment file is TOML:
+//!
+//! ```toml
+//! name = "quickstart"          # names the output directory results/<name>
+//! seeds = [1, 2, 3]
+//!
+//! [problem]                    # or several [[problem]] tables: a suite
+//! kind = "quadratic"
+//! dim_x = 10
+//!
+//! [start]                      # optional; the problem's default otherwise
+//! x = -2.0                     # scalar fills every coordinate; a list gives it exactly
+//! y = 0.0
+//!
+//! [run]                        # budgets and evaluation (bilevel::run::RunOptions)
+//! max_iters = 2000
+//! eval_every = 100
+//!
+//! [[solver]]
+//! kind = "soba"
+//! outer_lr = { kind = "inv_power", c = [0.1, 0.5], a = 0.5 }   # a list is a grid axis
+//! ```
+//!
+//! Every array of scalars inside a `[problem]` or `[[solver]]` table is a grid axis; the grid is
+//! the Cartesian product of the axes, times the seeds. Everything is validated (unknown fields,
+//! out-of-range values, dimensions) before anything runs, and errors name the file, the table
+//! and the field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use bilevel::algorithms::SolverConfig;
+use bilevel::core::Vector;
+use bilevel::problems::ProblemConfig;
+use bilevel::run::RunOptions;
+use serde::{Deserialize, Serialize};
+
+/// A configuration error: reported in one line, exit code 2.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How a starting vector is given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StartValue {
+    /// Every coordinate equal.
+    Scalar(f64),
+    /// The exact vector.
+    List(Vec<f64>),
+}
+
+impl StartValue {
+    fn to_vector(&self, dim: usize, what: &str) -> Result<Vector, String> {
+        match self {
+            StartValue::Scalar(v) if v.is_finite() => Ok(Vector::from_fn(dim, |_| *v)),
+            StartValue::Scalar(v) => Err(format!("{what} = {v} is not finite")),
+            StartValue::List(values) => {
+                if values.len() != dim {
+                    return Err(format!(
+                        "{what} has {} entries but the problem has dimension {dim}",
+                        values.len()
+                    ));
+                }
+                if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+                    return Err(format!("{what} contains a non-finite value {bad}"));
+                }
+                Ok(bilevel::core::linalg::from_slice(values))
+            }
+        }
+    }
+}
+
+/// The optional `[start]` table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Start {
+    /// x₀.
+    pub x: Option<StartValue>,
+    /// y₀.
+    pub y: Option<StartValue>,
+}
+
+impl Start {
+    /// (x₀, y₀) for `problem`: given values override the problem's default.
+    pub fn resolve(&self, problem: &bilevel::core::Problem) -> Result<(Vector, Vector), String> {
+        let (dx, dy) = problem.dims();
+        let (mut x0, mut y0) = problem.start();
+        if let Some(x) = &self.x {
+            x0 = x.to_vector(dx, "start.x")?;
+        }
+        if let Some(y) = &self.y {
+            y0 = y.to_vector(dy, "start.y")?;
+        }
+        Ok((x0, y0))
+    }
+}
+
+/// One run of the grid: a problem, a solver, a seed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Stable id: `<solver kind>-<hash of problem, start and solver>-seed<k>`.
+    pub id: String,
+    /// Index of the problem in the suite.
+    pub problem_index: usize,
+    /// The problem.
+    pub problem: ProblemConfig,
+    /// The solver.
+    pub solver: SolverConfig,
+    /// The seed.
+    pub seed: u64,
+}
+
+/// A validated experiment.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its name.
+    pub name: String,
+    /// The problems of the suite (after grid expansion).
+    pub problems: Vec<ProblemConfig>,
+    /// The starting point.
+    pub start: Start,
+    /// Budgets and evaluation.
+    pub run: RunOptions,
+    /// All runs, in a stable order.
+    pub runs: Vec<RunSpec>,
+}
+
+const TOP_LEVEL_KEYS: [&str; 6] = ["name", "seeds", "problem", "start", "run", "solver"];
+
+/// Reads, validates and expands an experiment file.
+pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+    parse(&text, path)
+}
+
+/// Parses experiment text (`path` is used in messages and for the name default).
+pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
+    let file = path.display().to_string();
+    let err = |msg: String| ConfigError(format!("{file}: {msg}"));
+    let root: toml::Table = toml::from_str(text).map_err(|e| {
+        let location = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}: ")
+            })
+            .unwrap_or_default();
+        err(format!("{location}{}", e.message().trim()))
+    })?;
+    for key in root.keys() {
+        if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+            return Err(err(format!(
+                "unknown top-level key `{key}`, expected one of {}",
+                TOP_LEVEL_KEYS.map(|k| format!("`{k}`")).join(", ")
+            )));
+        }
+    }
+    let name = match root.get("name") {
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "experiment".into()),
+        Some(toml::Value::String(s)) if valid_name(s) => s.clone(),
+        Some(other) => {
+            return Err(err(format!(
+                "`name` must be a string of letters, digits, '-', '_' and '.', got {other}"
+            )));
+        }
+    };
+    let seeds: Vec<u64> = match root.get("seeds") {
+        None => vec![0],
+        Some(v) => v
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| err(format!("`seeds`: {}", e.message().trim())))?,
+    };
+    if seeds.is_empty() {
+        return Err(err("`seeds` must not be empty".into()));
+    }
+    let run: RunOptions = match root.get("run") {
+        None => RunOptions::default(),
+        Some(v) => v
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| err(format!("[run]: {}", e.message().trim())))?,
+    };
+    run.validate().map_err(|e| err(format!("[run]: {e}")))?;
+    let start: Start = match root.get("start") {
+        None => Start::default(),
+        Some(v) => v
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| err(format!("[start]: {}", e.message().trim())))?,
+    };
+
+    let problem_tables = tables(&root, "problem").map_err(&err)?;
+    if problem_tables.is_empty() {
+        return Err(err("missing [problem] table".into()));
+    }
+    let mut problems = Vec::new();
+    for (i, table) in problem_tables.iter().enumerate() {
+        let label = table_label("problem", i, problem_tables.len(), table);
+        for point in expand(table) {
+            let config: ProblemConfig = toml::Value::Table(point)
+                .try_into()
+                .map_err(|e: toml::de::Error| err(format!("{label}: {}", e.message().trim())))?;
+            config
+                .validate()
+                .map_err(|e| err(format!("{label}: {e}")))?;
+            problems.push(config);
+        }
+    }
+
+    let solver_tables = tables(&root, "solver").map_err(&err)?;
+    if solver_tables.is_empty() {
+        return Err(err("no [[solver]] table".into()));
+    }
+    let mut solvers = Vec::new();
+    for (i, table) in solver_tables.iter().enumerate() {
+        let label = table_label("solver", i, solver_tables.len(), table);
+        for point in expand(table) {
+            let config: SolverConfig = toml::Value::Table(point)
+                .try_into()
+                .map_err(|e: toml::de::Error| err(format!("{label}: {}", e.message().trim())))?;
+            config
+                .validate()
+                .map_err(|e| err(format!("{label}: {e}")))?;
+            solvers.push(config);
+        }
+    }
+
+    let mut runs = Vec::new();
+    for (problem_index, problem) in problems.iter().enumerate() {
+        for solver in &solvers {
+            let hash = stable_hash(&serde_json::json!({
+                "problem": problem,
+                "start": start,
+                "solver": solver,
+            }));
+            for &seed in &seeds {
+                runs.push(RunSpec {
+                    id: format!("{}-{:08x}-seed{seed}", solver.kind(), hash as u32),
+                    problem_index,
+                    problem: problem.clone(),
+                    solver: solver.clone(),
+                    seed,
+                });
+            }
+        }
+    }
+    let mut ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(err(format!(
+            "two runs have the same id `{}` (a solver or seed is listed twice)",
+            w[0]
+        )));
+    }
+    Ok(Experiment {
+        path: path.to_owned(),
+        name,
+        problems,
+        start,
+        run,
+        runs,
+    })
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn table_label(section: &str, index: usize, count: usize, table: &toml::Table) -> String {
+    let kind = table
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .map(|k| format!(" (kind = \"{k}\")"))
+        .unwrap_or_default();
+    if count == 1 {
+        format!("[{section}]{kind}")
+    } else {
+        format!("[[{section}]] #{}{kind}", index + 1)
+    }
+}
+
+/// The tables under `key`: a single table or an array of tables.
+fn tables(root: &toml::Table, key: &str) -> Result<Vec<toml::Table>, String> {
+    match root.get(key) {
+        None => Ok(Vec::new()),
+        Some(toml::Value::Table(t)) => Ok(vec![t.clone()]),
+        Some(toml::Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                toml::Value::Table(t) => Ok(t.clone()),
+                _ => Err(format!("[[{key}]] #{} is not a table", i + 1)),
+            })
+            .collect(),
+        Some(_) => Err(format!("`{key}` must be a table")),
+    }
+}
+
+fn is_scalar(v: &toml::Value) -> bool {
+    matches!(
+        v,
+        toml::Value::Integer(_)
+            | toml::Value::Float(_)
+            | toml::Value::String(_)
+            | toml::Value::Boolean(_)
+    )
+}
+
+/// Paths (sequences of keys) of the grid axes: non-empty arrays of scalars.
+fn axes(
+    table: &toml::Table,
+    prefix: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, Vec<toml::Value>)>,
+) {
+    for (key, value) in table {
+        prefix.push(key.clone());
+        match value {
+            toml::Value::Array(items) if !items.is_empty() && items.iter().all(is_scalar) => {
+                out.push((prefix.clone(), items.clone()));
+            }
+            toml::Value::Table(inner) => axes(inner, prefix, out),
+            _ => {}
+        }
+        prefix.pop();
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    if path.len() == 1 {
+        table.insert(path[0].clone(), value);
+    } else if let Some(toml::Value::Table(inner)) = table.get_mut(&path[0]) {
+        set_path(inner, &path[1..], value);
+    }
+}
+
+/// The Cartesian product of a table's grid axes (in key order, last axis fastest).
+pub fn expand(table: &toml::Table) -> Vec<toml::Table> {
+    let mut found = Vec::new();
+    axes(table, &mut Vec::new(), &mut found);
+    let mut points = vec![table.clone()];
+    for (path, values) in &found {
+        let mut next = Vec::with_capacity(points.len() * values.len());
+        for point in &points {
+            for value in values {
+                let mut p = point.clone();
+                set_path(&mut p, path, value.clone());
+                next.push(p);
+            }
+        }
+        points = next;
+    }
+    points
+}
+
+/// FNV-1a 64 of the canonical (sorted-key) JSON: stable across runs, platforms and versions.
+pub fn stable_hash(value: &serde_json::Value) -> u64 {
+    let text = serde_json::to_string(value).expect("invariant: JSON values serialize");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRID: &str = r#"
+name = "grid"
+seeds = [1, 2, 3]
+[problem]
+kind = "quadratic_tiny"
+[run]
+max_iters = 10
+eval_every = 5
+[[solver]]
+kind = "soba"
+outer_lr = [0.1, 0.2, 0.3]
+[[solver]]
+kind = "aid_cg"
+outer_lr = { kind = "constant", c = [0.1, 0.2, 0.3] }
+"#;
+
+    #[test]
+    fn two_solvers_three_steps_three_seeds_make_18_runs_with_stable_distinct_ids() {
+        let a = parse(GRID, Path::new("grid.toml")).unwrap();
+        assert_eq!(a.runs.len(), 18);
+        let mut ids: Vec<_> = a.runs.iter().map(|r| r.id.clone()).collect();
+        let b = parse(GRID, Path::new("grid.toml")).unwrap();
+        let ids_b: Vec<_> = b.runs.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, ids_b, "ids are stable across parses");
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 18, "ids are distinct");
+    }
+
+    #[test]
+    fn errors_name_the_file_table_and_field() {
+        let bad = GRID.replace("outer_lr = [0.1, 0.2, 0.3]", "outerlr = 0.1");
+        let e = parse(&bad, Path::new("exp.toml")).unwrap_err().0;
+        assert!(
+            e.starts_with("exp.toml: [[solver]] #1 (kind = \"soba\")"),
+            "{e}"
+        );
+        assert!(e.contains("outerlr"), "{e}");
+        let bad = GRID.replace("max_iters = 10", "max_iter = 10");
+        let e = parse(&bad, Path::new("exp.toml")).unwrap_err().0;
+        assert!(e.contains("[run]") && e.contains("max_iter"), "{e}");
+        let bad = GRID.replace("kind = \"quadratic_tiny\"", "kind = \"quadratic\"\nmu = -1");
+        let e = parse(&bad, Path::new("exp.toml")).unwrap_err().0;
+        assert!(e.contains("[problem]") && e.contains("mu"), "{e}");
+        let e = parse("name = [", Path::new("exp.toml")).unwrap_err().0;
+        assert!(e.starts_with("exp.toml: line 1"), "{e}");
+        let e = parse(&format!("{GRID}\nbogus = 1"), Path::new("exp.toml"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,57 @@
+//! Shared fixtures of the integration tests: the test problem and the table of test-sized
+//! solver settings (one row per registered algorithm).
+#![allow(dead_code)]
+
+use bilevel::prelude::*;
+use bilevel::problems::quadratic::QuadraticConfig;
+
+/// The 10 × 20 quadratic of the convergence table (design.md §3.9), with enough samples that
+/// minibatches of 32 are genuinely stochastic.
+pub fn quadratic_10x20() -> Problem {
+    QuadraticConfig {
+        dim_x: 10,
+        dim_y: 20,
+        n_inner: 512,
+        n_outer: 512,
+        seed: 0,
+        ..QuadraticConfig::default()
+    }
+    .build()
+    .expect("the test quadratic builds")
+}
+
+/// One row of the convergence table.
+pub struct Case {
+    /// The solver with test-sized settings.
+    pub config: SolverConfig,
+    /// The iteration budget within which ‖∇F‖² must fall by 10³.
+    pub iters: u64,
+    /// The problem it runs on.
+    pub problem: fn() -> Problem,
+}
+
+/// Every registered algorithm with settings that converge on its test problem.
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            config: SolverConfig::AidCg(AidCgConfig {
+                inner_steps: 10,
+                inner_lr: 0.5,
+                outer_lr: Schedule::constant(1.0),
+                ..Default::default()
+            }),
+            iters: 200,
+            problem: quadratic_10x20,
+        },
+        Case {
+            config: SolverConfig::Soba(SobaConfig {
+                inner_lr: Schedule::inv_power(0.5, 0.25),
+                outer_lr: Schedule::inv_power(0.5, 0.25),
+                batch_size: 32,
+                ..Default::default()
+            }),
+            iters: 20_000,
+            problem: quadratic_10x20,
+        },
+    ]
+}
