@@ -225,6 +225,11 @@ impl Scratch {
             .try_into()
             .expect("invariant: the buffer count equals N")
     }
+
+    /// The `i`-th vector of the last [`vectors`](Self::vectors) call.
+    pub fn get(&self, i: usize) -> Option<&Vector> {
+        self.bufs.get(i)
+    }
 }
 
 /// Central finite differences, the fallback for second-order products.

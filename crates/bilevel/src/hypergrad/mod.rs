@@ -4,8 +4,10 @@
 //! [`DoubleLoop`](crate::algorithms::double_loop::DoubleLoop)s over an estimator.
 
 pub mod implicit;
+pub mod phi_hat;
 
 pub use implicit::{Implicit, ImplicitState, LinearSystem};
+pub use phi_hat::{NeumannEstimator, PhiHat, PhiHatDraw, PhiHatSamplers, PhiHatWork};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

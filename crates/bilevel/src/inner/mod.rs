@@ -2,4 +2,4 @@
 
 pub mod gd;
 
-pub use gd::descend;
+pub use gd::{descend, descend_recording};
