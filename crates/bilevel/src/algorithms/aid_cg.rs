@@ -59,7 +59,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::double_loop::{DoubleLoop, DoubleLoopState};
+use super::double_loop::{DoubleLoop, DoubleLoopState, OuterOptimizer};
 use crate::core::error::check_positive;
 use crate::core::{Result, SamplingMode, Schedule};
 use crate::hypergrad::{Implicit, ImplicitState, LinearSystem};
@@ -123,6 +123,7 @@ impl AidCgConfig {
                 sampling: SamplingMode::Shuffled,
             },
             outer_lr: self.outer_lr,
+            outer_optimizer: OuterOptimizer::Sgd,
         })
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::{Result, Solver};
 
 pub use aid_cg::{AidCg, AidCgConfig, AidCgState};
-pub use double_loop::{DoubleLoop, DoubleLoopState};
+pub use double_loop::{DoubleLoop, DoubleLoopState, OuterOptimizer};
 pub use soba::{Soba, SobaConfig, SobaState};
 
 /// Every algorithm's configuration, selected by `kind` (the algorithm's file name).
