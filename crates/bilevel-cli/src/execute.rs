@@ -12,7 +12,24 @@ use bilevel::run::{Checkpoint, JsonlTrace, RunOptions, RunStatus, RunSummary, Ru
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::{ConfigError, Experiment, RunSpec, Start};
-use crate::summary;
+use crate::report::{self, ReportOptions};
+use crate::{plot, summary};
+
+/// The copy of the experiment file kept in an output directory.
+pub const EXPERIMENT_COPY: &str = "experiment.toml";
+
+/// Reads the experiment copy of an output directory.
+pub fn experiment_copy(out_dir: &Path) -> Result<Experiment> {
+    let path = out_dir.join(EXPERIMENT_COPY);
+    if !path.exists() {
+        return Err(ConfigError(format!(
+            "{}: no {EXPERIMENT_COPY} here; is this an output directory of `bilevel run`?",
+            out_dir.display()
+        ))
+        .into());
+    }
+    Ok(crate::experiment::load(&path)?)
+}
 
 /// The build's git commit (from build.rs), or "unknown".
 pub const GIT_COMMIT: &str = match option_env!("BILEVEL_GIT_COMMIT") {
@@ -216,6 +233,14 @@ pub fn run_grid(
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(Vec::new());
     let failed = AtomicUsize::new(0);
+    let running = AtomicUsize::new(0);
+    let update = |bar: &indicatif::ProgressBar| {
+        bar.set_message(format!(
+            "{} running, {} not done",
+            running.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed)
+        ));
+    };
     let jobs = jobs.clamp(1, todo.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -236,6 +261,8 @@ pub fn run_grid(
                         .iter()
                         .find(|(i, _)| *i == run_index)
                         .map(|(_, c)| c);
+                    running.fetch_add(1, Ordering::Relaxed);
+                    update(&bar);
                     let summary = execute_run(
                         &context,
                         &experiment.name,
@@ -266,8 +293,35 @@ pub fn run_grid(
         .expect("invariant: no thread panicked holding the lock");
     let order = |o: &Outcome| experiment.runs.iter().position(|r| r.id == o.spec.id);
     outcomes.sort_by_key(order);
-    summary::write_summary(&layout)?;
     Ok(outcomes)
+}
+
+/// Regenerates `summary.csv`, the figures (unless `plots` is false) and `report.md` from the
+/// traces of `DIR`.
+pub fn finalize(
+    out_dir: &Path,
+    experiment: &str,
+    options: &ReportOptions,
+    plots: bool,
+) -> Result<()> {
+    let layout = Layout::new(out_dir);
+    summary::write_summary(&layout)?;
+    let traces = report::load_traces(&layout)?;
+    let sections = report::analyze(&traces, options);
+    let figures = if plots {
+        plot::plot_sections(&layout, &sections)?
+    } else {
+        Vec::new()
+    };
+    let markdown = report::render(experiment, &sections, options, &|p| {
+        figures
+            .iter()
+            .filter(|f| f.0 == p)
+            .map(|f| (f.1.clone(), f.2.display().to_string()))
+            .collect()
+    });
+    bilevel::run::write_atomic(&layout.root.join("report.md"), markdown.as_bytes())?;
+    Ok(())
 }
 
 /// Continues one run from its checkpoint file, then refreshes the experiment's summary.
@@ -310,6 +364,11 @@ pub fn resume_checkpoint(path: &Path) -> Result<RunSummary> {
         &y0,
         Some(&checkpoint),
     );
-    summary::write_summary(&Layout::new(&context.out_dir))?;
+    // The experiment's own name and report settings, from the copy in the output directory.
+    let (name, report_options) = match experiment_copy(&context.out_dir) {
+        Ok(e) => (e.name, e.report),
+        Err(_) => (experiment_name, ReportOptions::default()),
+    };
+    finalize(&context.out_dir, &name, &report_options, true)?;
     Ok(summary)
 }

@@ -37,6 +37,8 @@ use bilevel::problems::ProblemConfig;
 use bilevel::run::RunOptions;
 use serde::{Deserialize, Serialize};
 
+use crate::report::ReportOptions;
+
 /// A configuration error: reported in one line, exit code 2.
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -135,9 +137,13 @@ pub struct Experiment {
     pub run: RunOptions,
     /// All runs, in a stable order.
     pub runs: Vec<RunSpec>,
+    /// How the report selects and summarises.
+    pub report: ReportOptions,
 }
 
-const TOP_LEVEL_KEYS: [&str; 6] = ["name", "seeds", "problem", "start", "run", "solver"];
+const TOP_LEVEL_KEYS: [&str; 7] = [
+    "name", "seeds", "problem", "start", "run", "solver", "report",
+];
 
 /// Reads, validates and expands an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
@@ -205,6 +211,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
             .try_into()
             .map_err(|e: toml::de::Error| err(format!("[start]: {}", e.message().trim())))?,
     };
+
+    let report: ReportOptions = match root.get("report") {
+        None => ReportOptions::default(),
+        Some(v) => v
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| err(format!("[report]: {}", e.message().trim())))?,
+    };
+    report
+        .validate()
+        .map_err(|e| err(format!("[report]: {e}")))?;
 
     let problem_tables = tables(&root, "problem").map_err(&err)?;
     if problem_tables.is_empty() {
@@ -276,6 +293,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
         start,
         run,
         runs,
+        report,
     })
 }
 

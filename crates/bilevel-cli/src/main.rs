@@ -9,6 +9,8 @@
 
 mod execute;
 mod experiment;
+mod plot;
+mod report;
 mod summary;
 
 use std::path::{Path, PathBuf};
@@ -32,11 +34,22 @@ struct Cli {
 enum Command {
     /// Run an experiment file: every solver × parameter grid point × seed.
     Run {
-        /// The experiment (TOML).
-        experiment: PathBuf,
+        /// The experiment (TOML). Optional with --resume.
+        #[arg(required_unless_present = "resume")]
+        experiment: Option<PathBuf>,
         /// Output directory (default: results/<experiment name>).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         out: Option<PathBuf>,
+        /// Continue an interrupted grid in DIR: skip completed runs, resume checkpointed ones,
+        /// start the others.
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
+        /// Replace the results of an earlier run in the output directory.
+        #[arg(long)]
+        overwrite: bool,
+        /// Skip the figures (report and summary only).
+        #[arg(long)]
+        no_plots: bool,
         /// Parallel runs (default: all cores).
         #[arg(long)]
         jobs: Option<usize>,
@@ -57,6 +70,16 @@ enum Command {
     Resume {
         /// A checkpoint written by `bilevel run` (`DIR/checkpoints/<run>.json`).
         checkpoint: PathBuf,
+    },
+    /// Draw the figures of an experiment directory (SVG and PNG) and refresh its report.
+    Plot {
+        /// An output directory of `bilevel run`.
+        dir: PathBuf,
+    },
+    /// Regenerate `summary.csv` and `report.md` of an experiment directory (no figures).
+    Report {
+        /// An output directory of `bilevel run`.
+        dir: PathBuf,
     },
 }
 
@@ -93,10 +116,38 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run {
             experiment,
             out,
+            resume,
+            overwrite,
+            no_plots,
             jobs,
             dry_run,
             quiet,
-        } => run(&experiment, out, jobs, dry_run, quiet),
+        } => run(RunArgs {
+            experiment,
+            out,
+            resume,
+            overwrite,
+            plots: !no_plots,
+            jobs,
+            dry_run,
+            quiet,
+        }),
+        Command::Plot { dir } => {
+            let experiment = execute::experiment_copy(&dir)?;
+            execute::finalize(&dir, &experiment.name, &experiment.report, true)?;
+            println!(
+                "figures in {}, report in {}",
+                dir.join("plots").display(),
+                dir.join("report.md").display()
+            );
+            Ok(())
+        }
+        Command::Report { dir } => {
+            let experiment = execute::experiment_copy(&dir)?;
+            execute::finalize(&dir, &experiment.name, &experiment.report, false)?;
+            println!("{}", dir.join("report.md").display());
+            Ok(())
+        }
         Command::List { json } => list(json),
         Command::Resume { checkpoint } => {
             let summary = execute::resume_checkpoint(&checkpoint)?;
@@ -118,23 +169,49 @@ fn default_jobs() -> usize {
         .unwrap_or(1)
 }
 
-fn run(
-    path: &Path,
+struct RunArgs {
+    experiment: Option<PathBuf>,
     out: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    overwrite: bool,
+    plots: bool,
     jobs: Option<usize>,
     dry_run: bool,
     quiet: bool,
-) -> Result<()> {
-    let experiment = experiment::load(path)?;
-    if jobs == Some(0) {
+}
+
+/// Whether `dir` already holds results of a run.
+fn has_results(dir: &Path) -> bool {
+    let layout = execute::Layout::new(dir);
+    let non_empty = |p: PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
+    non_empty(layout.traces()) || layout.summary().exists()
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    if args.jobs == Some(0) {
         return Err(ConfigError("--jobs must be >= 1".into()).into());
     }
-    if dry_run {
+    let (experiment, out) = match &args.resume {
+        Some(dir) => (execute::experiment_copy(dir)?, dir.clone()),
+        None => {
+            let path = args
+                .experiment
+                .as_deref()
+                .expect("invariant: clap requires EXPERIMENT without --resume");
+            let experiment = experiment::load(path)?;
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(&experiment.name));
+            (experiment, out)
+        }
+    };
+    if args.dry_run {
         // Building the problems checks data files and dimensions too.
         execute::build_problems(&experiment)?;
         println!(
             "{}: ok ({} problem(s), {} run(s))",
-            path.display(),
+            experiment.path.display(),
             experiment.problems.len(),
             experiment.runs.len()
         );
@@ -143,30 +220,71 @@ fn run(
         }
         return Ok(());
     }
-    let out = out.unwrap_or_else(|| PathBuf::from("results").join(&experiment.name));
-    let todo: Vec<usize> = (0..experiment.runs.len()).collect();
+    let layout = execute::Layout::new(&out);
+    let mut todo = Vec::new();
+    let mut checkpoints = Vec::new();
+    if args.resume.is_some() {
+        for (i, spec) in experiment.runs.iter().enumerate() {
+            if layout.trace(&spec.id).exists() {
+                continue; // complete
+            }
+            let checkpoint_path = layout.checkpoint(&spec.id);
+            let partial = bilevel::run::observer::partial_path(&layout.trace(&spec.id));
+            if checkpoint_path.exists() && partial.exists() {
+                checkpoints.push((i, bilevel::run::Checkpoint::load(&checkpoint_path)?));
+            }
+            todo.push(i);
+        }
+    } else {
+        if has_results(&out) {
+            if !args.overwrite {
+                return Err(ConfigError(format!(
+                    "{} already holds results: continue them with `bilevel run --resume {}`, \
+                     or replace them with --overwrite",
+                    out.display(),
+                    out.display()
+                ))
+                .into());
+            }
+            for dir in [layout.traces(), layout.checkpoints(), out.join("plots")] {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)?;
+                }
+            }
+        }
+        std::fs::create_dir_all(&out)?;
+        let text = std::fs::read(&experiment.path)?;
+        bilevel::run::write_atomic(&out.join(execute::EXPERIMENT_COPY), &text)?;
+        todo = (0..experiment.runs.len()).collect();
+    }
     let started = std::time::Instant::now();
     let outcomes = execute::run_grid(
         &experiment,
         &out,
-        jobs.unwrap_or_else(default_jobs),
+        args.jobs.unwrap_or_else(default_jobs),
         &todo,
-        &[],
-        !quiet,
+        &checkpoints,
+        !args.quiet,
     )?;
-    let rows = summary::read_rows(&execute::Layout::new(&out))?;
+    execute::finalize(&out, &experiment.name, &experiment.report, args.plots)?;
+    let rows = summary::read_rows(&layout)?;
     println!("{}", summary::table(&rows));
     let not_done = outcomes
         .iter()
         .filter(|o| o.summary.status != bilevel::run::RunStatus::Done)
         .count();
+    let skipped = experiment.runs.len() - todo.len();
     println!(
-        "\n{} run(s) in {:.1} s ({} not done); traces in {}, summary in {}",
+        "\n{} run(s) in {:.1} s ({} not done{}); results in {} (summary.csv, report.md, traces/)",
         outcomes.len(),
         started.elapsed().as_secs_f64(),
         not_done,
-        out.join("traces").display(),
-        out.join("summary.csv").display()
+        if skipped > 0 {
+            format!(", {skipped} already complete")
+        } else {
+            String::new()
+        },
+        out.display(),
     );
     Ok(())
 }
