@@ -7,6 +7,8 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
 
+mod alloc_count;
+mod bench;
 mod execute;
 mod experiment;
 mod plot;
@@ -22,6 +24,9 @@ use bilevel::problems::ProblemConfig;
 use clap::{Parser, Subcommand};
 
 use crate::experiment::ConfigError;
+
+#[global_allocator]
+static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
 
 #[derive(Parser)]
 #[command(name = "bilevel", version, about = "Bilevel optimization experiments", long_about = None)]
@@ -75,6 +80,31 @@ enum Command {
     Plot {
         /// An output directory of `bilevel run`.
         dir: PathBuf,
+    },
+    /// Time every solver per iteration on the standard shapes (median/min/max over repeats,
+    /// oracle calls and heap allocations per iteration) and one exact evaluation.
+    Bench {
+        /// Shapes, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        problem: Vec<String>,
+        /// Solvers, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        solvers: Vec<String>,
+        /// Iterations per timed repeat.
+        #[arg(long, default_value_t = 1000)]
+        iters: u64,
+        /// Warm-up iterations before timing.
+        #[arg(long, default_value_t = 100)]
+        warmup: u64,
+        /// Timed repeats (median, min and max are over these).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Minibatch size for solvers that have one.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Regenerate `summary.csv` and `report.md` of an experiment directory (no figures).
     Report {
@@ -140,6 +170,31 @@ fn dispatch(cli: Cli) -> Result<()> {
                 dir.join("plots").display(),
                 dir.join("report.md").display()
             );
+            Ok(())
+        }
+        Command::Bench {
+            problem,
+            solvers,
+            iters,
+            warmup,
+            repeats,
+            batch,
+            json,
+        } => {
+            let report = bench::run(&bench::BenchOptions {
+                shapes: problem,
+                solvers,
+                iters,
+                warmup,
+                repeats,
+                batch_size: batch,
+            })
+            .map_err(|e| ConfigError(format!("{e:#}")))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", bench::table(&report));
+            }
             Ok(())
         }
         Command::Report { dir } => {
