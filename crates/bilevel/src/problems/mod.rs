@@ -4,6 +4,7 @@
 //!
 //! [`Reference`]: crate::core::Reference
 
+pub mod least_squares;
 pub mod quadratic;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,8 @@ pub enum ProblemConfig {
     Quadratic(quadratic::QuadraticConfig),
     /// The tiny deterministic quadratic of the unit tests.
     QuadraticTiny(QuadraticTinyConfig),
+    /// FSLA's synthetic least-squares problem (algorithms.md §2.5).
+    FslaLeastSquares(least_squares::LeastSquaresConfig),
 }
 
 impl ProblemConfig {
@@ -31,6 +34,7 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(_) => "quadratic",
             ProblemConfig::QuadraticTiny(_) => "quadratic_tiny",
+            ProblemConfig::FslaLeastSquares(_) => "fsla_least_squares",
         }
     }
     /// Checks the parameters without building.
@@ -38,6 +42,7 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(c) => c.validate(),
             ProblemConfig::QuadraticTiny(_) => Ok(()),
+            ProblemConfig::FslaLeastSquares(c) => c.validate(),
         }
     }
     /// Builds the problem (draws or loads its data).
@@ -45,6 +50,7 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(c) => c.build(),
             ProblemConfig::QuadraticTiny(_) => Ok(quadratic::tiny()),
+            ProblemConfig::FslaLeastSquares(c) => c.build(),
         }
     }
     /// Every problem kind with its default parameters (for `bilevel list`).
@@ -57,6 +63,10 @@ impl ProblemConfig {
             (
                 ProblemConfig::QuadraticTiny(Default::default()),
                 "2 x 3 deterministic quadratic for unit tests",
+            ),
+            (
+                ProblemConfig::FslaLeastSquares(Default::default()),
+                "FSLA's least-squares problem (uniform A, C, D), closed-form reference",
             ),
         ];
         entries
