@@ -30,7 +30,7 @@
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 (fused with grad_x) | inner / outer |
 //! | grad_x | – | 1 | outer |
-//! | hvp_yy | 3 (2 when ‖w₂⊥‖ ≈ 0, 0 when b = 0) | – | hessian |
+//! | hvp_yy | 3 (2 when ‖w₂⊥‖ ≈ 0, e.g. the first step from v = 0; 0 when b = 0) | – | hessian |
 //! | cross_xy | 1 | – | cross |
 //!
 //! Full batch by default; with `batch_size` each role draws a minibatch (the iteration's three
