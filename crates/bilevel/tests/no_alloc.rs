@@ -82,6 +82,12 @@ fn single_loop_steps_do_not_allocate() {
     // The counter works: a step that must allocate is seen.
     let region = Region::new(GLOBAL);
     std::hint::black_box(vec![0.0_f64; 16]);
-    assert!(region.change().allocations > 0, "the allocator does not count");
-    assert!(failures.is_empty(), "steady-state allocations: {failures:#?}");
+    assert!(
+        region.change().allocations > 0,
+        "the allocator does not count"
+    );
+    assert!(
+        failures.is_empty(),
+        "steady-state allocations: {failures:#?}"
+    );
 }

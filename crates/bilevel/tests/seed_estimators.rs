@@ -157,7 +157,14 @@ fn constant_system_lancbio(m: usize) -> (Arc<Problem>, Problem, Lancbio, Lancbio
 }
 
 /// The j-th CG iterate on A v = b from `start` (j matvecs after the initial residual).
-fn cg_iterate(problem: &Problem, x: &Vector, y: &Vector, b: &Vector, start: &Vector, j: usize) -> Vector {
+fn cg_iterate(
+    problem: &Problem,
+    x: &Vector,
+    y: &Vector,
+    b: &Vector,
+    start: &Vector,
+    j: usize,
+) -> Vector {
     let mut v = start.clone();
     let mut ws = CgWorkspace::new(b.nrows());
     cg_in_place(
@@ -186,10 +193,16 @@ fn lancbio_without_restart_is_cg_and_exact_after_dim_steps() {
         // Iterate j of LancBiO = iterate j of CG from v̄ = 0.
         let cg_j = cg_iterate(&base, &x0, &y0, &b, &zero, j);
         let err = (&state.v - &cg_j).norm() / v_star.norm();
-        assert!(err < KRYLOV_TOL, "iteration {j}: differs from CG by {err:e}");
+        assert!(
+            err < KRYLOV_TOL,
+            "iteration {j}: differs from CG by {err:e}"
+        );
     }
     let err = rel_err(&state.v, &v_star);
-    assert!(err < KRYLOV_TOL, "after dim y steps: relative error {err:e}");
+    assert!(
+        err < KRYLOV_TOL,
+        "after dim y steps: relative error {err:e}"
+    );
 }
 
 #[test]
@@ -202,11 +215,18 @@ fn lancbio_with_restarts_is_restarted_cg_from_the_anchor() {
     for k in 1..=4 * m {
         let d = solver.step(&problem, &mut state).unwrap();
         let j = (k - 1) % m + 1;
-        assert_eq!(d.get("restart"), Some(if j == 1 { 1.0 } else { 0.0 }), "k = {k}");
+        assert_eq!(
+            d.get("restart"),
+            Some(if j == 1 { 1.0 } else { 0.0 }),
+            "k = {k}"
+        );
         assert_eq!(state.vbar.as_slice(), anchor.as_slice(), "k = {k}: anchor");
         let cg_j = cg_iterate(&base, &x0, &y0, &b, &anchor, j);
         let err = (&state.v - &cg_j).norm() / v_star.norm();
-        assert!(err < KRYLOV_TOL, "k = {k}: differs from restarted CG by {err:e}");
+        assert!(
+            err < KRYLOV_TOL,
+            "k = {k}: differs from restarted CG by {err:e}"
+        );
         if j == m {
             anchor = state.v.clone();
         }
@@ -263,7 +283,10 @@ fn subbio_is_never_worse_than_the_gradient_step_on_the_model() {
         }
     }
     // The test can fail: SubBiO must actually improve on the gradient step most of the time.
-    assert!(strictly_better > 50, "strictly better only {strictly_better}/60 times");
+    assert!(
+        strictly_better > 50,
+        "strictly better only {strictly_better}/60 times"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,19 +466,26 @@ fn mrbo_with_momentum_weights_one_is_the_plain_method() {
     // v₀, u₀; then each step moves and re-estimates at the new point only.
     est.draw(&mut samplers, &mut rng, &mut draw);
     est.evaluate(&problem, &x, &y, &draw, &mut v, &mut work);
-    problem.g().grad_y(&x, &y, Batch::Indices(inner.draw()), &mut u);
+    problem
+        .g()
+        .grad_y(&x, &y, Batch::Indices(inner.draw()), &mut u);
     for t in 0..steps {
         let eta = config.step.at(t);
         x.axpy(-(config.outer_scale * eta), &v);
         y.axpy(-(config.inner_scale * eta), &u);
         est.draw(&mut samplers, &mut rng, &mut draw);
         est.evaluate(&problem, &x, &y, &draw, &mut v, &mut work);
-        problem.g().grad_y(&x, &y, Batch::Indices(inner.draw()), &mut u);
+        problem
+            .g()
+            .grad_y(&x, &y, Batch::Indices(inner.draw()), &mut u);
     }
     // Equal up to rounding: MRBO adds 0 · (v − Φ̂_old), which is exact, but its (v − Φ̂_old)
     // itself is formed first; the results agree to the last bit or nearly.
     let err = rel_err(&state.x, &x).max(rel_err(&state.y, &y));
-    assert!(err < 1e-14, "MRBO with weights 1 vs plain stocBiO-1 loop: {err:e}");
+    assert!(
+        err < 1e-14,
+        "MRBO with weights 1 vs plain stocBiO-1 loop: {err:e}"
+    );
 }
 
 /// VRBO with deterministic oracles: u = ∇ᵧg and v = Φ̂ at the current point, so it is
@@ -568,7 +598,9 @@ fn lancbio_v_gives_the_hypergradient_at_a_fixed_x() {
     }
     .build()
     .unwrap();
-    let mut state = solver.init(&problem, x0.clone(), y_star.clone(), 0).unwrap();
+    let mut state = solver
+        .init(&problem, x0.clone(), y_star.clone(), 0)
+        .unwrap();
     for _ in 0..60 {
         solver.step(&problem, &mut state).unwrap();
     }
@@ -586,7 +618,9 @@ fn subbio_v_gives_the_hypergradient_at_a_fixed_x() {
     }
     .build()
     .unwrap();
-    let mut state = solver.init(&problem, x0.clone(), y_star.clone(), 0).unwrap();
+    let mut state = solver
+        .init(&problem, x0.clone(), y_star.clone(), 0)
+        .unwrap();
     for _ in 0..400 {
         solver.step(&problem, &mut state).unwrap();
     }
@@ -609,7 +643,9 @@ fn fsla_direction_gives_the_hypergradient_at_a_fixed_x() {
         }
         .build()
         .unwrap();
-        let mut state = solver.init(&problem, x0.clone(), y_star.clone(), 0).unwrap();
+        let mut state = solver
+            .init(&problem, x0.clone(), y_star.clone(), 0)
+            .unwrap();
         for _ in 0..1500 {
             solver.step(&problem, &mut state).unwrap();
         }

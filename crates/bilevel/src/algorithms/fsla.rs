@@ -16,8 +16,8 @@
 //! (1) inner step, batch B₁ on g:
 //! $$ y_{k+1} = y_k - \rho_k \nabla_y g(x_k, y_k; B_1) $$
 //! (2) one warm-started step on the quadratic for v, at y_{k+1}; B₂ on g, B₃ on f:
-//! $$ v_{k+1} = v_k - \eta_k \big(\nabla^2_{yy} g(x_k, y_{k+1}; B_2)\, v_k
-//!    - \nabla_y f(x_k, y_{k+1}; B_3)\big) $$
+//! $$ v_{k+1} = v_k - \eta_k \big(\nabla^2_{yy} g(x_k, y_{k+1}; B_2)\, v_k -
+//!    \nabla_y f(x_k, y_{k+1}; B_3)\big) $$
 //! (3) hypergradient at the new triple and at the previous one, same B₄ (on f) and B₅ (on g):
 //! $$ h^{new}_k = \nabla_x f(x_k, y_{k+1}; B_4) - \nabla^2_{xy} g(x_k, y_{k+1}; B_5)\, v_{k+1},
 //!    \qquad

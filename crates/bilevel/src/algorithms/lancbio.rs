@@ -335,7 +335,7 @@ impl Solver for Lancbio {
         f.grad_xy(&s.x, &s.y, outer_batch, f_grad_x, b);
 
         // 1. m ← min(⌈m · growth⌉, m_max) every `restart_growth_every` iterations.
-        if k % c.restart_growth_every == 0 {
+        if k.is_multiple_of(c.restart_growth_every) {
             let grown = (s.restart_period as f64 * c.restart_growth).ceil() as usize;
             s.restart_period = grown.min(c.restart_period_max);
         }

@@ -6,12 +6,12 @@
 
 pub mod aid_cg;
 pub mod double_loop;
-pub mod soba;
 pub mod fsla;
-pub mod mrbo;
-pub mod vrbo;
 pub mod lancbio;
+pub mod mrbo;
+pub mod soba;
 pub mod subbio;
+pub mod vrbo;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,12 +19,12 @@ use crate::core::{Result, Solver};
 
 pub use aid_cg::{AidCg, AidCgConfig, AidCgState};
 pub use double_loop::{DoubleLoop, DoubleLoopState, OuterOptimizer};
-pub use soba::{Soba, SobaConfig, SobaState};
 pub use fsla::{Fsla, FslaConfig, FslaState, OuterDirection};
-pub use mrbo::{Mrbo, MrboConfig, MrboMomentum, MrboState};
-pub use vrbo::{CheckpointBatch, Vrbo, VrboConfig, VrboState};
 pub use lancbio::{Lancbio, LancbioConfig, LancbioState};
+pub use mrbo::{Mrbo, MrboConfig, MrboMomentum, MrboState};
+pub use soba::{Soba, SobaConfig, SobaState};
 pub use subbio::{Subbio, SubbioConfig, SubbioState};
+pub use vrbo::{CheckpointBatch, Vrbo, VrboConfig, VrboState};
 
 /// Every algorithm's configuration, selected by `kind` (the algorithm's file name).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -14,10 +14,10 @@
 //! Then, with batches B (all of Φ̂'s: B_F, B₁..B_Q, B_G) and B′ (for ∇ᵧg) drawn fresh:
 //! $$ x_{k+1} = x_k - \lambda \eta_k v_k, \qquad y_{k+1} = y_k - \gamma \eta_k u_k, $$
 //! $$ \alpha_{k+1} = c_1 \eta_k^2, \qquad \beta_{k+1} = c_2 \eta_k^2, $$
-//! $$ v_{k+1} = \hat\Phi(x_{k+1}, y_{k+1}; B)
-//!    + (1 - \alpha_{k+1})\big(v_k - \hat\Phi(x_k, y_k; B)\big), $$
-//! $$ u_{k+1} = \nabla_y g(x_{k+1}, y_{k+1}; B')
-//!    + (1 - \beta_{k+1})\big(u_k - \nabla_y g(x_k, y_k; B')\big), $$
+//! $$ v_{k+1} = \hat\Phi(x_{k+1}, y_{k+1}; B) +
+//!    (1 - \alpha_{k+1})\big(v_k - \hat\Phi(x_k, y_k; B)\big), $$
+//! $$ u_{k+1} = \nabla_y g(x_{k+1}, y_{k+1}; B') +
+//!    (1 - \beta_{k+1})\big(u_k - \nabla_y g(x_k, y_k; B')\big), $$
 //! $$ \eta_{k+1} = d / (m + k + 1)^{1/3}. $$
 //!
 //! **[recall]** The structure (x and y sharing η_k with multipliers λ, γ; weights c·η_k²) is
@@ -371,7 +371,10 @@ mod tests {
             let eta = c.step.at(t);
             let (alpha, _) = c.momentum.weights(eta);
             let expected = 0.5 / (t as f64 + 1.0).powf(2.0 / 3.0);
-            assert!((alpha - expected).abs() < 1e-14 * expected.max(1e-3), "t = {t}");
+            assert!(
+                (alpha - expected).abs() < 1e-14 * expected.max(1e-3),
+                "t = {t}"
+            );
         }
     }
 }

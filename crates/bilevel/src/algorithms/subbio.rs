@@ -237,7 +237,7 @@ impl Solver for Subbio {
         // 2. b = ∇ᵧf(x, y) (with ∇ₓf for step 5); w₁ = b; w₂ = (I − ηA) v_prev.
         f.grad_xy(&s.x, &s.y, outer_batch, f_grad_x, b);
         let b_norm = b.norm();
-        if !(b_norm > 0.0) {
+        if b_norm == 0.0 || b_norm.is_nan() {
             // b = 0: the model ½vᵀAv is minimised by v = 0.
             s.v.set_zero();
             diagnostics.set("subspace_dim", 0.0);

@@ -138,7 +138,10 @@ impl<'de> Deserialize<'de> for CheckpointBatch {
                     .map_err(|_| E::custom(format!("a batch size must be >= 1, got {v}")))
                     .and_then(|v| self.visit_u64(v))
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<Self::Value, E> {
                 if v == "full" {
                     Ok(CheckpointBatch::Full)
                 } else {
@@ -318,7 +321,14 @@ impl Vrbo {
         phi_hat.draw(&mut small.phi, rng, &mut work.small_draw);
         let draw = &work.small_draw;
         // v ← (v − Φ̂(x_a, y_a; S₂)) + Φ̂(x', y'; S₂)   (joint SHIA: one draw, two points)
-        phi_hat.evaluate(problem, est.anchor_x, est.anchor_y, draw, phi_buf, &mut work.phi);
+        phi_hat.evaluate(
+            problem,
+            est.anchor_x,
+            est.anchor_y,
+            draw,
+            phi_buf,
+            &mut work.phi,
+        );
         est.v.axpy(-1.0, phi_buf);
         phi_hat.evaluate(problem, x, y, draw, phi_buf, &mut work.phi);
         est.v.axpy(1.0, phi_buf);

@@ -83,7 +83,7 @@ pub fn solve_tridiagonal(
         .iter()
         .chain(betas)
         .fold(0.0_f64, |m, &e| m.max(e.abs()));
-    if !(scale.is_finite() && scale > 0.0) || rhs.iter().any(|r| !r.is_finite()) {
+    if !(scale.is_finite() && exceeds(scale, 0.0)) || rhs.iter().any(|r| !r.is_finite()) {
         return Err(SingularTridiagonal);
     }
     let tol = PIVOT_TOL * scale;
@@ -94,6 +94,11 @@ pub fn solve_tridiagonal(
         return Ok(TridiagonalMethod::DenseLu);
     }
     Err(SingularTridiagonal)
+}
+
+/// `value > bound`, false for NaN (a pivot test that rejects NaN pivots).
+fn exceeds(value: f64, bound: f64) -> bool {
+    value > bound
 }
 
 /// LDLᵀ of a symmetric tridiagonal matrix: d₁ = α₁, lᵢ = βᵢ / dᵢ₋₁, dᵢ = αᵢ − lᵢ βᵢ; then
@@ -113,13 +118,13 @@ fn ldlt_solve(
     l.clear();
     d.push(alphas[0]);
     l.push(0.0);
-    if !(d[0].abs() > tol) {
+    if !exceeds(d[0].abs(), tol) {
         return false;
     }
     for i in 1..j {
         let li = betas[i - 1] / d[i - 1];
         let di = alphas[i] - li * betas[i - 1];
-        if !(di.abs() > tol) {
+        if !exceeds(di.abs(), tol) {
             return false;
         }
         l.push(li);
@@ -162,10 +167,14 @@ fn dense_lu_solve(
     out.copy_from_slice(rhs);
     for col in 0..j {
         // Partial pivoting: the largest |entry| in this column at or below the diagonal.
-        let (pivot_row, pivot_abs) = (col..j)
-            .map(|r| (r, a[r * j + col].abs()))
-            .fold((col, -1.0), |best, cur| if cur.1 > best.1 { cur } else { best });
-        if !(pivot_abs > tol) {
+        let (pivot_row, pivot_abs) =
+            (col..j)
+                .map(|r| (r, a[r * j + col].abs()))
+                .fold(
+                    (col, -1.0),
+                    |best, cur| if cur.1 > best.1 { cur } else { best },
+                );
+        if !exceeds(pivot_abs, tol) {
             return false;
         }
         if pivot_row != col {
@@ -179,7 +188,11 @@ fn dense_lu_solve(
             let factor = a[r * j + col] / pivot;
             if factor != 0.0 {
                 let (upper, lower) = a.split_at_mut(r * j);
-                axpy(-factor, &upper[col * j + col..col * j + j], &mut lower[col..j]);
+                axpy(
+                    -factor,
+                    &upper[col * j + col..col * j + j],
+                    &mut lower[col..j],
+                );
                 out[r] -= factor * out[col];
             }
         }
@@ -217,7 +230,9 @@ mod tests {
     }
 
     fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).fold(0.0, |m, (x, y)| f64::max(m, (x - y).abs()))
+        a.iter()
+            .zip(b)
+            .fold(0.0, |m, (x, y)| f64::max(m, (x - y).abs()))
     }
 
     /// Residual tolerance of a well-conditioned solve (condition number ≲ 10², entries O(1)):
@@ -295,7 +310,9 @@ mod tests {
         let mut work = TridiagonalWorkspace::default();
         let (mut a, mut b) = (vec![0.0; j], vec![0.0; j]);
         assert!(ldlt_solve(&alphas, &betas, &rhs, &mut a, &mut work, 0.0));
-        assert!(dense_lu_solve(&alphas, &betas, &rhs, &mut b, &mut work, 0.0));
+        assert!(dense_lu_solve(
+            &alphas, &betas, &rhs, &mut b, &mut work, 0.0
+        ));
         assert!(max_abs_diff(&a, &b) < SOLVE_TOL);
     }
 }
