@@ -10,7 +10,7 @@
 //!
 //! ## Update (one outer iteration k; batches B₁…B₅ drawn independently)
 //! The structure follows benchopt's FSLA (the paper's Algorithm box could not be read; the order
-//! "y first, then v at y_{k+1}" and the STORM outer direction are **[recall]**, confirmed by
+//! "y first, then v at y_{k+1}" and the STORM outer direction are **\[recall\]**, confirmed by
 //! benchopt's fixed version, algorithms.md §2.3):
 //!
 //! (1) inner step, batch B₁ on g:

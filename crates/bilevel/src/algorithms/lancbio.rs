@@ -17,10 +17,10 @@
 //! 1. Every `restart_growth_every` iterations:
 //!    m ← min(⌈m · `restart_growth`⌉, `restart_period_max`) (code-level heuristic, §3.6).
 //! 2. Restart if k = 1, or m = 1, or k mod m = 1 (the code's rule), or a breakdown asked for
-//!    it, or the tridiagonal already has m rows (**[derived]** guard: keeps dim span(Q) ≤ m when m
+//!    it, or the tridiagonal already has m rows (**\[derived\]** guard: keeps dim span(Q) ≤ m when m
 //!    grows mid-cycle; a no-op for constant m). A restart sets
 //!    $\bar v = v$, $w = A_k \bar v$ (one extra HVP), $q_1 = (b_k - w)/\lVert b_k - w\rVert$,
-//!    Q = [q₁], T = (empty), β = 0.
+//!    Q = \[q₁\], T = (empty), β = 0.
 //! 3. Residual with the current right-hand side and the stored anchor product:
 //!    $r_k = b_k - w$ (no new HVP; Qᵀr is recomputed every iteration, never replaced by ‖r‖e₁).
 //! 4. Dynamic Lanczos step with the current Hessian (q = last column of Q, q_prev the one
@@ -34,7 +34,7 @@
 //! 7. $v = \bar v + \Delta v$ and
 //!    $x_{k+1} = x_k - \lambda \big(\nabla_x f(x_k, y) - \nabla^2_{xy} g(x_k, y)\, v\big)$.
 //!
-//! Breakdown guards (**[derived]**, not in the official code): if β ≤ 10⁻¹²·‖A_k q − β q_prev‖
+//! Breakdown guards (**\[derived\]**, not in the official code): if β ≤ 10⁻¹²·‖A_k q − β q_prev‖
 //! (invariant subspace reached) the basis is not extended and the next iteration restarts; if the
 //! restart residual b_k − w is exactly zero, v = v̄ already solves the current system, no Lanczos
 //! step is taken and the next iteration restarts; if T is singular (both solves fail) the previous
@@ -53,7 +53,7 @@
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 (fused with grad_x) | inner / outer |
 //! | grad_x | – | 1 | outer |
-//! | hvp_yy | 1 + [restart] | – | hessian |
+//! | hvp_yy | 1 + \[restart\] | – | hessian |
 //! | cross_xy | 1 | – | cross |
 //!
 //! Average HVPs per iteration: 1 + 1/m. Full batch by default; with `batch_size` every oracle

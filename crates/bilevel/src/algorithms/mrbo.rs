@@ -20,7 +20,7 @@
 //!    (1 - \beta_{k+1})\big(u_k - \nabla_y g(x_k, y_k; B')\big), $$
 //! $$ \eta_{k+1} = d / (m + k + 1)^{1/3}. $$
 //!
-//! **[recall]** The structure (x and y sharing η_k with multipliers λ, γ; weights c·η_k²) is
+//! **\[recall\]** The structure (x and y sharing η_k with multipliers λ, γ; weights c·η_k²) is
 //! recalled from the paper and matches benchopt's `mrbo.py`; the paper's constants c₁, c₂, d, m
 //! were not retrieved (algorithms.md §5.4, §11.5). The update is written as
 //! (v − Φ̂_old)·(1 − α) + Φ̂_new, so with deterministic oracles (v_k = Φ̂(x_k, y_k)) the

@@ -8,7 +8,7 @@
 //! up to date with small-batch (S₂) differences at consecutive points with shared batches; each
 //! outer step on x is followed by inner steps on y, each updating u and v.
 //!
-//! ## Update (the consistent SPIDER form of algorithms.md §6.3, **[derived]**)
+//! ## Update (the consistent SPIDER form of algorithms.md §6.3, **\[derived\]**)
 //! The estimates (u, v) are valid at an **anchor** (x_a, y_a). A correction moves the anchor to
 //! a new point with one fresh S₂ draw (all of Φ̂'s batches and one batch for ∇ᵧg, shared by both
 //! points; Φ̂ as in algorithms.md §1.5.3 with joint SHIA):
