@@ -22,7 +22,8 @@
 //! - [`core`]: [`Vector`](core::Vector), the oracle trait [`Objective`](core::Objective) with
 //!   explicit minibatches ([`Batch`](core::Batch)), [`Problem`](core::Problem) (counted oracles,
 //!   optional exact reference), [`Solver`](core::Solver), schedules, samplers, errors.
-//! - [`linsolve`]: matrix-free CG and Neumann series.
+//! - [`linsolve`]: matrix-free CG and Neumann series; the small tridiagonal solve of Lanczos-type
+//!   methods.
 //! - [`inner`]: warm-started inner descent.
 //! - [`hypergrad`]: hypergradient estimators for double-loop algorithms.
 //! - [`algorithms`]: one file per named algorithm; the registry

@@ -78,3 +78,260 @@ fn soba_counts_match_its_table() {
         }
     );
 }
+
+#[test]
+fn fsla_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let bs = 16;
+    let config = |outer_direction| {
+        SolverConfig::Fsla(FslaConfig {
+            batch_size: bs,
+            outer_direction,
+            ..Default::default()
+        })
+    };
+    let bs = bs as u64;
+    // STORM after the first step: h at the new and at the old point.
+    let counts = counts_per_steps(&config(OuterDirection::Storm), &problem, 3, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: 1,
+            hvp_yy: 1,
+            cross_xy: 2,
+            samples: 4 * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        counts.f,
+        OracleCounts {
+            grad_x: 2,
+            grad_y: 1,
+            samples: 3 * bs,
+            ..Default::default()
+        }
+    );
+    // The first STORM step, and every EMA or plain step: the new point only.
+    for (direction, warmup) in [
+        (OuterDirection::Storm, 0),
+        (OuterDirection::Ema, 3),
+        (OuterDirection::Plain, 3),
+    ] {
+        let counts = counts_per_steps(&config(direction), &problem, warmup, 1, 0);
+        assert_eq!(
+            counts.g,
+            OracleCounts {
+                grad_y: 1,
+                hvp_yy: 1,
+                cross_xy: 1,
+                samples: 3 * bs,
+                ..Default::default()
+            },
+            "{direction:?}"
+        );
+        assert_eq!(
+            counts.f,
+            OracleCounts {
+                grad_x: 1,
+                grad_y: 1,
+                samples: 2 * bs,
+                ..Default::default()
+            },
+            "{direction:?}"
+        );
+    }
+}
+
+#[test]
+fn mrbo_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (bs, q) = (8, 4);
+    let config = SolverConfig::Mrbo(MrboConfig {
+        batch_size: bs,
+        neumann: bilevel::linsolve::NeumannParams {
+            terms: q,
+            step: 0.1,
+        },
+        ..Default::default()
+    });
+    let (bs, q) = (bs as u64, q as u64);
+    // Steady state: Φ̂ and ∇ᵧg at two points.
+    let counts = counts_per_steps(&config, &problem, 2, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: 2,
+            hvp_yy: 2 * q,
+            cross_xy: 2,
+            samples: 2 * (q + 2) * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        counts.f,
+        OracleCounts {
+            grad_x: 2,
+            grad_y: 2,
+            samples: 4 * bs,
+            ..Default::default()
+        }
+    );
+    // The first step also computes u₀ and v₀.
+    let first = counts_per_steps(&config, &problem, 0, 1, 0);
+    assert_eq!(
+        first.g,
+        OracleCounts {
+            grad_y: 3,
+            hvp_yy: 3 * q,
+            cross_xy: 3,
+            samples: 3 * (q + 2) * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!((first.f.grad_x, first.f.grad_y), (3, 3));
+}
+
+#[test]
+fn vrbo_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (s1, s2, q, m) = (40_usize, 8_usize, 2_usize, 3_usize);
+    let config = |large_batch, correct_last_inner_step| {
+        SolverConfig::Vrbo(VrboConfig {
+            large_batch,
+            small_batch: s2,
+            inner_steps: m,
+            period: 3,
+            neumann: bilevel::linsolve::NeumannParams {
+                terms: q,
+                step: 0.5,
+            },
+            correct_last_inner_step,
+            ..Default::default()
+        })
+    };
+    let (s1, s2, q, m) = (s1 as u64, s2 as u64, q as u64, m as u64);
+    let n_g = problem.g().n_samples() as u64;
+    let n_f = problem.f().n_samples() as u64;
+    // One checkpoint on `large` samples (g, f) plus `c` corrections on S₂.
+    let expected = |large_g: u64, large_f: u64, checkpoints: u64, c: u64| {
+        (
+            OracleCounts {
+                grad_y: checkpoints + 2 * c,
+                hvp_yy: (checkpoints + 2 * c) * q,
+                cross_xy: checkpoints + 2 * c,
+                samples: checkpoints * (q + 2) * large_g + c * 2 * (q + 2) * s2,
+                ..Default::default()
+            },
+            OracleCounts {
+                grad_x: checkpoints + 2 * c,
+                grad_y: checkpoints + 2 * c,
+                samples: checkpoints * 2 * large_f + c * 4 * s2,
+                ..Default::default()
+            },
+        )
+    };
+    let check = |config: &SolverConfig, warmup, (g, f): (OracleCounts, OracleCounts)| {
+        let counts = counts_per_steps(config, &problem, warmup, 1, 0);
+        assert_eq!(counts.g, g, "warmup {warmup}");
+        assert_eq!(counts.f, f, "warmup {warmup}");
+    };
+    let fixed = config(CheckpointBatch::Size(s1 as usize), true);
+    // k = 0 (checkpoint): m + 1 corrections; k = 1, 2: m + 2 (with the `elif` correction);
+    // k = 3: a checkpoint again.
+    check(&fixed, 0, expected(s1, s1, 1, m + 1));
+    check(&fixed, 1, expected(s1, s1, 0, m + 2));
+    check(&fixed, 2, expected(s1, s1, 0, m + 2));
+    check(&fixed, 3, expected(s1, s1, 1, m + 1));
+    // Official code: no `elif` correction.
+    let official = config(CheckpointBatch::Size(s1 as usize), false);
+    check(&official, 1, expected(s1, s1, 0, m + 1));
+    // Full-batch checkpoint (benchopt).
+    let full = config(CheckpointBatch::Full, true);
+    check(&full, 0, expected(n_g, n_f, 1, m + 1));
+}
+
+#[test]
+fn lancbio_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let t = 4;
+    let config = |batch_size| {
+        SolverConfig::Lancbio(LancbioConfig {
+            inner_steps: t,
+            restart_period: 3,
+            restart_growth: 1.0,
+            batch_size,
+            ..Default::default()
+        })
+    };
+    let t = t as u64;
+    let n_g = problem.g().n_samples() as u64;
+    let n_f = problem.f().n_samples() as u64;
+    // Restarts at k = 1 and k = 4 (k mod 3 = 1) cost one more HVP.
+    for (warmup, hvps) in [(0, 2), (1, 1), (2, 1), (3, 2)] {
+        let counts = counts_per_steps(&config(None), &problem, warmup, 1, 0);
+        assert_eq!(
+            counts.g,
+            OracleCounts {
+                grad_y: t,
+                hvp_yy: hvps,
+                cross_xy: 1,
+                samples: (t + hvps + 1) * n_g,
+                ..Default::default()
+            },
+            "k = {}",
+            warmup + 1
+        );
+        assert_eq!(
+            counts.f,
+            OracleCounts {
+                grad_x: 1,
+                grad_y: 1,
+                samples: 2 * n_f,
+                ..Default::default()
+            }
+        );
+    }
+    // Minibatch variant: the same calls on batches.
+    let bs = 16;
+    let counts = counts_per_steps(&config(Some(bs)), &problem, 1, 1, 0);
+    let bs = bs as u64;
+    assert_eq!(counts.g.samples, (t + 2) * bs);
+    assert_eq!(counts.f.samples, 2 * bs);
+}
+
+#[test]
+fn subbio_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let t = 3;
+    let config = SolverConfig::Subbio(SubbioConfig {
+        inner_steps: t,
+        ..Default::default()
+    });
+    let t = t as u64;
+    let n_g = problem.g().n_samples() as u64;
+    let n_f = problem.f().n_samples() as u64;
+    // From v = 0 (the first step) w₂ = 0 is parallel to b: the 1-D fallback skips A e₂.
+    for (warmup, hvps) in [(0, 2), (2, 3)] {
+        let counts = counts_per_steps(&config, &problem, warmup, 1, 0);
+        assert_eq!(
+            counts.g,
+            OracleCounts {
+                grad_y: t,
+                hvp_yy: hvps,
+                cross_xy: 1,
+                samples: (t + hvps + 1) * n_g,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            counts.f,
+            OracleCounts {
+                grad_x: 1,
+                grad_y: 1,
+                samples: 2 * n_f,
+                ..Default::default()
+            }
+        );
+    }
+}

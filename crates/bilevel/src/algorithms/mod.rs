@@ -6,7 +6,12 @@
 
 pub mod aid_cg;
 pub mod double_loop;
+pub mod fsla;
+pub mod lancbio;
+pub mod mrbo;
 pub mod soba;
+pub mod subbio;
+pub mod vrbo;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +19,12 @@ use crate::core::{Result, Solver};
 
 pub use aid_cg::{AidCg, AidCgConfig, AidCgState};
 pub use double_loop::{DoubleLoop, DoubleLoopState, OuterOptimizer};
+pub use fsla::{Fsla, FslaConfig, FslaState, OuterDirection};
+pub use lancbio::{Lancbio, LancbioConfig, LancbioState};
+pub use mrbo::{Mrbo, MrboConfig, MrboMomentum, MrboState};
 pub use soba::{Soba, SobaConfig, SobaState};
+pub use subbio::{Subbio, SubbioConfig, SubbioState};
+pub use vrbo::{CheckpointBatch, Vrbo, VrboConfig, VrboState};
 
 /// Every algorithm's configuration, selected by `kind` (the algorithm's file name).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +34,16 @@ pub enum SolverConfig {
     AidCg(AidCgConfig),
     /// SOBA (`soba.rs`).
     Soba(SobaConfig),
+    /// FSLA (`fsla.rs`).
+    Fsla(FslaConfig),
+    /// MRBO (`mrbo.rs`).
+    Mrbo(MrboConfig),
+    /// VRBO (`vrbo.rs`).
+    Vrbo(VrboConfig),
+    /// LancBiO (`lancbio.rs`).
+    Lancbio(LancbioConfig),
+    /// SubBiO (`subbio.rs`).
+    Subbio(SubbioConfig),
 }
 
 /// An operation generic over the concrete solver type: the registry's one dispatch point.
@@ -42,6 +62,11 @@ impl SolverConfig {
         match self {
             SolverConfig::AidCg(_) => "aid_cg",
             SolverConfig::Soba(_) => "soba",
+            SolverConfig::Fsla(_) => "fsla",
+            SolverConfig::Mrbo(_) => "mrbo",
+            SolverConfig::Vrbo(_) => "vrbo",
+            SolverConfig::Lancbio(_) => "lancbio",
+            SolverConfig::Subbio(_) => "subbio",
         }
     }
 
@@ -50,6 +75,11 @@ impl SolverConfig {
         match self {
             SolverConfig::AidCg(c) => c.validate(),
             SolverConfig::Soba(c) => c.validate(),
+            SolverConfig::Fsla(c) => c.validate(),
+            SolverConfig::Mrbo(c) => c.validate(),
+            SolverConfig::Vrbo(c) => c.validate(),
+            SolverConfig::Lancbio(c) => c.validate(),
+            SolverConfig::Subbio(c) => c.validate(),
         }
     }
 
@@ -58,6 +88,11 @@ impl SolverConfig {
         Ok(match self {
             SolverConfig::AidCg(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Soba(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Fsla(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Mrbo(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Vrbo(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Lancbio(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Subbio(c) => visitor.visit(c.clone().build()?),
         })
     }
 
@@ -66,6 +101,11 @@ impl SolverConfig {
         vec![
             SolverConfig::AidCg(Default::default()),
             SolverConfig::Soba(Default::default()),
+            SolverConfig::Fsla(Default::default()),
+            SolverConfig::Mrbo(Default::default()),
+            SolverConfig::Vrbo(Default::default()),
+            SolverConfig::Lancbio(Default::default()),
+            SolverConfig::Subbio(Default::default()),
         ]
     }
 
@@ -74,6 +114,11 @@ impl SolverConfig {
         match self {
             SolverConfig::AidCg(_) => "Pedregosa, ICML 2016; Grazzi et al., ICML 2020",
             SolverConfig::Soba(_) => "Dagréou, Ablin, Vaiter, Moreau, NeurIPS 2022",
+            SolverConfig::Fsla(_) => "Li, Gu, Huang, AAAI 2022",
+            SolverConfig::Mrbo(_) => "Yang, Ji, Liang, NeurIPS 2021",
+            SolverConfig::Vrbo(_) => "Yang, Ji, Liang, NeurIPS 2021",
+            SolverConfig::Lancbio(_) => "Yang, Gao, Yuan, ICLR 2025",
+            SolverConfig::Subbio(_) => "Yang, Gao, Yuan, ICLR 2025",
         }
     }
 

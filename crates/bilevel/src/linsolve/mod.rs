@@ -4,9 +4,13 @@
 //! allocation-free `_in_place` form for hot loops. `matvec(p, out)` writes A p into `out`.
 
 pub mod cg;
+pub mod lanczos;
 pub mod neumann;
 
 pub use cg::{CgParams, CgWorkspace, cg, cg_in_place};
+pub use lanczos::{
+    SingularTridiagonal, TridiagonalMethod, TridiagonalWorkspace, solve_tridiagonal,
+};
 pub use neumann::{
     HiaParams, NeumannParams, NeumannWorkspace, fixed_point_in_place, neumann, neumann_in_place,
     neumann_random, neumann_random_in_place,

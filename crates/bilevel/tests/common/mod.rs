@@ -53,5 +53,72 @@ pub fn cases() -> Vec<Case> {
             iters: 20_000,
             problem: quadratic_10x20,
         },
+        Case {
+            config: SolverConfig::Fsla(FslaConfig {
+                inner_lr: Schedule::inv_power(0.5, 0.25),
+                v_lr: Schedule::inv_power(0.5, 0.25),
+                momentum: Schedule::inv_power(0.5, 0.5),
+                outer_lr: Schedule::inv_power(0.5, 0.25),
+                batch_size: 32,
+                ..Default::default()
+            }),
+            iters: 20_000,
+            problem: quadratic_10x20,
+        },
+        Case {
+            config: SolverConfig::Mrbo(MrboConfig {
+                step: Schedule::InvPower {
+                    c: 0.5,
+                    a: 1.0 / 3.0,
+                    t0: 1.0,
+                },
+                momentum: MrboMomentum::Theory {
+                    outer: 2.0,
+                    inner: 2.0,
+                },
+                neumann: bilevel::linsolve::NeumannParams {
+                    terms: 150,
+                    step: 0.5,
+                },
+                batch_size: 32,
+                ..Default::default()
+            }),
+            iters: 5_000,
+            problem: quadratic_10x20,
+        },
+        Case {
+            config: SolverConfig::Vrbo(VrboConfig {
+                outer_lr: Schedule::constant(0.5),
+                inner_lr: Schedule::constant(0.5),
+                inner_steps: 3,
+                large_batch: CheckpointBatch::Full,
+                small_batch: 32,
+                neumann: bilevel::linsolve::NeumannParams {
+                    terms: 150,
+                    step: 0.5,
+                },
+                ..Default::default()
+            }),
+            iters: 1_000,
+            problem: quadratic_10x20,
+        },
+        Case {
+            config: SolverConfig::Lancbio(LancbioConfig {
+                inner_lr: Schedule::constant(0.5),
+                outer_lr: Schedule::constant(1.0),
+                ..Default::default()
+            }),
+            iters: 300,
+            problem: quadratic_10x20,
+        },
+        Case {
+            config: SolverConfig::Subbio(SubbioConfig {
+                inner_lr: Schedule::constant(0.5),
+                outer_lr: Schedule::constant(1.0),
+                ..Default::default()
+            }),
+            iters: 300,
+            problem: quadratic_10x20,
+        },
     ]
 }

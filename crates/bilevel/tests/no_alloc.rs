@@ -1,0 +1,93 @@
+//! The steady-state step of the single-loop solvers allocates nothing (design.md §3.4): a
+//! counting global allocator (`stats_alloc` wrapping `System`) sees zero allocations, frees and
+//! reallocations over N steps after a short warm-up (which creates the scratch buffers and fills
+//! the minibatch buffers).
+//!
+//! This file holds a single test on purpose: the allocator counts process-wide, and another test
+//! running on a parallel thread would be counted too.
+
+mod common;
+
+use bilevel::prelude::*;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+/// Steps before counting: the first step creates scratch buffers (and MRBO's first step also
+/// evaluates u₀, v₀); a few more cover every code path of the steady state.
+const WARMUP: usize = 3;
+/// Steps counted. With batch 32 of 512 samples an epoch of the samplers lasts 16 draws, so the
+/// window includes several epoch refreshes of the permutation (done in place).
+const STEPS: usize = 200;
+
+struct AllocationsPerSteps;
+
+impl SolverVisitor for AllocationsPerSteps {
+    type Output = stats_alloc::Stats;
+    fn visit<S: Solver>(self, solver: S) -> stats_alloc::Stats {
+        let problem = common::quadratic_10x20();
+        let (x0, y0) = problem.start();
+        let mut state = solver.init(&problem, x0, y0, 0).expect("init");
+        for _ in 0..WARMUP {
+            solver.step(&problem, &mut state).expect("step");
+        }
+        let region = Region::new(GLOBAL);
+        for _ in 0..STEPS {
+            // The diagnostics are a fixed-capacity array: dropping them frees nothing.
+            std::hint::black_box(solver.step(&problem, &mut state).expect("step"));
+        }
+        region.change()
+    }
+}
+
+#[test]
+fn single_loop_steps_do_not_allocate() {
+    let configs = [
+        SolverConfig::Soba(SobaConfig {
+            batch_size: 32,
+            ..Default::default()
+        }),
+        SolverConfig::Fsla(FslaConfig {
+            batch_size: 32,
+            ..Default::default()
+        }),
+        SolverConfig::Fsla(FslaConfig {
+            batch_size: 32,
+            outer_direction: OuterDirection::Ema,
+            ..Default::default()
+        }),
+        SolverConfig::Fsla(FslaConfig {
+            batch_size: 32,
+            sampling: SamplingMode::WithReplacement,
+            ..Default::default()
+        }),
+        SolverConfig::Mrbo(MrboConfig {
+            batch_size: 32,
+            ..Default::default()
+        }),
+        SolverConfig::Mrbo(MrboConfig {
+            batch_size: 32,
+            sampling: SamplingMode::Contiguous,
+            ..Default::default()
+        }),
+    ];
+    let mut failures = Vec::new();
+    for config in &configs {
+        let stats = config.visit(AllocationsPerSteps).expect("build");
+        if stats.allocations + stats.reallocations + stats.deallocations != 0 {
+            failures.push(format!("{}: {stats:?}", config.kind()));
+        }
+    }
+    // The counter works: a step that must allocate is seen.
+    let region = Region::new(GLOBAL);
+    std::hint::black_box(vec![0.0_f64; 16]);
+    assert!(
+        region.change().allocations > 0,
+        "the allocator does not count"
+    );
+    assert!(
+        failures.is_empty(),
+        "steady-state allocations: {failures:#?}"
+    );
+}
