@@ -37,7 +37,14 @@ fn oracles(c: &mut Criterion) {
     let g = problem.g();
     let mut group = c.benchmark_group("quadratic_d100_oracles");
     group.bench_function("grad_y_batch64", |b| {
-        b.iter(|| g.grad_y(black_box(&x), black_box(&y), Batch::Indices(&batch), &mut out_y))
+        b.iter(|| {
+            g.grad_y(
+                black_box(&x),
+                black_box(&y),
+                Batch::Indices(&batch),
+                &mut out_y,
+            )
+        })
     });
     group.bench_function("hvp_yy_batch64", |b| {
         b.iter(|| g.hvp_yy(&x, &y, black_box(&v), Batch::Indices(&batch), &mut out_y))
