@@ -5,9 +5,12 @@
 
 pub mod implicit;
 pub mod phi_hat;
+pub mod es_jacobian;
+pub mod meta_unrolled;
 
 pub use implicit::{Implicit, ImplicitState, LinearSystem};
 pub use phi_hat::{NeumannEstimator, PhiHat, PhiHatDraw, PhiHatSamplers, PhiHatWork};
+pub use es_jacobian::{Direction, EsJacobian, EsJacobianState};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

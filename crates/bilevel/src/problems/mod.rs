@@ -5,6 +5,9 @@
 //! [`Reference`]: crate::core::Reference
 
 pub mod quadratic;
+pub mod meta_reference;
+pub mod ufo_toy;
+pub mod meta_linear;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +26,10 @@ pub enum ProblemConfig {
     Quadratic(quadratic::QuadraticConfig),
     /// The tiny deterministic quadratic of the unit tests.
     QuadraticTiny(QuadraticTinyConfig),
+    /// The UFO-BLO counter-example (algorithms.md §7.5): FO-MAML stalls, UFO-BLO does not.
+    UfoToy(ufo_toy::UfoToyConfig),
+    /// Few-shot linear regression with a shared linear feature map (meta-learning, head/body).
+    MetaLinear(meta_linear::MetaLinearConfig),
 }
 
 impl ProblemConfig {
@@ -31,6 +38,8 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(_) => "quadratic",
             ProblemConfig::QuadraticTiny(_) => "quadratic_tiny",
+            ProblemConfig::UfoToy(_) => "ufo_toy",
+            ProblemConfig::MetaLinear(_) => "meta_linear",
         }
     }
     /// Checks the parameters without building.
@@ -38,6 +47,8 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(c) => c.validate(),
             ProblemConfig::QuadraticTiny(_) => Ok(()),
+            ProblemConfig::UfoToy(c) => c.validate(),
+            ProblemConfig::MetaLinear(c) => c.validate(),
         }
     }
     /// Builds the problem (draws or loads its data).
@@ -45,6 +56,8 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(c) => c.build(),
             ProblemConfig::QuadraticTiny(_) => Ok(quadratic::tiny()),
+            ProblemConfig::UfoToy(c) => c.build(),
+            ProblemConfig::MetaLinear(c) => c.build(),
         }
     }
     /// Every problem kind with its default parameters (for `bilevel list`).
@@ -57,6 +70,14 @@ impl ProblemConfig {
             (
                 ProblemConfig::QuadraticTiny(Default::default()),
                 "2 x 3 deterministic quadratic for unit tests",
+            ),
+            (
+                ProblemConfig::UfoToy(Default::default()),
+                "UFO-BLO counter-example: two 1-D tasks where FO-MAML stalls (unrolled, exact M)",
+            ),
+            (
+                ProblemConfig::MetaLinear(Default::default()),
+                "few-shot regression, shared linear features + task heads (unrolled, exact M)",
             ),
         ];
         entries
