@@ -68,7 +68,10 @@ fn every_alias_selects_a_registered_algorithm_of_the_table() {
             .unwrap_or_else(|e| panic!("alias `{alias}` does not deserialize: {e}"));
         assert_eq!(config.kind(), *kind, "alias `{alias}`");
         assert!(config.aliases().contains(alias));
-        assert!(in_table.contains(kind), "`{kind}` (alias `{alias}`) is not in the table");
+        assert!(
+            in_table.contains(kind),
+            "`{kind}` (alias `{alias}`) is not in the table"
+        );
     }
     // And an alias keeps rejecting unknown fields like its canonical kind.
     let err = serde_json::from_str::<SolverConfig>(r#"{"kind": "pzobo", "directionz": 3}"#)

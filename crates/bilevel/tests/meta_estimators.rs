@@ -63,7 +63,9 @@ fn estimate_once<H: Hypergradient>(
     seed: u64,
 ) -> (Vector, Diagnostics) {
     let mut rng = rng_from_seed(seed, 0);
-    let mut state = estimator.init(problem, problem.start().1, &mut rng).unwrap();
+    let mut state = estimator
+        .init(problem, problem.start().1, &mut rng)
+        .unwrap();
     let mut out = Vector::zeros(phi.nrows());
     let diagnostics = estimator
         .estimate(problem, phi, &mut state, &mut rng, &mut out)
@@ -112,8 +114,8 @@ fn ufom_exact_expectation_over_xi_is_the_exact_meta_gradient() {
         for seed in 0..200 {
             let (g, d) = estimate_once(&estimator, &problem, &phi, seed);
             match d.get("exact_fraction") {
-                Some(f) if f == 1.0 => g1 = Some(g),
-                Some(f) if f == 0.0 => g0 = Some(g),
+                Some(1.0) => g1 = Some(g),
+                Some(0.0) => g0 = Some(g),
                 other => panic!("unexpected exact_fraction {other:?}"),
             }
             if g0.is_some() && g1.is_some() {
@@ -127,7 +129,10 @@ fn ufom_exact_expectation_over_xi_is_the_exact_meta_gradient() {
         expectation.axpy(1.0 - q, &g0);
         let error = relative_error(&expectation, &truth);
         // Rounding of g_ex/q + (1 − 1/q)g_FO is amplified by 1/q ≤ 10.
-        assert!(error < 10.0 * REVERSE_VS_FORWARD, "q = {q}: error {error:.3e}");
+        assert!(
+            error < 10.0 * REVERSE_VS_FORWARD,
+            "q = {q}: error {error:.3e}"
+        );
         // The test can fail: the first-order branch alone is biased by far more.
         let bias = relative_error(&g0, &truth);
         assert!(bias > 1e-2, "FO bias {bias:.3e} too small to be a test");
@@ -166,7 +171,10 @@ fn ufom_monte_carlo_mean_is_the_exact_meta_gradient() {
             "coordinate {i}: mean {mean:.6e}, truth {:.6e}, bound {bound:.3e}",
             truth[i]
         );
-        assert!(std > 0.0, "coordinate {i} is not random: the check would be vacuous");
+        assert!(
+            std > 0.0,
+            "coordinate {i} is not random: the check would be vacuous"
+        );
     }
 }
 
@@ -325,7 +333,10 @@ fn maml_meta_gradient_matches_the_reference_and_finite_differences() {
         let (grad, _) = estimate_once(&estimator, &problem, &phi, seed);
         let truth = reference_gradient(&problem, &phi);
         let error = relative_error(&grad, &truth);
-        assert!(error < REVERSE_VS_FORWARD, "reverse vs forward: {error:.3e}");
+        assert!(
+            error < REVERSE_VS_FORWARD,
+            "reverse vs forward: {error:.3e}"
+        );
         let mut rng = rng_from_seed(seed, 4);
         for _ in 0..3 {
             let dir = normal_vector(&mut rng, phi.nrows());
@@ -350,7 +361,10 @@ fn maml_on_the_toy_matches_the_product_formula_in_every_zone() {
         let phi = Vector::from_fn(1, |_| p);
         let (grad, _) = estimate_once(&estimator, &problem, &phi, 0);
         let truth = reference_gradient(&problem, &phi);
-        assert!(relative_error(&grad, &truth) < REVERSE_VS_FORWARD, "φ = {p}");
+        assert!(
+            relative_error(&grad, &truth) < REVERSE_VS_FORWARD,
+            "φ = {p}"
+        );
         let fd = fd_directional(&problem, &phi, &Vector::from_fn(1, |_| 1.0));
         assert!(
             (fd - grad[0]).abs() <= FD_TOL * grad[0].abs().max(1.0),
@@ -568,18 +582,16 @@ fn esj_hypergradient_converges_to_the_true_one_as_t_grows() {
     let mut errors = Vec::new();
     for t in [1, 3, 10, 100] {
         // The same seed for every T: the same directions, so the noise is common.
-        let (h, _) = estimate_once(
-            &esj(t, 1.0, q, Direction::Gaussian, None),
-            &problem,
-            &x,
-            8,
-        );
+        let (h, _) = estimate_once(&esj(t, 1.0, q, Direction::Gaussian, None), &problem, &x, 8);
         errors.push((t, (&h - &truth).norm()));
     }
     let err = |t| errors.iter().find(|e| e.0 == t).unwrap().1;
     assert!(err(100) <= noise, "{errors:?}, noise bound {noise:.3e}");
     assert!(err(1) > err(3) && err(3) > err(10), "{errors:?}");
-    assert!(err(1) > 5.0 * noise, "T = 1 must be visibly biased: {errors:?}");
+    assert!(
+        err(1) > 5.0 * noise,
+        "T = 1 must be visibly biased: {errors:?}"
+    );
 }
 
 /// An objective that forwards to a problem's g and records the batch of every grad_y call.
@@ -638,9 +650,12 @@ fn esj_s_replays_one_batch_sequence_on_every_trajectory() {
         problem: base.fresh(),
         calls: Mutex::new(Vec::new()),
     });
-    let problem =
-        Problem::from_arcs("recorded", std::sync::Arc::new(ForwardF(base.fresh())), g.clone())
-            .unwrap();
+    let problem = Problem::from_arcs(
+        "recorded",
+        std::sync::Arc::new(ForwardF(base.fresh())),
+        g.clone(),
+    )
+    .unwrap();
     let (t, q, bs) = (6, 4, 8);
     let estimator = esj(t, 0.5, q, Direction::Gaussian, Some(bs));
     let (dx, dy) = problem.dims();
@@ -675,9 +690,10 @@ fn with_common_random_numbers_the_es_term_is_stable_as_mu_shrinks() {
     let y0 = normal_vector(&mut rng, dy);
     let w = normal_vector(&mut rng, dy);
     let (t, bs) = (5, 8);
-    let mut sampler = MinibatchSampler::new(problem.g().n_samples(), bs, SamplingMode::Shuffled, 1)
-        .unwrap();
-    let draw = |s: &mut MinibatchSampler| (0..t).flat_map(|_| s.draw().to_vec()).collect::<Vec<_>>();
+    let mut sampler =
+        MinibatchSampler::new(problem.g().n_samples(), bs, SamplingMode::Shuffled, 1).unwrap();
+    let draw =
+        |s: &mut MinibatchSampler| (0..t).flat_map(|_| s.draw().to_vec()).collect::<Vec<_>>();
     let batches = draw(&mut sampler);
     let other = draw(&mut sampler);
     // y_T on the batches B_1..B_T.

@@ -110,10 +110,8 @@ fn esj_counts_match_its_table() {
         }
     );
     // The alias runs the same solver.
-    let alias: SolverConfig = serde_json::from_str(
-        r#"{"kind": "pzobo", "inner_steps": 4, "directions": 3}"#,
-    )
-    .unwrap();
+    let alias: SolverConfig =
+        serde_json::from_str(r#"{"kind": "pzobo", "inner_steps": 4, "directions": 3}"#).unwrap();
     assert_eq!(counts_per_steps(&alias, &problem, 1, 1, 0), counts);
 }
 

@@ -43,7 +43,9 @@
 //! let problem = MetaLinearConfig { tasks: 1, query_is_support: true, ..Default::default() }
 //!     .build()
 //!     .unwrap();
-//! let solver = FomamlConfig::default().build().unwrap();
+//! let solver = FomamlConfig { outer_lr: Schedule::constant(0.3), ..Default::default() }
+//!     .build()
+//!     .unwrap();
 //! let (x0, y0) = problem.start();
 //! let reference = problem.reference().unwrap();
 //! let start = reference.evaluate(&x0).unwrap().hypergradient.norm();

@@ -132,10 +132,30 @@ impl Hypergradient for ExactMetaGradient {
         out.set_zero();
         for &j in &w.tasks {
             // Alg. 1 inner loop: θ₀ = φ, θ_{k+1} = θ_k − α P∇l_j(θ_k), storing θ₀..θ_r.
-            adapt_recording(g, phi, j, &spec, coords.clone(), theta, grad, &mut w.trajectory);
+            adapt_recording(
+                g,
+                phi,
+                j,
+                &spec,
+                coords.clone(),
+                theta,
+                grad,
+                &mut w.trajectory,
+            );
             // §7.1: a = ∇L_j(θ_r), then a ← Π_k (I − αH_k P) a (reverse sweep).
             f.grad_y(phi, theta, Batch::Indices(&[j]), a);
-            reverse_sweep(g, phi, j, spec.lr, coords.clone(), None, &w.trajectory, a, hv, pa);
+            reverse_sweep(
+                g,
+                phi,
+                j,
+                spec.lr,
+                coords.clone(),
+                None,
+                &w.trajectory,
+                a,
+                hv,
+                pa,
+            );
             // ĥ = mean over the meta-batch of ∇M_j(φ).
             out.axpy(1.0 / m as f64, a);
             st.y.axpy(1.0 / m as f64, theta);

@@ -5,30 +5,30 @@
 //! (`kind`, `validate`, `visit`), and one row to `tests/all_algorithms_converge.rs`.
 
 pub mod aid_cg;
+pub mod anil;
 pub mod double_loop;
-pub mod soba;
 pub mod esj;
 pub mod esj_s;
-pub mod ufo_blo;
-pub mod maml;
 pub mod fomaml;
+pub mod maml;
 pub mod reptile;
-pub mod anil;
+pub mod soba;
+pub mod ufo_blo;
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::{Result, Solver};
 
 pub use aid_cg::{AidCg, AidCgConfig, AidCgState};
+pub use anil::{Anil, AnilConfig, AnilState};
 pub use double_loop::{DoubleLoop, DoubleLoopState, OuterOptimizer};
-pub use soba::{Soba, SobaConfig, SobaState};
 pub use esj::{Esj, EsjConfig, EsjState};
 pub use esj_s::{EsjS, EsjSConfig, EsjSState};
-pub use ufo_blo::{ExactProb, QRule, UfoBlo, UfoBloConfig, UfoBloState};
-pub use maml::{Maml, MamlConfig, MamlState};
 pub use fomaml::{Fomaml, FomamlConfig, FomamlState};
+pub use maml::{Maml, MamlConfig, MamlState};
 pub use reptile::{Reptile, ReptileConfig, ReptileState};
-pub use anil::{Anil, AnilConfig, AnilState};
+pub use soba::{Soba, SobaConfig, SobaState};
+pub use ufo_blo::{ExactProb, QRule, UfoBlo, UfoBloConfig, UfoBloState};
 
 /// Every algorithm's configuration, selected by `kind` (the algorithm's file name).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

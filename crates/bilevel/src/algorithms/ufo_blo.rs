@@ -127,7 +127,7 @@ impl QRule {
     /// q* for the statistics (D², V²) and r inner steps (not yet clipped to [q_min, 1]).
     pub fn q_star(&self, d2: f64, v2: f64, r: usize) -> f64 {
         let r = r as f64;
-        if !(v2 > d2) {
+        if v2.partial_cmp(&d2) != Some(std::cmp::Ordering::Greater) {
             // The FO bias is as large as the gradient itself: always take the exact branch.
             return 1.0;
         }
@@ -411,7 +411,18 @@ impl Hypergradient for UfoEstimator {
             if exact {
                 // §7.3: g_ex ← g_FO; for k = r−1..0: g_ex ← g_ex − α H_k g_ex (optional clip).
                 g_ex.assign(g_fo);
-                reverse_sweep(g, phi, j, spec.lr, None, self.clip, &w.trajectory, g_ex, hv, pa);
+                reverse_sweep(
+                    g,
+                    phi,
+                    j,
+                    spec.lr,
+                    None,
+                    self.clip,
+                    &w.trajectory,
+                    g_ex,
+                    hv,
+                    pa,
+                );
                 // §7.4 statistics (quirk fixed: D² from g_FO, not from the debiased g).
                 let mut diff_sq = 0.0;
                 for (a, b) in g_fo.as_slice().iter().zip(g_ex.as_slice()) {
@@ -436,16 +447,15 @@ impl Hypergradient for UfoEstimator {
             d2_scale,
             rule,
         } = self.exact_prob
+            && fired > 0
         {
-            if fired > 0 {
-                let (cur_d2, cur_v2) = (d2_sum / fired as f64, v2_sum / fired as f64);
-                st.d2 = beta * st.d2 + (1.0 - beta) * cur_d2;
-                st.v2 = beta * st.v2 + (1.0 - beta) * cur_v2;
-                st.updates += 1;
-                let correction = 1.0 - beta.powi(st.updates.min(i32::MAX as u64) as i32);
-                let (d2, v2) = (d2_scale * st.d2 / correction, st.v2 / correction);
-                st.q = rule.q_star(d2, v2, spec.steps).clamp(q_min, 1.0);
-            }
+            let (cur_d2, cur_v2) = (d2_sum / fired as f64, v2_sum / fired as f64);
+            st.d2 = beta * st.d2 + (1.0 - beta) * cur_d2;
+            st.v2 = beta * st.v2 + (1.0 - beta) * cur_v2;
+            st.updates += 1;
+            let correction = 1.0 - beta.powi(st.updates.min(i32::MAX as u64) as i32);
+            let (d2, v2) = (d2_scale * st.d2 / correction, st.v2 / correction);
+            st.q = rule.q_star(d2, v2, spec.steps).clamp(q_min, 1.0);
         }
         Ok(Diagnostics::new()
             .with("exact_fraction", fired as f64 / m as f64)
@@ -490,5 +500,75 @@ impl UfoBloConfig {
             outer_lr: self.outer_lr,
             outer_optimizer: self.outer_optimizer,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_q_minimises_cost_times_second_moment() {
+        let (d2, v2, r) = (0.01, 1.0, 10);
+        let q = QRule::Derived.q_star(d2, v2, r);
+        let (c_det, c_rnd) = (11.0, 10.0);
+        let objective = |q: f64| (c_det + q * c_rnd) * (v2 - d2 + d2 / q);
+        // q* is the minimiser over (0, 1]: no grid point does better.
+        for k in 1..=1000 {
+            let other = k as f64 / 1000.0;
+            assert!(
+                objective(q) <= objective(other) + 1e-12,
+                "q* = {q}, q = {other}"
+            );
+        }
+        assert!((q - (c_det * d2 / (c_rnd * (v2 - d2))).sqrt()).abs() < 1e-15);
+        // A bias as large as the gradient: always exact.
+        assert_eq!(QRule::Derived.q_star(0.9, 1.0, r), 1.0);
+        assert_eq!(QRule::Derived.q_star(2.0, 1.0, r), 1.0);
+    }
+
+    #[test]
+    fn code_rules_return_the_roots_of_their_quadratics() {
+        let (d2, v2, r) = (0.002, 1.0, 9);
+        let q = QRule::ReptileCode.q_star(d2, v2, r);
+        let big_r = r as f64 + 1.0;
+        let (c_det, c_rnd) = (big_r + 1.0, big_r * (big_r - 1.0) / 2.0 + big_r);
+        let residual = (v2 - d2) * c_rnd * q * q - d2 * c_rnd * q - 2.0 * d2 * c_det;
+        assert!(residual.abs() < 1e-12 && q > 0.0 && q < 1.0, "q = {q}");
+        let q = QRule::ToyCode.q_star(d2, v2, r);
+        let rf = r as f64;
+        let residual = rf * (v2 - d2) * q * q + d2 * rf / 2.0 * q - d2 * (rf + 1.0) / 2.0;
+        assert!(residual.abs() < 1e-12 && q > 0.0 && q < 1.0, "q = {q}");
+    }
+
+    #[test]
+    fn exact_prob_reads_numbers_and_tables_and_rejects_typos() {
+        let c: UfoBloConfig = serde_json::from_str(r#"{"exact_prob": 0.2}"#).unwrap();
+        assert_eq!(c.exact_prob, ExactProb::Fixed(0.2));
+        let c: UfoBloConfig =
+            serde_json::from_str(r#"{"exact_prob": {"kind": "fixed", "q": 1}}"#).unwrap();
+        assert_eq!(c.exact_prob, ExactProb::Fixed(1.0));
+        let c: UfoBloConfig =
+            serde_json::from_str(r#"{"exact_prob": {"kind": "adaptive"}}"#).unwrap();
+        assert_eq!(c.exact_prob, ExactProb::adaptive());
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<UfoBloConfig>(&json).unwrap(), c);
+        let fixed = UfoBloConfig::default();
+        let json = serde_json::to_string(&fixed).unwrap();
+        assert!(json.contains(r#""exact_prob":0.1"#), "{json}");
+        let err = serde_json::from_str::<UfoBloConfig>(
+            r#"{"exact_prob": {"kind": "adaptive", "qmin": 0.1}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("qmin"), "{err}");
+        let err = UfoBloConfig {
+            exact_prob: ExactProb::Fixed(1.5),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("exact_prob"), "{err}");
     }
 }

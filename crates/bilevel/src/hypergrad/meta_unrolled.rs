@@ -24,8 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::error::{Error, Result};
 use crate::core::linalg::{Scratch, serde_vector};
 use crate::core::{
-    Batch, MinibatchSampler, Objective, Problem, Rng, SamplingMode, UnrolledSpec, Vector,
-    VectorExt,
+    Batch, MinibatchSampler, Objective, Problem, Rng, SamplingMode, UnrolledSpec, Vector, VectorExt,
 };
 use crate::inner::{descend_on, descend_recording_on};
 
@@ -220,8 +219,12 @@ impl MetaState {
     ) -> Result<Self> {
         use rand::Rng as _;
         unrolled_spec(problem, solver, needs_head)?;
-        let tasks =
-            MinibatchSampler::new(problem.g().n_samples(), batch.size, batch.sampling, rng.next_u64())?;
+        let tasks = MinibatchSampler::new(
+            problem.g().n_samples(),
+            batch.size,
+            batch.sampling,
+            rng.next_u64(),
+        )?;
         Ok(Self {
             y: y0,
             tasks,

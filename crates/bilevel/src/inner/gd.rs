@@ -114,10 +114,8 @@ pub fn descend_recording_on<'b>(
 fn step_on(y: &mut Vector, lr: f64, grad: &Vector, coords: Option<std::ops::Range<usize>>) {
     match coords {
         None => y.axpy(-lr, grad),
-        Some(r) => crate::core::linalg::axpy(
-            -lr,
-            &grad.as_slice()[r.clone()],
-            &mut y.as_mut_slice()[r],
-        ),
+        Some(r) => {
+            crate::core::linalg::axpy(-lr, &grad.as_slice()[r.clone()], &mut y.as_mut_slice()[r])
+        }
     }
 }

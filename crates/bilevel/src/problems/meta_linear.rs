@@ -142,7 +142,9 @@ impl MetaLinearConfig {
         let (d, k) = (self.input_dim, self.feature_dim);
         let mut rng = rng_from_seed(self.seed, 0);
         let scale = 1.0 / (d as f64).sqrt();
-        let body: Vec<f64> = (0..k * d).map(|_| scale * standard_normal(&mut rng)).collect();
+        let body: Vec<f64> = (0..k * d)
+            .map(|_| scale * standard_normal(&mut rng))
+            .collect();
         let draw_set = |head: &[f64], n: usize, rng: &mut crate::core::Rng| {
             let mut inputs = Vec::with_capacity(n * d);
             let mut targets = Vec::with_capacity(n);

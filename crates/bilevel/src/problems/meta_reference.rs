@@ -76,8 +76,9 @@ impl MetaReference {
         let batch = Batch::Indices(&tasks);
         let mut theta = phi.clone();
         // Tangents: column c of T, i.e. ∂θ_k/∂φ_c.
-        let mut tangents: Vec<Vector> =
-            (0..n).map(|c| Vector::from_fn(n, |i| if i == c { 1.0 } else { 0.0 })).collect();
+        let mut tangents: Vec<Vector> = (0..n)
+            .map(|c| Vector::from_fn(n, |i| if i == c { 1.0 } else { 0.0 }))
+            .collect();
         let mut grad = Vector::zeros(n);
         let mut hv = Vector::zeros(n);
         for _ in 0..self.steps {

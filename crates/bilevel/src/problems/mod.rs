@@ -4,10 +4,10 @@
 //!
 //! [`Reference`]: crate::core::Reference
 
-pub mod quadratic;
-pub mod meta_reference;
-pub mod ufo_toy;
 pub mod meta_linear;
+pub mod meta_reference;
+pub mod quadratic;
+pub mod ufo_toy;
 
 use serde::{Deserialize, Serialize};
 

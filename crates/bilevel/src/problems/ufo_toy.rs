@@ -311,7 +311,10 @@ mod tests {
             // Value, slope and curvature continuous up to O(eps · curvature) = O(1e-9).
             assert!((l.0 - r.0).abs() < 1e-7, "value jump at {z}");
             assert!((l.1 - r.1).abs() < 1e-7, "slope jump at {z}");
-            assert!((l.2 - r.2).abs() < 1e-7, "curvature jump at {z}: {l:?} {r:?}");
+            assert!(
+                (l.2 - r.2).abs() < 1e-7,
+                "curvature jump at {z}: {l:?} {r:?}"
+            );
         }
     }
 
