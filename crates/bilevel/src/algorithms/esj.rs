@@ -24,9 +24,12 @@
 //! 5. $x_{k+1} = x_k - \beta_k \hat h$ (or an Adam step on ĥ, `outer_optimizer`), and
 //!    $y_{\mathrm{warm}} = y_T$.
 //!
-//! Bias: ĥ estimates the gradient of the Gaussian-smoothed x ↦ f(x, y_T(x)) structure; when
-//! y_T(x) is affine in x (quadratic g with x-independent ∇²ᵧᵧg) it is unbiased for ∇ₓf + J_Tᵀ∇ᵧf
-//! for every μ, and J_T → dy*/dx as T grows (tested on the benchmark quadratic).
+//! Bias: for Gaussian u, E[Ĵ] = E[y_T(x + μu) uᵀ]/μ is the Jacobian of the Gaussian-smoothed
+//! inner map y_T^μ(x) = E_u[y_T(x + μu)] (Stein's identity), so ĥ is unbiased for
+//! ∇ₓf(x, y_T) + (∂y_T^μ/∂x)ᵀ∇ᵧf(x, y_T): a bias O(μ) in the smoothing plus the truncation of
+//! y_T and J_T = ∂y_T/∂x at T steps. When y_T(x) is affine in x (quadratic g with
+//! x-independent ∇²ᵧᵧg) y_T^μ = y_T, so E[Ĵ] = J_T for every μ, and J_T → dy*/dx as T grows
+//! (both tested on the benchmark quadratic).
 //!
 //! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |

@@ -15,8 +15,10 @@
 //!    (\phi_t - \theta_r^j)$ and outer step ε_t = `outer_lr` (or Adam on ĥ).
 //!
 //! ĥ is not an estimate of ∇M: Reptile's fixed points (mean_j θ_r^j(φ) = φ) are stationary points
-//! of M only in special cases, e.g. a single task whose query loss is its support loss (then
-//! θ_r = φ ⟺ ∇l(φ) = 0 ⟹ ∇M(φ) = 0); the convergence table runs it on such an instance.
+//! of M only in special cases, e.g. a single task whose query loss is its support loss: with
+//! α < 2/L, GD strictly decreases l away from stationary points, so θ_r = φ ⟺ ∇l(φ) = 0, and
+//! then θ_r = φ gives ∇M(φ) = Π(I − αH_k)∇l(φ) = 0. The convergence table runs it on such an
+//! instance.
 //! The paper's inner optimiser is Adam; here the inner loop is the problem's plain SGD (the same
 //! loop that defines M), so Reptile and MAML adapt identically.
 //!

@@ -35,7 +35,8 @@
 //!
 //! Instances where the biased first-order methods reach ∇M = 0: with `tasks = 1` and
 //! `query_is_support = true`, FO-MAML's fixed points (∇l(θ_r) = 0) and Reptile's (θ_r = φ, i.e.
-//! ∇l(φ) = 0) are stationary points of M.
+//! ∇l(φ) = 0 when α < 2/L, GD being a strict descent method away from stationary points) are
+//! stationary points of M.
 
 use std::sync::Arc;
 

@@ -47,9 +47,10 @@ pub fn meta_linear_head() -> Problem {
 
 /// One task whose query set is its support set: the instance on which the biased first-order
 /// methods (FO-MAML, Reptile) have their fixed points at stationary points of M. FO-MAML stops
-/// where ∇l(θ_r) = 0, so ∇M = Π(I − αH_k)∇l(θ_r) = 0; Reptile stops where θ_r = φ, i.e.
-/// ∇l(φ) = 0, so θ_r = φ and again ∇M = 0. With several tasks (or a separate query set) their
-/// fixed points are not stationary for M and the 10³ rule could not be met.
+/// where ∇l(θ_r) = 0, so ∇M = Π(I − αH_k)∇l(θ_r) = 0; Reptile stops where θ_r = φ, i.e. (GD
+/// with α < 2/L strictly decreases l unless ∇l(φ) = 0) where ∇l(φ) = 0, so again ∇M = 0. With
+/// several tasks (or a separate query set) their fixed points are not stationary for M in
+/// general, and the 10³ rule could not be met.
 pub fn meta_linear_one_task() -> Problem {
     use bilevel::problems::meta_linear::MetaLinearConfig;
     MetaLinearConfig {
@@ -94,8 +95,10 @@ pub fn cases() -> Vec<Case> {
             iters: 20_000,
             problem: quadratic_10x20,
         },
-        // ESJ: T = 30 steps of size 1 keep the truncation bias (1 − αμ)^T of J_T well below the
-        // 10³ target; the ES noise (∝ ‖∇ᵧf‖ at the solution) needs a decaying step.
+        // ESJ: on the quadratic y_T(x) is affine in x, so the ES Jacobian is unbiased for every μ
+        // (the default 0.1 is kept). T = 30 steps of size 1 keep the truncation bias
+        // (1 − αμ)^T of J_T well below the 10³ target; the ES noise (∝ ‖∇ᵧf‖ ≠ 0 at the
+        // solution) needs a decaying step.
         Case {
             config: SolverConfig::Esj(EsjConfig {
                 inner_steps: 30,
