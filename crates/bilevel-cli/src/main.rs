@@ -350,6 +350,7 @@ fn list(json: bool) -> Result<()> {
         .map(|c| {
             serde_json::json!({
                 "kind": c.kind(),
+                "aliases": c.aliases(),
                 "paper": c.paper(),
                 "parameters": c.parameters(),
             })
@@ -373,8 +374,17 @@ fn list(json: bool) -> Result<()> {
     }
     println!("Solvers (kind = \"...\" in [[solver]] tables):");
     for s in &solvers {
+        let aliases: Vec<&str> = s["aliases"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let aliases = if aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" [alias: {}]", aliases.join(", "))
+        };
         println!(
-            "\n  {}  ({})",
+            "\n  {}{aliases}  ({})",
             s["kind"].as_str().unwrap_or(""),
             s["paper"].as_str().unwrap_or("")
         );

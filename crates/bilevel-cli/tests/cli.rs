@@ -185,6 +185,39 @@ fn list_names_every_solver_and_problem() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("outer_lr"));
 }
 
+#[test]
+fn list_shows_the_aliases_and_the_meta_learning_kinds() {
+    let out = run_ok(&["list", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let solver = |kind: &str| {
+        json["solvers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} is not listed"))
+            .clone()
+    };
+    assert_eq!(solver("esj")["aliases"], serde_json::json!(["pzobo"]));
+    assert_eq!(solver("esj_s")["aliases"], serde_json::json!(["pzobo_s"]));
+    for kind in ["ufo_blo", "maml", "fomaml", "reptile", "anil"] {
+        solver(kind);
+    }
+    for kind in ["ufo_toy", "meta_linear"] {
+        assert!(
+            json["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["kind"] == kind),
+            "{kind}"
+        );
+    }
+    let text = String::from_utf8_lossy(&run_ok(&["list"]).stdout).to_string();
+    assert!(text.contains("esj [alias: pzobo]"), "{text}");
+    assert!(text.contains("esj_s [alias: pzobo_s]"), "{text}");
+}
+
 /// Kills a real `bilevel run` process after its first checkpoint, continues it with
 /// `bilevel resume`, and compares the trace with an uninterrupted run's: identical records
 /// (solver time aside), nothing truncated or duplicated.

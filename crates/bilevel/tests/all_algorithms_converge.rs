@@ -58,3 +58,24 @@ fn the_table_covers_every_registered_algorithm() {
         );
     }
 }
+
+#[test]
+fn every_alias_selects_a_registered_algorithm_of_the_table() {
+    let in_table: Vec<&str> = common::cases().iter().map(|c| c.config.kind()).collect();
+    for (alias, kind) in bilevel::algorithms::ALIASES {
+        // The serde alias on the variant and the ALIASES table must agree.
+        let config: SolverConfig = serde_json::from_str(&format!(r#"{{"kind": "{alias}"}}"#))
+            .unwrap_or_else(|e| panic!("alias `{alias}` does not deserialize: {e}"));
+        assert_eq!(config.kind(), *kind, "alias `{alias}`");
+        assert!(config.aliases().contains(alias));
+        assert!(
+            in_table.contains(kind),
+            "`{kind}` (alias `{alias}`) is not in the table"
+        );
+    }
+    // And an alias keeps rejecting unknown fields like its canonical kind.
+    let err = serde_json::from_str::<SolverConfig>(r#"{"kind": "pzobo", "directionz": 3}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("directionz"), "{err}");
+}

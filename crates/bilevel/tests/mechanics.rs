@@ -149,3 +149,41 @@ fn invalid_values_are_rejected_before_running() {
     .to_string();
     assert!(err.contains("budget"), "{err}");
 }
+
+/// A run killed after its last checkpoint (taken at the final iteration, an evaluation point)
+/// must not report that evaluation twice when resumed, and must still end with final metrics.
+#[test]
+fn resuming_at_the_final_evaluation_reports_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = &common::cases()[0];
+    let problem = (case.problem)();
+    let (x0, y0) = problem.start();
+    let options = RunOptions {
+        max_iters: Some(6),
+        eval_every: 3,
+        checkpoint_every: Some(6),
+        ..Default::default()
+    };
+    let path = dir.path().join("last.ckpt.json");
+    let mut first_records = Vec::new();
+    let mut runner = Runner::new(options.clone()).observe(InMemory::new(&mut first_records));
+    runner.checkpoint = Some(CheckpointTarget {
+        path: path.clone(),
+        context: serde_json::Value::Null,
+    });
+    let straight = runner
+        .run_config(&case.config, &problem.fresh(), x0, y0, 5)
+        .unwrap();
+    drop(runner);
+    let checkpoint = Checkpoint::load(&path).unwrap();
+    assert_eq!(checkpoint.iter, 6);
+    let mut records = Vec::new();
+    let resumed = Runner::new(options)
+        .observe(InMemory::new(&mut records))
+        .resume_config(&checkpoint, &problem.fresh())
+        .unwrap();
+    assert!(records.is_empty(), "iteration 6 was already reported");
+    assert_eq!(resumed.iters, 6);
+    assert_eq!(resumed.final_metrics, straight.final_metrics);
+    assert_eq!(first_records.last().unwrap().iter, 6);
+}

@@ -335,3 +335,207 @@ fn subbio_counts_match_its_table() {
         );
     }
 }
+
+#[test]
+fn esj_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (t, q) = (4, 3);
+    let config = SolverConfig::Esj(EsjConfig {
+        inner_steps: t,
+        directions: q,
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&config, &problem, 1, 1, 0);
+    let n_g = problem.g().n_samples() as u64;
+    let n_f = problem.f().n_samples() as u64;
+    let (t, q) = (t as u64, q as u64);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: (q + 1) * t,
+            samples: (q + 1) * t * n_g,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        counts.f,
+        OracleCounts {
+            grad_x: 1,
+            grad_y: 1,
+            samples: 2 * n_f,
+            ..Default::default()
+        }
+    );
+    // The alias runs the same solver.
+    let alias: SolverConfig =
+        serde_json::from_str(r#"{"kind": "pzobo", "inner_steps": 4, "directions": 3}"#).unwrap();
+    assert_eq!(counts_per_steps(&alias, &problem, 1, 1, 0), counts);
+}
+
+#[test]
+fn esj_s_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (t, q, bs) = (4, 3, 16);
+    let config = SolverConfig::EsjS(EsjSConfig {
+        inner_steps: t,
+        directions: q,
+        batch_size: bs,
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&config, &problem, 2, 1, 0);
+    let (t, q, bs) = (t as u64, q as u64, bs as u64);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: (q + 1) * t,
+            samples: (q + 1) * t * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        counts.f,
+        OracleCounts {
+            grad_x: 1,
+            grad_y: 1,
+            samples: 2 * bs,
+            ..Default::default()
+        }
+    );
+}
+
+/// The counts of one meta-step with meta-batch m on `problem` (r from its unrolled spec).
+fn meta_counts(config: &SolverConfig, problem: &Problem) -> bilevel::core::Counts {
+    counts_per_steps(config, problem, 2, 1, 0)
+}
+
+#[test]
+fn maml_and_anil_counts_match_their_tables() {
+    let problem = common::meta_linear();
+    let r = problem.unrolled().unwrap().steps as u64;
+    let m = 3;
+    for config in [
+        SolverConfig::Maml(MamlConfig {
+            meta_batch: m,
+            ..Default::default()
+        }),
+        SolverConfig::Anil(AnilConfig {
+            meta_batch: m,
+            ..Default::default()
+        }),
+    ] {
+        let counts = meta_counts(&config, &problem);
+        let m = m as u64;
+        // One task per call: every call touches one sample.
+        assert_eq!(
+            counts.g,
+            OracleCounts {
+                grad_y: m * r,
+                hvp_yy: m * r,
+                samples: 2 * m * r,
+                ..Default::default()
+            },
+            "{}",
+            config.kind()
+        );
+        assert_eq!(
+            counts.f,
+            OracleCounts {
+                grad_y: m,
+                samples: m,
+                ..Default::default()
+            },
+            "{}",
+            config.kind()
+        );
+    }
+}
+
+#[test]
+fn fomaml_and_reptile_counts_match_their_tables() {
+    let problem = common::meta_linear();
+    let r = problem.unrolled().unwrap().steps as u64;
+    let m = 3;
+    let fomaml = meta_counts(
+        &SolverConfig::Fomaml(FomamlConfig {
+            meta_batch: m,
+            ..Default::default()
+        }),
+        &problem,
+    );
+    let m = m as u64;
+    assert_eq!(
+        fomaml.g,
+        OracleCounts {
+            grad_y: m * r,
+            samples: m * r,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        fomaml.f,
+        OracleCounts {
+            grad_y: m,
+            samples: m,
+            ..Default::default()
+        }
+    );
+    let reptile = meta_counts(
+        &SolverConfig::Reptile(ReptileConfig {
+            meta_batch: m as usize,
+            ..Default::default()
+        }),
+        &problem,
+    );
+    assert_eq!(reptile.g, fomaml.g);
+    assert_eq!(reptile.f, OracleCounts::default());
+}
+
+#[test]
+fn ufo_blo_counts_match_its_table() {
+    let problem = common::meta_linear();
+    let r = problem.unrolled().unwrap().steps as u64;
+    let m = 4;
+    let config = |q: f64| {
+        SolverConfig::UfoBlo(UfoBloConfig {
+            exact_prob: ExactProb::Fixed(q),
+            meta_batch: m,
+            ..Default::default()
+        })
+    };
+    let m = m as u64;
+    // q = 0: the first-order branch only; q = 1: the exact branch on every task.
+    for (q, fired) in [(0.0, 0), (1.0, m)] {
+        let counts = meta_counts(&config(q), &problem);
+        assert_eq!(
+            counts.g,
+            OracleCounts {
+                grad_y: m * r,
+                hvp_yy: fired * r,
+                samples: m * r + fired * r,
+                ..Default::default()
+            },
+            "q = {q}"
+        );
+        assert_eq!(
+            counts.f,
+            OracleCounts {
+                grad_y: m,
+                samples: m,
+                ..Default::default()
+            }
+        );
+    }
+    // 0 < q < 1: r HVPs per task on the exact branch, over many steps about q·m·r per step.
+    let steps = 400;
+    let counts = counts_per_steps(&config(0.25), &problem, 0, steps, 0);
+    let steps = steps as u64;
+    assert_eq!(counts.g.grad_y, steps * m * r);
+    assert_eq!(counts.g.hvp_yy % r, 0);
+    let fired = (counts.g.hvp_yy / r) as f64;
+    let expected = 0.25 * (steps * m) as f64;
+    // Binomial(1600, 0.25): standard deviation √(1600·0.25·0.75) ≈ 17.3; allow 5σ.
+    assert!(
+        (fired - expected).abs() < 5.0 * 17.33,
+        "{fired} exact branches, expected ≈ {expected}"
+    );
+}

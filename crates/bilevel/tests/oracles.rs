@@ -121,3 +121,19 @@ fn a_wrong_oracle_is_caught() {
     let report = bilevel::testing::check_objective(&wrong, &x, &y, Batch::Full, 0);
     assert!(report.cross_xy > 0.5, "{report:?}");
 }
+
+#[test]
+fn meta_problem_oracles_match_finite_differences() {
+    use bilevel::problems::meta_linear::MetaLinearConfig;
+    use bilevel::problems::ufo_toy::UfoToyConfig;
+    // The toy is C² (piecewise quadratic / cubic / linear with matching curvature), so central
+    // differences are as accurate as on a quadratic away from the joins, which random points
+    // hit with probability ~1e-5.
+    for problem in [
+        MetaLinearConfig::default().build().unwrap(),
+        UfoToyConfig::default().build().unwrap(),
+    ] {
+        assert_objective_matches_fd(problem.f(), 4, FD_TOL, 5);
+        assert_objective_matches_fd(problem.g(), 4, FD_TOL, 6);
+    }
+}

@@ -5,12 +5,19 @@
 //! (`kind`, `validate`, `visit`), and one row to `tests/all_algorithms_converge.rs`.
 
 pub mod aid_cg;
+pub mod anil;
 pub mod double_loop;
+pub mod esj;
+pub mod esj_s;
+pub mod fomaml;
 pub mod fsla;
 pub mod lancbio;
+pub mod maml;
 pub mod mrbo;
+pub mod reptile;
 pub mod soba;
 pub mod subbio;
+pub mod ufo_blo;
 pub mod vrbo;
 
 use serde::{Deserialize, Serialize};
@@ -18,12 +25,19 @@ use serde::{Deserialize, Serialize};
 use crate::core::{Result, Solver};
 
 pub use aid_cg::{AidCg, AidCgConfig, AidCgState};
+pub use anil::{Anil, AnilConfig, AnilState};
 pub use double_loop::{DoubleLoop, DoubleLoopState, OuterOptimizer};
+pub use esj::{Esj, EsjConfig, EsjState};
+pub use esj_s::{EsjS, EsjSConfig, EsjSState};
+pub use fomaml::{Fomaml, FomamlConfig, FomamlState};
 pub use fsla::{Fsla, FslaConfig, FslaState, OuterDirection};
 pub use lancbio::{Lancbio, LancbioConfig, LancbioState};
+pub use maml::{Maml, MamlConfig, MamlState};
 pub use mrbo::{Mrbo, MrboConfig, MrboMomentum, MrboState};
+pub use reptile::{Reptile, ReptileConfig, ReptileState};
 pub use soba::{Soba, SobaConfig, SobaState};
 pub use subbio::{Subbio, SubbioConfig, SubbioState};
+pub use ufo_blo::{ExactProb, QRule, UfoBlo, UfoBloConfig, UfoBloState};
 pub use vrbo::{CheckpointBatch, Vrbo, VrboConfig, VrboState};
 
 /// Every algorithm's configuration, selected by `kind` (the algorithm's file name).
@@ -44,7 +58,28 @@ pub enum SolverConfig {
     Lancbio(LancbioConfig),
     /// SubBiO (`subbio.rs`).
     Subbio(SubbioConfig),
+    /// ESJ (`esj.rs`); alias `pzobo`.
+    #[serde(alias = "pzobo")]
+    Esj(EsjConfig),
+    /// ESJ-S (`esj_s.rs`); alias `pzobo_s`.
+    #[serde(alias = "pzobo_s")]
+    EsjS(EsjSConfig),
+    /// UFO-BLO / UFOM (`ufo_blo.rs`).
+    UfoBlo(UfoBloConfig),
+    /// MAML (`maml.rs`).
+    Maml(MamlConfig),
+    /// FO-MAML (`fomaml.rs`).
+    Fomaml(FomamlConfig),
+    /// Reptile (`reptile.rs`).
+    Reptile(ReptileConfig),
+    /// ANIL (`anil.rs`).
+    Anil(AnilConfig),
 }
+
+/// Alternative `kind` names accepted in configs, as (alias, canonical kind). An alias selects the
+/// same configuration type and the same solver; traces carry the canonical name. Each alias is a
+/// `#[serde(alias)]` on its variant; a test checks that the two lists agree.
+pub const ALIASES: &[(&str, &str)] = &[("pzobo", "esj"), ("pzobo_s", "esj_s")];
 
 /// An operation generic over the concrete solver type: the registry's one dispatch point.
 /// `Solver` has an associated `State`, so it is not object-safe; generic code (run, resume,
@@ -67,6 +102,13 @@ impl SolverConfig {
             SolverConfig::Vrbo(_) => "vrbo",
             SolverConfig::Lancbio(_) => "lancbio",
             SolverConfig::Subbio(_) => "subbio",
+            SolverConfig::Esj(_) => "esj",
+            SolverConfig::EsjS(_) => "esj_s",
+            SolverConfig::UfoBlo(_) => "ufo_blo",
+            SolverConfig::Maml(_) => "maml",
+            SolverConfig::Fomaml(_) => "fomaml",
+            SolverConfig::Reptile(_) => "reptile",
+            SolverConfig::Anil(_) => "anil",
         }
     }
 
@@ -80,6 +122,13 @@ impl SolverConfig {
             SolverConfig::Vrbo(c) => c.validate(),
             SolverConfig::Lancbio(c) => c.validate(),
             SolverConfig::Subbio(c) => c.validate(),
+            SolverConfig::Esj(c) => c.validate(),
+            SolverConfig::EsjS(c) => c.validate(),
+            SolverConfig::UfoBlo(c) => c.validate(),
+            SolverConfig::Maml(c) => c.validate(),
+            SolverConfig::Fomaml(c) => c.validate(),
+            SolverConfig::Reptile(c) => c.validate(),
+            SolverConfig::Anil(c) => c.validate(),
         }
     }
 
@@ -93,6 +142,13 @@ impl SolverConfig {
             SolverConfig::Vrbo(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Lancbio(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Subbio(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Esj(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::EsjS(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::UfoBlo(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Maml(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Fomaml(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Reptile(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Anil(c) => visitor.visit(c.clone().build()?),
         })
     }
 
@@ -106,6 +162,13 @@ impl SolverConfig {
             SolverConfig::Vrbo(Default::default()),
             SolverConfig::Lancbio(Default::default()),
             SolverConfig::Subbio(Default::default()),
+            SolverConfig::Esj(Default::default()),
+            SolverConfig::EsjS(Default::default()),
+            SolverConfig::UfoBlo(Default::default()),
+            SolverConfig::Maml(Default::default()),
+            SolverConfig::Fomaml(Default::default()),
+            SolverConfig::Reptile(Default::default()),
+            SolverConfig::Anil(Default::default()),
         ]
     }
 
@@ -119,7 +182,25 @@ impl SolverConfig {
             SolverConfig::Vrbo(_) => "Yang, Ji, Liang, NeurIPS 2021",
             SolverConfig::Lancbio(_) => "Yang, Gao, Yuan, ICLR 2025",
             SolverConfig::Subbio(_) => "Yang, Gao, Yuan, ICLR 2025",
+            SolverConfig::Esj(_) | SolverConfig::EsjS(_) => "Sow, Ji, Liang, NeurIPS 2022",
+            SolverConfig::UfoBlo(_) => {
+                "Likhosherstov, Song, Choromanski, Davis, Weller, ICML 2021 (arXiv:2006.03631)"
+            }
+            SolverConfig::Maml(_) => "Finn, Abbeel, Levine, ICML 2017",
+            SolverConfig::Fomaml(_) => "Finn, Abbeel, Levine, ICML 2017 (first-order variant)",
+            SolverConfig::Reptile(_) => "Nichol, Achiam, Schulman, arXiv:1803.02999, 2018",
+            SolverConfig::Anil(_) => "Raghu, Raghu, Bengio, Vinyals, ICLR 2020",
         }
+    }
+
+    /// The aliases of this configuration's kind (`["pzobo"]` for ESJ), from [`ALIASES`].
+    pub fn aliases(&self) -> Vec<&'static str> {
+        let kind = self.kind();
+        ALIASES
+            .iter()
+            .filter(|(_, k)| *k == kind)
+            .map(|(a, _)| *a)
+            .collect()
     }
 
     /// The configuration as JSON without the `kind` tag (the parameter table).

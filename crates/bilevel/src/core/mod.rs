@@ -12,7 +12,8 @@ pub use error::{Error, Result};
 pub use linalg::{Matrix, Rng, Vector, VectorExt};
 pub use objective::{Batch, Objective};
 pub use problem::{
-    Counts, Metrics, OracleCounts, Problem, Reference, ReferencePoint, TaskMetrics, UnrolledSpec,
+    Counts, HeadRange, Metrics, OracleCounts, Problem, Reference, ReferencePoint, TaskMetrics,
+    UnrolledSpec,
 };
 pub use sampler::{MinibatchSampler, SamplingMode};
 pub use schedule::Schedule;

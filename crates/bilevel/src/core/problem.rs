@@ -212,6 +212,16 @@ pub trait TaskMetrics: Send + Sync {
 /// The inner loop that *defines* an approximate ("unrolled", MAML-type) bilevel problem
 /// (algorithms.md §7.1): θ₀ = x, θ_{j+1} = θ_j − α ∇ᵧg(θ_j; task), j < r, and the outer loss is
 /// f at θ_r. On such a problem the batch indices of g and f select tasks.
+///
+/// The contract of an unrolled problem (checked by the meta solvers where it can be):
+/// - dim x = dim y (x is the meta-parameter φ, y the adapted parameters θ);
+/// - g and f have one sample per task (the same number), and `Batch::Indices(&[j])` of g is task
+///   j's support (inner) loss l_j, of f its query (outer) loss;
+/// - f and g depend on y only: x is passed through but ignored (∇ₓ = 0), so that the meta
+///   objective is M(φ) = mean_j f_j(θ_r^j(φ)).
+///
+/// `head` names the head coordinates of a model with a head/body split. Only ANIL reads it (it
+/// adapts the head alone); MAML, FO-MAML, UFO-BLO and Reptile adapt every coordinate.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnrolledSpec {
@@ -219,6 +229,50 @@ pub struct UnrolledSpec {
     pub steps: usize,
     /// α, the inner step size.
     pub lr: f64,
+    /// The head coordinates (ANIL adapts only these); `None`: no head/body split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<HeadRange>,
+}
+
+impl UnrolledSpec {
+    /// r steps of size α, no head/body split.
+    pub const fn new(steps: usize, lr: f64) -> Self {
+        Self {
+            steps,
+            lr,
+            head: None,
+        }
+    }
+    /// The same loop with the head coordinates `head` declared.
+    pub const fn with_head(mut self, head: HeadRange) -> Self {
+        self.head = Some(head);
+        self
+    }
+}
+
+/// A half-open coordinate range `start..end` of the parameter vector (the head of a model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadRange {
+    /// First coordinate.
+    pub start: usize,
+    /// One past the last coordinate.
+    pub end: usize,
+}
+
+impl HeadRange {
+    /// As a `Range`.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.start..self.end
+    }
+    /// Number of coordinates.
+    pub fn len(&self) -> usize {
+        self.end.saturating_sub(self.start)
+    }
+    /// True when the range is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Named metric values, in a deterministic order.

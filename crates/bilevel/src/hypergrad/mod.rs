@@ -3,9 +3,12 @@
 //! An estimator owns its inner loop (warm starts live in its state). Double-loop algorithms are
 //! [`DoubleLoop`](crate::algorithms::double_loop::DoubleLoop)s over an estimator.
 
+pub mod es_jacobian;
 pub mod implicit;
+pub mod meta_unrolled;
 pub mod phi_hat;
 
+pub use es_jacobian::{Direction, EsJacobian, EsJacobianState};
 pub use implicit::{Implicit, ImplicitState, LinearSystem};
 pub use phi_hat::{NeumannEstimator, PhiHat, PhiHatDraw, PhiHatSamplers, PhiHatWork};
 

@@ -2,4 +2,4 @@
 
 pub mod gd;
 
-pub use gd::{descend, descend_recording};
+pub use gd::{descend, descend_on, descend_recording, descend_recording_on};

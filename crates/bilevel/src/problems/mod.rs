@@ -5,7 +5,10 @@
 //! [`Reference`]: crate::core::Reference
 
 pub mod least_squares;
+pub mod meta_linear;
+pub mod meta_reference;
 pub mod quadratic;
+pub mod ufo_toy;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +29,10 @@ pub enum ProblemConfig {
     QuadraticTiny(QuadraticTinyConfig),
     /// FSLA's synthetic least-squares problem (algorithms.md §2.5).
     FslaLeastSquares(least_squares::LeastSquaresConfig),
+    /// The UFO-BLO counter-example (algorithms.md §7.5): FO-MAML stalls, UFO-BLO does not.
+    UfoToy(ufo_toy::UfoToyConfig),
+    /// Few-shot linear regression with a shared linear feature map (meta-learning, head/body).
+    MetaLinear(meta_linear::MetaLinearConfig),
 }
 
 impl ProblemConfig {
@@ -35,6 +42,8 @@ impl ProblemConfig {
             ProblemConfig::Quadratic(_) => "quadratic",
             ProblemConfig::QuadraticTiny(_) => "quadratic_tiny",
             ProblemConfig::FslaLeastSquares(_) => "fsla_least_squares",
+            ProblemConfig::UfoToy(_) => "ufo_toy",
+            ProblemConfig::MetaLinear(_) => "meta_linear",
         }
     }
     /// Checks the parameters without building.
@@ -43,6 +52,8 @@ impl ProblemConfig {
             ProblemConfig::Quadratic(c) => c.validate(),
             ProblemConfig::QuadraticTiny(_) => Ok(()),
             ProblemConfig::FslaLeastSquares(c) => c.validate(),
+            ProblemConfig::UfoToy(c) => c.validate(),
+            ProblemConfig::MetaLinear(c) => c.validate(),
         }
     }
     /// Builds the problem (draws or loads its data).
@@ -51,6 +62,8 @@ impl ProblemConfig {
             ProblemConfig::Quadratic(c) => c.build(),
             ProblemConfig::QuadraticTiny(_) => Ok(quadratic::tiny()),
             ProblemConfig::FslaLeastSquares(c) => c.build(),
+            ProblemConfig::UfoToy(c) => c.build(),
+            ProblemConfig::MetaLinear(c) => c.build(),
         }
     }
     /// Every problem kind with its default parameters (for `bilevel list`).
@@ -67,6 +80,14 @@ impl ProblemConfig {
             (
                 ProblemConfig::FslaLeastSquares(Default::default()),
                 "FSLA's least-squares problem (uniform A, C, D), closed-form reference",
+            ),
+            (
+                ProblemConfig::UfoToy(Default::default()),
+                "UFO-BLO counter-example: two 1-D tasks where FO-MAML stalls (unrolled, exact M)",
+            ),
+            (
+                ProblemConfig::MetaLinear(Default::default()),
+                "few-shot regression, shared linear features + task heads (unrolled, exact M)",
             ),
         ];
         entries

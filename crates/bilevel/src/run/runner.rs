@@ -325,6 +325,7 @@ impl<'o> Runner<'o> {
         state: &S::State,
         progress: &Progress,
         diagnostics: &Diagnostics,
+        emit: bool,
     ) -> Result<Record> {
         let (x, y) = solver.iterate(state);
         let metrics = problem.metrics(x, y, solver.adjoint(state))?;
@@ -338,8 +339,10 @@ impl<'o> Runner<'o> {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
         };
-        for observer in &mut self.observers {
-            observer.observe(&record)?;
+        if emit {
+            for observer in &mut self.observers {
+                observer.observe(&record)?;
+            }
         }
         Ok(record)
     }
@@ -356,8 +359,15 @@ impl<'o> Runner<'o> {
         let eval_every = self.options.eval_every;
         let mut diagnostics = Diagnostics::new();
         let mut last_record = None;
+        // The iteration of the last record observers have seen. A checkpoint is written after the
+        // evaluation of its iteration, so a run resumed at an evaluation point has already
+        // reported it.
+        let mut last_emitted =
+            (!evaluate_start && progress.iter.is_multiple_of(eval_every)).then_some(progress.iter);
         if evaluate_start {
-            last_record = Some(self.evaluate(solver, problem, &state, &progress, &diagnostics)?);
+            last_record =
+                Some(self.evaluate(solver, problem, &state, &progress, &diagnostics, true)?);
+            last_emitted = Some(progress.iter);
         }
         let mut outcome: Option<(RunStatus, StopReason, Option<String>)> = None;
         if let Some(record) = &last_record
@@ -401,7 +411,9 @@ impl<'o> Runner<'o> {
                 break;
             }
             if progress.iter.is_multiple_of(eval_every) {
-                let record = self.evaluate(solver, problem, &state, &progress, &diagnostics)?;
+                let record =
+                    self.evaluate(solver, problem, &state, &progress, &diagnostics, true)?;
+                last_emitted = Some(progress.iter);
                 if let Some(bad) = non_finite_metric(&record.metrics) {
                     outcome = Some((
                         RunStatus::Diverged,
@@ -436,7 +448,10 @@ impl<'o> Runner<'o> {
         // diverged (metrics of a diverged iterate are meaningless).
         let needs_final = last_record.as_ref().is_none_or(|r| r.iter != progress.iter);
         if status != RunStatus::Diverged && needs_final {
-            last_record = Some(self.evaluate(solver, problem, &state, &progress, &diagnostics)?);
+            // Recomputed (metrics are a pure function of the state) but reported only once.
+            let emit = last_emitted != Some(progress.iter);
+            last_record =
+                Some(self.evaluate(solver, problem, &state, &progress, &diagnostics, emit)?);
         }
         let summary = RunSummary {
             status,

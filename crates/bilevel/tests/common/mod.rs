@@ -20,6 +20,48 @@ pub fn quadratic_10x20() -> Problem {
     .expect("the test quadratic builds")
 }
 
+/// The UFO-BLO counter-example (algorithms.md §7.5) with its defaults.
+pub fn ufo_toy() -> Problem {
+    bilevel::problems::ufo_toy::UfoToyConfig::default()
+        .build()
+        .expect("the toy builds")
+}
+
+/// Few-shot linear regression (8 tasks, head/body), reference = MAML's M.
+pub fn meta_linear() -> Problem {
+    bilevel::problems::meta_linear::MetaLinearConfig::default()
+        .build()
+        .expect("meta_linear builds")
+}
+
+/// The same tasks with the reference measuring ANIL's M (head-only inner loop).
+pub fn meta_linear_head() -> Problem {
+    use bilevel::problems::meta_linear::{Adapted, MetaLinearConfig};
+    MetaLinearConfig {
+        reference_adapts: Adapted::Head,
+        ..MetaLinearConfig::default()
+    }
+    .build()
+    .expect("meta_linear builds")
+}
+
+/// One task whose query set is its support set: the instance on which the biased first-order
+/// methods (FO-MAML, Reptile) have their fixed points at stationary points of M. FO-MAML stops
+/// where ∇l(θ_r) = 0, so ∇M = Π(I − αH_k)∇l(θ_r) = 0; Reptile stops where θ_r = φ, i.e. (GD
+/// with α < 2/L strictly decreases l unless ∇l(φ) = 0) where ∇l(φ) = 0, so again ∇M = 0. With
+/// several tasks (or a separate query set) their fixed points are not stationary for M in
+/// general, and the 10³ rule could not be met.
+pub fn meta_linear_one_task() -> Problem {
+    use bilevel::problems::meta_linear::MetaLinearConfig;
+    MetaLinearConfig {
+        tasks: 1,
+        query_is_support: true,
+        ..MetaLinearConfig::default()
+    }
+    .build()
+    .expect("meta_linear builds")
+}
+
 /// One row of the convergence table.
 pub struct Case {
     /// The solver with test-sized settings.
@@ -119,6 +161,84 @@ pub fn cases() -> Vec<Case> {
             }),
             iters: 300,
             problem: quadratic_10x20,
+        },
+        // ESJ: on the quadratic y_T(x) is affine in x, so the ES Jacobian is unbiased for every μ
+        // (the default 0.1 is kept). T = 30 steps of size 1 keep the truncation bias
+        // (1 − αμ)^T of J_T well below the 10³ target; the ES noise (∝ ‖∇ᵧf‖ ≠ 0 at the
+        // solution) needs a decaying step.
+        Case {
+            config: SolverConfig::Esj(EsjConfig {
+                inner_steps: 30,
+                inner_lr: 1.0,
+                outer_lr: Schedule::inv_power(1.0, 0.5),
+                ..Default::default()
+            }),
+            iters: 1000,
+            problem: quadratic_10x20,
+        },
+        Case {
+            config: SolverConfig::EsjS(EsjSConfig {
+                inner_steps: 30,
+                inner_lr: 1.0,
+                batch_size: 32,
+                outer_lr: Schedule::inv_power(1.0, 0.5),
+                ..Default::default()
+            }),
+            iters: 2000,
+            problem: quadratic_10x20,
+        },
+        // UFO-BLO on its own counter-example, with the §7.5 settings (q = 0.1, step 10/(k+1),
+        // both tasks per meta-step). Expected ‖∇M‖² after k steps ≈ 60 λ²/k with λ ≈ 0.119 (see
+        // tests/meta_estimators.rs), i.e. ≈ 1.7e-5 at 50 000: a 1.3e4 cut from 0.216.
+        Case {
+            config: SolverConfig::UfoBlo(UfoBloConfig {
+                meta_batch: 2,
+                outer_lr: Schedule::InvPower {
+                    c: 10.0,
+                    a: 1.0,
+                    t0: 1.0,
+                },
+                ..Default::default()
+            }),
+            iters: 50_000,
+            problem: ufo_toy,
+        },
+        Case {
+            config: SolverConfig::Maml(MamlConfig {
+                meta_batch: 8,
+                outer_lr: Schedule::constant(0.3),
+                ..Default::default()
+            }),
+            iters: 600,
+            problem: meta_linear,
+        },
+        // FO-MAML and Reptile are biased: they run on the one-task instance where their fixed
+        // points are stationary points of M (see `meta_linear_one_task`).
+        Case {
+            config: SolverConfig::Fomaml(FomamlConfig {
+                outer_lr: Schedule::constant(0.3),
+                ..Default::default()
+            }),
+            iters: 800,
+            problem: meta_linear_one_task,
+        },
+        Case {
+            config: SolverConfig::Reptile(ReptileConfig {
+                outer_lr: Schedule::constant(1.0),
+                ..Default::default()
+            }),
+            iters: 400,
+            problem: meta_linear_one_task,
+        },
+        // ANIL's reference is ANIL's own meta-objective (head-only inner loop).
+        Case {
+            config: SolverConfig::Anil(AnilConfig {
+                meta_batch: 8,
+                outer_lr: Schedule::constant(0.3),
+                ..Default::default()
+            }),
+            iters: 400,
+            problem: meta_linear_head,
         },
     ]
 }
