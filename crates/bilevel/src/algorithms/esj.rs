@@ -10,7 +10,7 @@
 //!
 //! Hessian-free: only first-order oracles. The response Jacobian dy_T/dx of the T-step inner GD
 //! is estimated by differencing inner trajectories run from the same start at perturbed outer
-//! points (see [`EsJacobian`](crate::hypergrad::EsJacobian)); Ĵ is never materialised.
+//! points (see [`crate::hypergrad::EsJacobian`]); Ĵ is never materialised.
 //!
 //! ## Update (one outer iteration k; algorithms.md §4.3, the lines of `hgvesj` / benchopt)
 //! 1. $y_0 = y_{\mathrm{warm}}$ (the previous unperturbed output; the initial y₀ when
@@ -24,11 +24,11 @@
 //! 5. $x_{k+1} = x_k - \beta_k \hat h$ (or an Adam step on ĥ, `outer_optimizer`), and
 //!    $y_{\mathrm{warm}} = y_T$.
 //!
-//! Bias: for Gaussian u, E[Ĵ] = E[y_T(x + μu) uᵀ]/μ is the Jacobian of the Gaussian-smoothed
+//! Bias: for Gaussian u, E\[Ĵ\] = E[y_T(x + μu) uᵀ]/μ is the Jacobian of the Gaussian-smoothed
 //! inner map y_T^μ(x) = E_u[y_T(x + μu)] (Stein's identity), so ĥ is unbiased for
 //! ∇ₓf(x, y_T) + (∂y_T^μ/∂x)ᵀ∇ᵧf(x, y_T): a bias O(μ) in the smoothing plus the truncation of
 //! y_T and J_T = ∂y_T/∂x at T steps. When y_T(x) is affine in x (quadratic g with
-//! x-independent ∇²ᵧᵧg) y_T^μ = y_T, so E[Ĵ] = J_T for every μ, and J_T → dy*/dx as T grows
+//! x-independent ∇²ᵧᵧg) y_T^μ = y_T, so E\[Ĵ\] = J_T for every μ, and J_T → dy*/dx as T grows
 //! (both tested on the benchmark quadratic).
 //!
 //! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)

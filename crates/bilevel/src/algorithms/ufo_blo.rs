@@ -24,14 +24,14 @@
 //!    Else $g_j = g_{FO}$.
 //! 5. $\hat h = \frac{1}{|\mathcal T|}\sum_j g_j$; $\phi_{t+1} = \phi_t - \gamma_t \hat h$ (or Adam).
 //!
-//! Unbiasedness (no clipping): E_ξ[g_j] = g_FO + q(g_ex − g_FO)/q = g_ex = ∇M_j(φ).
+//! Unbiasedness (no clipping): E_ξ\[g_j\] = g_FO + q(g_ex − g_FO)/q = g_ex = ∇M_j(φ).
 //! Special cases: q = 0 is FO-MAML (no exact branch ever; identical iterates to `fomaml`),
 //! q = 1 is exact MAML (identical iterates to `maml`); both are tested bit for bit.
 //! Second moment [derived, §7.4]: E‖g_j‖² = V² + D²(1/q − 1), V² = ‖g_ex‖², D² = ‖g_FO − g_ex‖².
 //!
 //! **Clipping** (`clip = c`): as in the official code, after each reverse step the recursion
 //! vector is clipped elementwise on the step scale, α·g_ex ∈ [−c, c]. This bounds the variance of
-//! the 1/q reweighting but **breaks unbiasedness** (E[g_j] ≠ ∇M_j wherever the clip is active).
+//! the 1/q reweighting but **breaks unbiasedness** (E\[g_j\] ≠ ∇M_j wherever the clip is active).
 //! Off by default; the UFOM runs used c = 0.1 with R = 10.
 //!
 //! **Adaptive q (experimental, §7.4)**: `exact_prob = { kind = "adaptive", … }` starts at q_min
@@ -52,7 +52,7 @@
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | m·r | m | one task each |
-//! | hvp_yy | e·r (E[e] = q·m) | – | one task each |
+//! | hvp_yy | e·r (E\[e\] = q·m) | – | one task each |
 //! | grad_x, cross_xy | 0 | 0 | |
 //!
 //! Memory: r + 1 stored iterates on the exact branch only (the code's recomputation mode, O(1)
@@ -110,7 +110,7 @@ use crate::hypergrad::meta_unrolled::{
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QRule {
-    /// [derived] minimise (C_det + qC_rnd)(V² − D² + D²/q): q* = √(C_det D²/(C_rnd(V² − D²))),
+    /// \[derived\] minimise (C_det + qC_rnd)(V² − D² + D²/q): q* = √(C_det D²/(C_rnd(V² − D²))),
     /// q* = 1 when D²(C_det + C_rnd) ≥ C_rnd V²; C_det = r + 1, C_rnd = r (oracle calls here).
     #[default]
     Derived,

@@ -14,13 +14,13 @@
 //! numbers, §4.4): the T inner batches are drawn once per estimate and replayed Q + 1 times, so
 //! δⱼ carries no sampling noise of order 1/μ.
 //!
-//! Directions ([`Direction`]): `Gaussian` (paper, benchopt; c = 1, E[uuᵀ] = I) or `UnitSphere`
-//! (the official PyTorch code normalises u; E[uuᵀ] = I/p, so c = 1 shrinks the ES term by 1/p, as
+//! Directions ([`Direction`]): `Gaussian` (paper, benchopt; c = 1, E\[uuᵀ\] = I) or `UnitSphere`
+//! (the official PyTorch code normalises u; E\[uuᵀ\] = I/p, so c = 1 shrinks the ES term by 1/p, as
 //! in the shipped scripts, and `rescale = true` sets c = p to undo it). x is one flat vector here,
 //! so "per tensor" normalisation is normalisation of the whole of u.
 //!
 //! When y_T(x) is affine in x (g quadratic with ∇²ᵧᵧg independent of x, GD inner loop) δⱼ = J uⱼ
-//! exactly, so E[Ĵ] = J = dy_T/dx for every μ (Gaussian or rescaled unit-sphere directions).
+//! exactly, so E\[Ĵ\] = J = dy_T/dx for every μ (Gaussian or rescaled unit-sphere directions).
 //!
 //! Oracle calls of one estimate: g: grad_y (Q + 1)·T; f: grad_x 1, grad_y 1 (one fused call).
 
@@ -38,10 +38,10 @@ use crate::inner::descend_on;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Direction {
-    /// u ~ N(0, I_p), unnormalised (paper, theory, benchopt): E[uuᵀ] = I.
+    /// u ~ N(0, I_p), unnormalised (paper, theory, benchopt): E\[uuᵀ\] = I.
     #[default]
     Gaussian,
-    /// u uniform on the unit sphere (official code): E[uuᵀ] = I/p.
+    /// u uniform on the unit sphere (official code): E\[uuᵀ\] = I/p.
     UnitSphere {
         /// Multiply the ES term by p (the `hgvesj` factor) so that it targets the Jacobian
         /// itself; `false` (the shipped scripts) leaves it shrunk by 1/p.

@@ -61,7 +61,7 @@ pub fn descend_recording(
 
 /// As [`descend`] with a replayable batch sequence: step k uses `batch_at(k)`, and only the
 /// coordinates `coords` move (all of them when `None`):
-/// y_{k+1}[coords] = y_k[coords] − lr · ∇ᵧg(x, y_k; batch_at(k))[coords].
+/// y_{k+1}\[coords\] = y_k\[coords\] − lr · ∇ᵧg(x, y_k; batch_at(k))\[coords\].
 ///
 /// ESJ-S replays the same sequence on the unperturbed and every perturbed trajectory (common
 /// random numbers); the meta solvers pass one task's index at every step, and ANIL restricts the

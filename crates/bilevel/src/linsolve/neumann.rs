@@ -152,7 +152,7 @@ impl HiaParams {
 }
 
 /// HIA: w ← b; repeat P times { w ← w − η A w }; return N η w. Conditionally on the batches,
-/// E_P[output] = η Σ_{i=0..N−1} (I − ηA)^i b.
+/// E_P\[output\] = η Σ_{i=0..N−1} (I − ηA)^i b.
 pub fn neumann_random(
     matvec: impl FnMut(&Vector, &mut Vector),
     b: &Vector,

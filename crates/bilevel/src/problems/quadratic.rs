@@ -9,11 +9,11 @@
 //! i.e. H_i = r_i r_iᵀ, K_i = k_i k_iᵀ, C_i = u_i w_iᵀ. The inner objective g and the outer
 //! objective f are independent draws of the same law:
 //! - r_i = A z_i, z_i ~ N(0, I), A = U D Uᵀ, U random orthogonal, D² = `dim_y` values log-spaced
-//!   over [μ, L], so E[H_i] = U D² Uᵀ has spectrum [μ, L];
+//!   over [μ, L], so E\[H_i\] = U D² Uᵀ has spectrum [μ, L];
 //! - k_i likewise in dim x, except the first value of D² is exactly 0 (one flat direction);
 //! - u_i = U_c S ω_i, w_i = V_c ω_i, ω_i ~ N(0, I_{dim y}), with U_c, V_c the singular vectors of
 //!   a Gaussian dim x × dim y matrix and S the "diagonal" of min(dim x, dim y) values log-spaced
-//!   over [μ, L_cross], so E[C_i] = U_c S V_cᵀ;
+//!   over [μ, L_cross], so E\[C_i\] = U_c S V_cᵀ;
 //! - a_i ~ N(0, I), c_i ~ N(0, I).
 //!
 //! Minibatch oracles use the per-sample vectors (O(batch · dim)); full-batch oracles use the
@@ -49,11 +49,11 @@ pub struct QuadraticConfig {
     pub n_inner: usize,
     /// Samples in the outer objective f.
     pub n_outer: usize,
-    /// μ: smallest eigenvalue of E[H] (strong convexity of g in y).
+    /// μ: smallest eigenvalue of E\[H\] (strong convexity of g in y).
     pub mu: f64,
-    /// L: largest eigenvalue of E[H] and E[K].
+    /// L: largest eigenvalue of E\[H\] and E\[K\].
     pub smoothness: f64,
-    /// L_cross: largest singular value of E[C].
+    /// L_cross: largest singular value of E\[C\].
     pub cross_smoothness: f64,
     /// Seed of the problem draw (independent of the solvers' seeds).
     pub seed: u64,
