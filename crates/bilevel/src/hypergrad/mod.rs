@@ -5,9 +5,11 @@
 
 pub mod implicit;
 pub mod phi_hat;
+pub mod reverse;
 
 pub use implicit::{Implicit, ImplicitState, LinearSystem};
 pub use phi_hat::{NeumannEstimator, PhiHat, PhiHatDraw, PhiHatSamplers, PhiHatWork};
+pub use reverse::{Reverse, ReverseState, ReverseWork, reverse_sweep};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
