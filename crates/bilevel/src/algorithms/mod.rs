@@ -14,6 +14,14 @@ pub mod bsa;
 pub mod hoag;
 pub mod itd;
 pub mod itd_truncated;
+pub mod saba;
+pub mod srba;
+pub mod ttsa;
+pub mod sustain;
+pub mod mstsa;
+pub mod stable;
+pub mod f2sa;
+pub mod bome;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +37,14 @@ pub use bsa::{Bsa, BsaConfig, BsaState};
 pub use hoag::{Hoag, HoagConfig, HoagState};
 pub use itd::{Itd, ItdConfig, ItdState};
 pub use itd_truncated::{ItdTruncated, ItdTruncatedConfig, ItdTruncatedState};
+pub use saba::{Saba, SabaConfig, SabaState};
+pub use srba::{Srba, SrbaConfig, SrbaState};
+pub use ttsa::{Ttsa, TtsaConfig, TtsaState};
+pub use sustain::{Sustain, SustainConfig, SustainState};
+pub use mstsa::{Mstsa, MstsaConfig, MstsaState};
+pub use stable::{Stable, StableConfig, StableState};
+pub use f2sa::{F2sa, F2saConfig, F2saState};
+pub use bome::{Bome, BomeConfig, BomeState};
 
 /// Every algorithm's configuration, selected by `kind` (the algorithm's file name).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,6 +68,22 @@ pub enum SolverConfig {
     Itd(ItdConfig),
     /// Truncated ITD (`itd_truncated.rs`).
     ItdTruncated(ItdTruncatedConfig),
+    /// SABA (`saba.rs`).
+    Saba(SabaConfig),
+    /// SRBA (`srba.rs`).
+    Srba(SrbaConfig),
+    /// TTSA (`ttsa.rs`).
+    Ttsa(TtsaConfig),
+    /// SUSTAIN (`sustain.rs`).
+    Sustain(SustainConfig),
+    /// MSTSA (`mstsa.rs`).
+    Mstsa(MstsaConfig),
+    /// STABLE (`stable.rs`).
+    Stable(StableConfig),
+    /// F2SA (`f2sa.rs`).
+    F2sa(F2saConfig),
+    /// BOME (`bome.rs`).
+    Bome(BomeConfig),
 }
 
 /// An operation generic over the concrete solver type: the registry's one dispatch point.
@@ -77,6 +109,14 @@ impl SolverConfig {
             SolverConfig::Hoag(_) => "hoag",
             SolverConfig::Itd(_) => "itd",
             SolverConfig::ItdTruncated(_) => "itd_truncated",
+            SolverConfig::Saba(_) => "saba",
+            SolverConfig::Srba(_) => "srba",
+            SolverConfig::Ttsa(_) => "ttsa",
+            SolverConfig::Sustain(_) => "sustain",
+            SolverConfig::Mstsa(_) => "mstsa",
+            SolverConfig::Stable(_) => "stable",
+            SolverConfig::F2sa(_) => "f2sa",
+            SolverConfig::Bome(_) => "bome",
         }
     }
 
@@ -92,6 +132,14 @@ impl SolverConfig {
             SolverConfig::Hoag(c) => c.validate(),
             SolverConfig::Itd(c) => c.validate(),
             SolverConfig::ItdTruncated(c) => c.validate(),
+            SolverConfig::Saba(c) => c.validate(),
+            SolverConfig::Srba(c) => c.validate(),
+            SolverConfig::Ttsa(c) => c.validate(),
+            SolverConfig::Sustain(c) => c.validate(),
+            SolverConfig::Mstsa(c) => c.validate(),
+            SolverConfig::Stable(c) => c.validate(),
+            SolverConfig::F2sa(c) => c.validate(),
+            SolverConfig::Bome(c) => c.validate(),
         }
     }
 
@@ -107,6 +155,14 @@ impl SolverConfig {
             SolverConfig::Hoag(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Itd(c) => visitor.visit(c.clone().build()?),
             SolverConfig::ItdTruncated(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Saba(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Srba(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Ttsa(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Sustain(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Mstsa(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Stable(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::F2sa(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Bome(c) => visitor.visit(c.clone().build()?),
         })
     }
 
@@ -122,6 +178,14 @@ impl SolverConfig {
             SolverConfig::Hoag(Default::default()),
             SolverConfig::Itd(Default::default()),
             SolverConfig::ItdTruncated(Default::default()),
+            SolverConfig::Saba(Default::default()),
+            SolverConfig::Srba(Default::default()),
+            SolverConfig::Ttsa(Default::default()),
+            SolverConfig::Sustain(Default::default()),
+            SolverConfig::Mstsa(Default::default()),
+            SolverConfig::Stable(Default::default()),
+            SolverConfig::F2sa(Default::default()),
+            SolverConfig::Bome(Default::default()),
         ]
     }
 
@@ -137,6 +201,14 @@ impl SolverConfig {
             SolverConfig::Hoag(_) => "Pedregosa, ICML 2016",
             SolverConfig::Itd(_) => "Franceschi, Donini, Frasconi, Pontil, ICML 2017",
             SolverConfig::ItdTruncated(_) => "Shaban, Cheng, Hatch, Boots, AISTATS 2019",
+            SolverConfig::Saba(_) => "Dagréou, Ablin, Vaiter, Moreau, NeurIPS 2022",
+            SolverConfig::Srba(_) => "Dagréou, Moreau, Vaiter, Ablin, AISTATS 2024",
+            SolverConfig::Ttsa(_) => "Hong, Wai, Wang, Yang, SIAM J. Optim. 2023 (arXiv 2020)",
+            SolverConfig::Sustain(_) => "Khanduri, Zeng, Hong, Wai, Wang, Yang, NeurIPS 2021",
+            SolverConfig::Mstsa(_) => "Khanduri, Zeng, Hong, Wai, Wang, Yang, arXiv 2021",
+            SolverConfig::Stable(_) => "Chen, Sun, Xiao, Yin, AISTATS 2022",
+            SolverConfig::F2sa(_) => "Kwon, Kwon, Wright, Nowak, ICML 2023",
+            SolverConfig::Bome(_) => "Liu, Ye, Wright, Stone, Liu, NeurIPS 2022",
         }
     }
 
