@@ -216,7 +216,7 @@ impl Solver for Mstsa {
         s.x_prev.assign(&s.x);
         s.x.axpy(-alpha, &s.h);
         s.t += 1;
-        Ok(Diagnostics::new())
+        Ok(Diagnostics::new().with("neumann_terms", s.draw.terms() as f64))
     }
 
     fn iterate<'s>(&self, s: &'s MstsaState) -> (&'s Vector, &'s Vector) {

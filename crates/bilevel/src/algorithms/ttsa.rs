@@ -189,7 +189,7 @@ impl Solver for Ttsa {
         // Alg. 1, l.5: x_{k+1} = x_k − α_k ĥ_k.
         s.x.axpy(-alpha, h);
         s.t += 1;
-        Ok(Diagnostics::new())
+        Ok(Diagnostics::new().with("hia_terms", s.draw.terms() as f64))
     }
 
     fn iterate<'s>(&self, s: &'s TtsaState) -> (&'s Vector, &'s Vector) {
