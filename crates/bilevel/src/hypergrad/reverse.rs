@@ -272,8 +272,9 @@ mod tests {
 
     #[test]
     fn stochastic_reverse_replays_the_forward_batches() {
-        // On the tiny deterministic problem n = 1, so minibatch = full batch: the stochastic
-        // and the deterministic estimators must agree bit for bit.
+        // On the tiny problem (3 samples in g, 2 in f) a minibatch of 3 is the whole set (in a
+        // shuffled order): if the reverse sweep replays each forward batch, the stochastic and
+        // the deterministic estimators agree up to summation order.
         let problem = crate::problems::quadratic::tiny();
         let (x, y0) = problem.start();
         let make = |batch_size| Reverse {
@@ -285,7 +286,7 @@ mod tests {
             sampling: SamplingMode::Shuffled,
         };
         let mut outs = Vec::new();
-        for est in [make(None), make(Some(1))] {
+        for est in [make(None), make(Some(3))] {
             let mut rng = rng_from_seed(1, 0);
             let mut st = est.init(&problem, y0.clone(), &mut rng).unwrap();
             let mut out = Vector::zeros(x.nrows());
@@ -293,6 +294,7 @@ mod tests {
                 .unwrap();
             outs.push(out);
         }
-        assert_eq!(outs[0].as_slice(), outs[1].as_slice());
+        let diff = (&outs[0] - &outs[1]).norm();
+        assert!(diff <= 1e-12 * outs[0].norm(), "difference {diff:e}");
     }
 }
