@@ -25,15 +25,26 @@ fn relative_error(a: &Vector, b: &Vector) -> f64 {
 }
 
 /// One estimate of `estimator` at `x` from y₀ = 0, and the closed-form ∇F(x).
-fn estimate_and_truth<H: Hypergradient>(estimator: &H, problem: &Problem, x: &Vector) -> (Vector, Vector) {
+fn estimate_and_truth<H: Hypergradient>(
+    estimator: &H,
+    problem: &Problem,
+    x: &Vector,
+) -> (Vector, Vector) {
     let mut rng = rng_from_seed(0, 0);
     let (_, dy) = problem.dims();
-    let mut state = estimator.init(problem, Vector::zeros(dy), &mut rng).unwrap();
+    let mut state = estimator
+        .init(problem, Vector::zeros(dy), &mut rng)
+        .unwrap();
     let mut out = Vector::zeros(x.nrows());
     estimator
         .estimate(problem, x, &mut state, &mut rng, &mut out)
         .unwrap();
-    let truth = problem.reference().unwrap().evaluate(x).unwrap().hypergradient;
+    let truth = problem
+        .reference()
+        .unwrap()
+        .evaluate(x)
+        .unwrap()
+        .hypergradient;
     (out, truth)
 }
 
@@ -157,7 +168,10 @@ fn truncated_itd_bias_shrinks_as_more_steps_are_back_propagated() {
     let (short, long, full) = (error_at(5), error_at(50), error_at(MANY));
     println!("truncated ITD relative error: K=5 {short:.3e}, K=50 {long:.3e}, K=T {full:.3e}");
     assert!(short > 1e-2, "K = 5 should be visibly biased: {short:.3e}");
-    assert!(long < 0.5 * short, "K = 50 ({long:.3e}) vs K = 5 ({short:.3e})");
+    assert!(
+        long < 0.5 * short,
+        "K = 50 ({long:.3e}) vs K = 5 ({short:.3e})"
+    );
     assert!(full <= EXACT_TOL, "K = T is ITD: {full:.3e}");
 }
 
@@ -179,12 +193,26 @@ fn f2sa_bias_shrinks_as_the_penalty_grows() {
         // ρʸ = 1 / (1.5 (1 + λ)) < 2 / (L_f + λ L_g); 40 000 steps are plenty for the
         // y-problem's condition number ≈ 20 (contraction 1 − ρʸλμ ≈ 0.95 per step).
         let lr_y = 1.0 / (1.5 * (1.0 + lambda));
-        let h = penalty_hypergradient(&problem, &x, lambda, &Vector::zeros(dy), 20 * MANY, 1.0, lr_y);
+        let h = penalty_hypergradient(
+            &problem,
+            &x,
+            lambda,
+            &Vector::zeros(dy),
+            20 * MANY,
+            1.0,
+            lr_y,
+        );
         relative_error(&h, &truth)
     };
     let (small, large) = (error_at(100.0), error_at(1000.0));
     println!("F2SA relative error: λ=100 {small:.3e}, λ=1000 {large:.3e}");
-    assert!(small > 1e-3, "λ = 100 should be visibly biased: {small:.3e}");
+    assert!(
+        small > 1e-3,
+        "λ = 100 should be visibly biased: {small:.3e}"
+    );
     let ratio = small / large;
-    assert!((7.0..13.0).contains(&ratio), "error ratio {ratio:.2} (expected ≈ 10)");
+    assert!(
+        (7.0..13.0).contains(&ratio),
+        "error ratio {ratio:.2} (expected ≈ 10)"
+    );
 }

@@ -64,7 +64,10 @@ fn saba_and_srba_with_whole_batches_follow_soba_with_full_batches() {
         let b = run(&saba, &problem, steps);
         let c = run(&srba, &problem, steps);
         for (name, x, y, v) in [("saba", &b.x, &b.y, &b.v), ("srba", &c.x, &c.y, &c.v)] {
-            assert!(close(x, &a.x) && close(y, &a.y) && close(v, &a.v), "{name} after {steps}");
+            assert!(
+                close(x, &a.x) && close(y, &a.y) && close(v, &a.v),
+                "{name} after {steps}"
+            );
         }
     }
 }
@@ -149,7 +152,9 @@ fn stable_with_whole_batches_recovers_the_exact_hessians() {
     for j in 0..q {
         let e = Vector::from_fn(q, |i| if i == j { 1.0 } else { 0.0 });
         problem.g().hvp_yy(&s.x, &s.y, &e, Batch::Full, &mut column);
-        problem.g().cross_xy(&s.x, &s.y, &e, Batch::Full, &mut cross);
+        problem
+            .g()
+            .cross_xy(&s.x, &s.y, &e, Batch::Full, &mut cross);
         for i in 0..q {
             assert!((s.h_yy[i * q + j] - column[i]).abs() < ROUNDING);
         }
@@ -264,10 +269,16 @@ fn invalid_baseline_configs_name_their_field() {
     ];
     for (config, field) in cases {
         let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains(&format!("`{field}`")), "{}: {err}", config.kind());
+        assert!(
+            err.contains(&format!("`{field}`")),
+            "{}: {err}",
+            config.kind()
+        );
     }
     // Every default configuration is valid.
     for config in SolverConfig::all_defaults() {
-        config.validate().unwrap_or_else(|e| panic!("{}: {e}", config.kind()));
+        config
+            .validate()
+            .unwrap_or_else(|e| panic!("{}: {e}", config.kind()));
     }
 }

@@ -154,7 +154,10 @@ fn stocbio_counts_match_its_table() {
     let (bs, t, q) = (16, 7, 5);
     let config = SolverConfig::Stocbio(StocbioConfig {
         inner_steps: t,
-        neumann: NeumannParams { terms: q, step: 0.1 },
+        neumann: NeumannParams {
+            terms: q,
+            step: 0.1,
+        },
         batch_size: bs,
         ..Default::default()
     });
@@ -269,7 +272,9 @@ fn hoag_counts_match_its_table() {
         let steps = diagnostics.get("inner_steps").unwrap() as u64;
         let matvecs = diagnostics.get("linsolve_matvecs").unwrap() as u64;
         assert!(steps > 0 && matvecs > 0);
-        assert!(diagnostics.get("inner_grad_norm").unwrap() <= diagnostics.get("tolerance").unwrap());
+        assert!(
+            diagnostics.get("inner_grad_norm").unwrap() <= diagnostics.get("tolerance").unwrap()
+        );
         assert_eq!(
             counts.g,
             OracleCounts {

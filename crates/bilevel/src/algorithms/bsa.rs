@@ -188,13 +188,8 @@ impl Solver for Bsa {
         // Alg. 2, l.6: x_{t+1} = x_t − γ_t ĥ.
         s.x.axpy(-gamma, h);
         // Alg. 2, l.7–9: T SGD steps y ← y − ρ_t ∇ᵧg(x_{t+1}, y; B_s).
-        self.estimator.inner_phase(
-            problem,
-            &s.x,
-            &mut s.implicit,
-            self.config.inner_steps,
-            rho,
-        );
+        self.estimator
+            .inner_phase(problem, &s.x, &mut s.implicit, self.config.inner_steps, rho);
         s.t += 1;
         Ok(diagnostics)
     }

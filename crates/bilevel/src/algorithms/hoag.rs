@@ -112,7 +112,9 @@ impl ToleranceSchedule {
                 if !(rate > 0.0 && rate < 1.0) {
                     return Err(Error::config(
                         format!("{field}.rate"),
-                        format!("must be in (0, 1) so that the tolerances are summable, got {rate}"),
+                        format!(
+                            "must be in (0, 1) so that the tolerances are summable, got {rate}"
+                        ),
                     ));
                 }
                 Ok(())

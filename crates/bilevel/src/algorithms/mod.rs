@@ -5,46 +5,46 @@
 //! (`kind`, `validate`, `visit`), and one row to `tests/all_algorithms_converge.rs`.
 
 pub mod aid_cg;
-pub mod double_loop;
-pub mod soba;
 pub mod aid_neumann;
-pub mod stocbio;
 pub mod amigo;
+pub mod bome;
 pub mod bsa;
+pub mod double_loop;
+pub mod f2sa;
 pub mod hoag;
 pub mod itd;
 pub mod itd_truncated;
-pub mod saba;
-pub mod srba;
-pub mod ttsa;
-pub mod sustain;
 pub mod mstsa;
+pub mod saba;
+pub mod soba;
+pub mod srba;
 pub mod stable;
-pub mod f2sa;
-pub mod bome;
+pub mod stocbio;
+pub mod sustain;
+pub mod ttsa;
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::{Result, Solver};
 
 pub use aid_cg::{AidCg, AidCgConfig, AidCgState};
-pub use double_loop::{DoubleLoop, DoubleLoopState, OuterOptimizer};
-pub use soba::{Soba, SobaConfig, SobaState};
 pub use aid_neumann::{AidNeumann, AidNeumannConfig, AidNeumannState, NeumannForm};
-pub use stocbio::{Stocbio, StocbioConfig, StocbioState};
 pub use amigo::{Amigo, AmigoConfig, AmigoLinearSystem, AmigoState};
+pub use bome::{Bome, BomeConfig, BomeState};
 pub use bsa::{Bsa, BsaConfig, BsaState};
+pub use double_loop::{DoubleLoop, DoubleLoopState, OuterOptimizer};
+pub use f2sa::{F2sa, F2saConfig, F2saState};
 pub use hoag::{Hoag, HoagConfig, HoagState, ToleranceSchedule};
 pub use itd::{Itd, ItdConfig, ItdState};
 pub use itd_truncated::{ItdTruncated, ItdTruncatedConfig, ItdTruncatedState};
-pub use saba::{Saba, SabaConfig, SabaState};
-pub use srba::{Srba, SrbaConfig, SrbaState};
-pub use ttsa::{Ttsa, TtsaConfig, TtsaState};
-pub use sustain::{Sustain, SustainConfig, SustainState};
 pub use mstsa::{Mstsa, MstsaConfig, MstsaState};
+pub use saba::{Saba, SabaConfig, SabaState};
+pub use soba::{Soba, SobaConfig, SobaState};
+pub use srba::{Srba, SrbaConfig, SrbaState};
 pub use stable::{Stable, StableConfig, StableInverse, StableState};
-pub use f2sa::{F2sa, F2saConfig, F2saState};
-pub use bome::{Bome, BomeConfig, BomeState};
+pub use stocbio::{Stocbio, StocbioConfig, StocbioState};
+pub use sustain::{Sustain, SustainConfig, SustainState};
+pub use ttsa::{Ttsa, TtsaConfig, TtsaState};
 
 /// Every algorithm's configuration, selected by `kind` (the algorithm's file name).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,7 +194,9 @@ impl SolverConfig {
         match self {
             SolverConfig::AidCg(_) => "Pedregosa, ICML 2016; Grazzi et al., ICML 2020",
             SolverConfig::Soba(_) => "Dagréou, Ablin, Vaiter, Moreau, NeurIPS 2022",
-            SolverConfig::AidNeumann(_) => "Grazzi, Franceschi, Pontil, Salzo, ICML 2020; Lorraine, Vicol, Duvenaud, AISTATS 2020",
+            SolverConfig::AidNeumann(_) => {
+                "Grazzi, Franceschi, Pontil, Salzo, ICML 2020; Lorraine, Vicol, Duvenaud, AISTATS 2020"
+            }
             SolverConfig::Stocbio(_) => "Ji, Yang, Liang, ICML 2021",
             SolverConfig::Amigo(_) => "Arbel, Mairal, ICLR 2022",
             SolverConfig::Bsa(_) => "Ghadimi, Wang, arXiv 2018",

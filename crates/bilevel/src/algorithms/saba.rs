@@ -148,7 +148,13 @@ impl SagaTable {
         let n = self.n() as f64;
         let dim = self.dim;
         let row = &mut self.rows[i * dim..(i + 1) * dim];
-        for ((m, r), &v) in self.mean.as_mut_slice().iter_mut().zip(row.iter_mut()).zip(value) {
+        for ((m, r), &v) in self
+            .mean
+            .as_mut_slice()
+            .iter_mut()
+            .zip(row.iter_mut())
+            .zip(value)
+        {
             *m += (v - *r) / n;
             *r = v;
         }
@@ -239,7 +245,13 @@ impl Solver for Saba {
             memory.g_grad_y.store(i, gy.as_slice());
         }
         for j in 0..n_f {
-            f.grad_xy(&x, &y, Batch::Indices(std::slice::from_ref(&j)), &mut gx, &mut gy);
+            f.grad_xy(
+                &x,
+                &y,
+                Batch::Indices(std::slice::from_ref(&j)),
+                &mut gx,
+                &mut gy,
+            );
             memory.f_grad_y.store(j, gy.as_slice());
             memory.f_grad_x.store(j, gx.as_slice());
         }
@@ -261,9 +273,22 @@ impl Solver for Saba {
         let rho = self.config.inner_lr.at(s.t);
         let gamma = self.config.outer_lr.at(s.t);
         let w = &mut s.work;
-        let [val_y, val_x, acc_gy, acc_hv, acc_cr, acc_fy, acc_fx, d_y, d_v, d_x, tmp_y, tmp_x] =
-            w.vectors
-                .vectors([dy, dx, dy, dy, dx, dy, dx, dy, dy, dx, dy, dx]);
+        let [
+            val_y,
+            val_x,
+            acc_gy,
+            acc_hv,
+            acc_cr,
+            acc_fy,
+            acc_fx,
+            d_y,
+            d_v,
+            d_x,
+            tmp_y,
+            tmp_x,
+        ] = w
+            .vectors
+            .vectors([dy, dx, dy, dy, dx, dy, dx, dy, dy, dx, dy, dx]);
         s.inner.draw_into(&mut w.xi);
         s.outer.draw_into(&mut w.zeta);
         let (b_g, b_f) = (w.xi.len(), w.zeta.len());

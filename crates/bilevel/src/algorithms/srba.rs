@@ -195,7 +195,10 @@ impl Solver for Srba {
         let mode = self.config.sampling;
         let inner = MinibatchSampler::new(n_g, bs, mode, rng.next_u64())?;
         let outer = MinibatchSampler::new(n_f, bs, mode, rng.next_u64())?;
-        let period = self.config.period.unwrap_or(((n_g + n_f) / (2 * bs)).max(1)) as u64;
+        let period = self
+            .config
+            .period
+            .unwrap_or(((n_g + n_f) / (2 * bs)).max(1)) as u64;
         let (dx, dy) = (x.nrows(), y.nrows());
         Ok(SrbaState {
             v: Vector::zeros(dy),
@@ -222,7 +225,7 @@ impl Solver for Srba {
             s.scratch.vectors([dy, dy, dx, dy, dy, dx, dy, dx]);
         let rho = self.config.inner_lr.at(s.t);
         let gamma = self.config.outer_lr.at(s.t);
-        let full = s.t % s.period == 0;
+        let full = s.t.is_multiple_of(s.period);
         if full {
             // Alg. 1, full pass: D_t = D(y_t, v_t, x_t) on all samples.
             directions(
@@ -247,8 +250,7 @@ impl Solver for Srba {
                 problem, &s.x, &s.y, &s.v, xi, zeta, n_y, n_v, n_x, f_grad_y, cross,
             );
             directions(
-                problem, &s.x_prev, &s.y_prev, &s.v_prev, xi, zeta, o_y, o_v, o_x, f_grad_y,
-                cross,
+                problem, &s.x_prev, &s.y_prev, &s.v_prev, xi, zeta, o_y, o_v, o_x, f_grad_y, cross,
             );
             s.d_y.axpy(1.0, n_y);
             s.d_y.axpy(-1.0, o_y);

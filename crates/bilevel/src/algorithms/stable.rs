@@ -243,10 +243,12 @@ impl Stable {
             return Ok(f64::NAN);
         };
         let sym = Matrix::from_fn(q, q, |i, j| 0.5 * (h_yy[i * q + j] + h_yy[j * q + i]));
-        let eig = sym.self_adjoint_eigen(Side::Lower).map_err(|e| Error::Diverged {
-            iter: 0,
-            what: format!("eigendecomposition of the H_yy estimate failed: {e:?}"),
-        })?;
+        let eig = sym
+            .self_adjoint_eigen(Side::Lower)
+            .map_err(|e| Error::Diverged {
+                iter: 0,
+                what: format!("eigendecomposition of the H_yy estimate failed: {e:?}"),
+            })?;
         let (u, s) = (eig.U(), eig.S().column_vector());
         factor.vectors.resize(q * q, 0.0);
         factor.values.resize(q, 0.0);

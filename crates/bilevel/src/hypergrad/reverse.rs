@@ -25,8 +25,7 @@ use super::Hypergradient;
 use crate::core::error::{Error, Result, check_at_least, check_positive};
 use crate::core::linalg::{Scratch, serde_vector};
 use crate::core::{
-    Batch, Diagnostics, MinibatchSampler, Objective, Problem, Rng, SamplingMode, Vector,
-    VectorExt,
+    Batch, Diagnostics, MinibatchSampler, Objective, Problem, Rng, SamplingMode, Vector, VectorExt,
 };
 use crate::inner::descend_recording;
 
@@ -101,10 +100,7 @@ impl Reverse {
             if k > self.inner_steps {
                 return Err(Error::config(
                     "backprop_steps",
-                    format!(
-                        "must be <= inner_steps ({}), got {k}",
-                        self.inner_steps
-                    ),
+                    format!("must be <= inner_steps ({}), got {k}", self.inner_steps),
                 ));
             }
         }

@@ -4,15 +4,15 @@
 //! allocation-free `_in_place` form for hot loops. `matvec(p, out)` writes A p into `out`.
 
 pub mod cg;
-pub mod neumann;
 pub mod gd;
+pub mod neumann;
 
 pub use cg::{CgParams, CgWorkspace, cg, cg_in_place};
+pub use gd::{GdParams, GdWorkspace, gd_in_place};
 pub use neumann::{
     HiaParams, NeumannParams, NeumannWorkspace, fixed_point_in_place, neumann, neumann_in_place,
     neumann_random, neumann_random_in_place,
 };
-pub use gd::{GdParams, GdWorkspace, gd_in_place};
 
 use serde::{Deserialize, Serialize};
 
