@@ -20,7 +20,7 @@
 //! absolute; both → 0 summably, they differ by the bounded factor ‖∇ᵧf‖); the paper's adaptive
 //! outer step (1/L with L increased or decreased from the change in the outer objective) is not
 //! implemented — `outer_lr` is a schedule. The tolerance laws (quadratic 0.1/k², cubic, or
-//! exponential 0.1·0.9^k) are the paper's experiments' as we recall them [recall].
+//! exponential 0.1·0.9^k) are the paper's experiments' as we recall them \[recall\].
 //!
 //! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |

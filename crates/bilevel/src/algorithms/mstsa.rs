@@ -2,7 +2,7 @@
 //!
 //! P. Khanduri, S. Zeng, M. Hong, H.-T. Wai, Z. Wang, Z. Yang. *A momentum-assisted
 //! single-timescale stochastic approximation algorithm for bilevel optimization.*
-//! arXiv:2102.07367 v1, 2021 (the later versions of this arXiv entry are SUSTAIN) [recall].
+//! arXiv:2102.07367 v1, 2021 (the later versions of this arXiv entry are SUSTAIN) \[recall\].
 //! algorithms.md §8.4, as in the MRBO/VRBO authors' baseline code.
 //!
 //! ## Update (iteration k)
