@@ -591,3 +591,51 @@ fn bome_counts_match_its_table() {
     );
     assert_eq!(counts.f, f_pairs(1, bs));
 }
+
+#[test]
+fn saba_per_batch_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (n_g, n_f, _, _) = sizes(&problem);
+    let bs = 16u64;
+    let config = SolverConfig::Saba(SabaConfig {
+        batch_size: bs as usize,
+        sampling: SamplingMode::Contiguous,
+        memory: SabaMemoryLayout::PerBatch,
+        ..Default::default()
+    });
+    // One call per term on the block, as SOBA.
+    let counts = counts_per_steps(&config, &problem, 2, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: 1,
+            hvp_yy: 1,
+            cross_xy: 1,
+            samples: 3 * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(1, bs));
+    // `init`: one call per block, ⌈n/b⌉ blocks of b samples.
+    let fresh = problem.fresh();
+    let (x0, y0) = fresh.start();
+    let solver = SabaConfig {
+        batch_size: bs as usize,
+        sampling: SamplingMode::Contiguous,
+        memory: SabaMemoryLayout::PerBatch,
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    solver.init(&fresh, x0, y0, 0).unwrap();
+    let init = fresh.counts();
+    assert_eq!(
+        init.g,
+        OracleCounts {
+            grad_y: n_g / bs,
+            samples: n_g,
+            ..Default::default()
+        }
+    );
+    assert_eq!(init.f, f_pairs(n_f / bs, bs));
+}

@@ -38,7 +38,7 @@ pub use hoag::{Hoag, HoagConfig, HoagState, ToleranceSchedule};
 pub use itd::{Itd, ItdConfig, ItdState};
 pub use itd_truncated::{ItdTruncated, ItdTruncatedConfig, ItdTruncatedState};
 pub use mstsa::{Mstsa, MstsaConfig, MstsaState};
-pub use saba::{Saba, SabaConfig, SabaState};
+pub use saba::{Saba, SabaConfig, SabaMemoryLayout, SabaState};
 pub use soba::{Soba, SobaConfig, SobaState};
 pub use srba::{Srba, SrbaConfig, SrbaState};
 pub use stable::{Stable, StableConfig, StableInverse, StableState};

@@ -17,25 +17,34 @@
 //! Then, as SOBA (+v convention, v ≈ +[∇²ᵧᵧg]⁻¹∇ᵧf):
 //! $$ y_{t+1} = y_t - \rho \hat D_y, \qquad v_{t+1} = v_t - \rho \hat D_v, \qquad
 //!    x_{t+1} = x_t - \gamma \hat D_x. $$
-//! The memories hold per-sample values, so every sample of a minibatch is a separate oracle call
-//! (`Batch::Indices(&[i])`); a duplicate index inside one batch (possible at an epoch boundary)
-//! is handled consistently (all terms use the old memory, then the memory is written).
-//! Initialisation: one full pass at (x₀, y₀) fills the gradient memories; the product memories
-//! start at 0, which is exact because v₀ = 0. Memory: n_g (2 dim y + dim x) + n_f (dim y + dim x)
-//! numbers, in the state.
+//! **Memory layout** (`memory`):
+//! - `per_sample` (the paper): one memory row per sample. Every sample of a minibatch is then a
+//!   separate oracle call (`Batch::Indices(&[i])`); a duplicate index inside one batch (possible
+//!   at an epoch boundary) is handled consistently (all terms use the old memory, then the
+//!   memory is written). Memory: n_g (2 dim y + dim x) + n_f (dim y + dim x) numbers.
+//! - `per_batch` (the reference benchmark's layout): with `sampling = "contiguous"` the
+//!   minibatches are fixed blocks of b consecutive samples, and SAGA runs over the ⌈n/b⌉ blocks
+//!   (one memory row per block, weight 1/⌈n/b⌉ in the mean): one oracle call per term, as SOBA.
+//!   When b does not divide n the last block wraps around to the first samples, and the
+//!   average over blocks weights those samples twice (a slightly reweighted finite sum).
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`; b = batch size, every
-//! call on one sample)
+//! The memories live in the state (checkpoints carry them). Initialisation: one full pass at
+//! (x₀, y₀) fills the gradient memories, so the estimates are unbiased from the first step; the
+//! product memories start at 0, which is exact because v₀ = 0. (The reference benchmark starts
+//! from zero memories by default.)
+//!
+//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`; b = batch size)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
-//! | grad_y | b | b | each i ∈ ξ / j ∈ ζ |
-//! | grad_x | – | b | each j ∈ ζ |
-//! | hvp_yy | b | – | each i ∈ ξ |
-//! | cross_xy | b | – | each i ∈ ξ |
+//! | grad_y | b (per_batch: 1) | b (per_batch: 1) | each i ∈ ξ / j ∈ ζ (the block) |
+//! | grad_x | – | b (per_batch: 1) | each j ∈ ζ (the block) |
+//! | hvp_yy | b (per_batch: 1) | – | each i ∈ ξ (the block) |
+//! | cross_xy | b (per_batch: 1) | – | each i ∈ ξ (the block) |
 //!
-//! `init` adds one pass: grad_y n_g times on g; grad_x and grad_y n_f times on f. The samples
-//! touched per iteration equal SOBA's; benchopt's SABA (vectorised per-sample evaluations) makes
-//! the same per-iteration sample count.
+//! Either way the samples touched per iteration equal SOBA's. `init` adds one pass over both
+//! levels (per sample: grad_y n_g times on g, grad_x and grad_y n_f times on f; per block:
+//! ⌈n/b⌉ calls each). benchopt's SABA uses the per-block layout: the same calls per iteration
+//! as `memory = "per_batch"`.
 //!
 //! ## Parameters
 //! | field | paper | default | range |
@@ -43,9 +52,11 @@
 //! | `inner_lr` | ρ | `constant 0.1` | schedule |
 //! | `outer_lr` | γ | `constant 0.1` | schedule |
 //! | `batch_size` | — | 64 | ≥ 1 |
-//! | `sampling` | — | `shuffled` | `shuffled`, `with_replacement`, `contiguous` |
+//! | `sampling` | — | `shuffled` | `shuffled`, `with_replacement`, `contiguous` (required by `per_batch`) |
+//! | `memory` | — | `per_sample` | `per_sample`, `per_batch` |
 //!
-//! Defaults: the reference benchmark's (algorithms.md §9.9: constant steps 0.1, batch 64).
+//! Defaults: the reference benchmark's (algorithms.md §9.9: constant steps 0.1, batch 64); the
+//! paper's per-sample memory.
 //!
 //! ## Example
 //! ```
@@ -68,6 +79,18 @@ use crate::core::{
     VectorExt,
 };
 
+/// What one SAGA memory row stands for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SabaMemoryLayout {
+    /// One row per sample (the paper): per-sample oracle calls.
+    #[default]
+    PerSample,
+    /// One row per contiguous block of `batch_size` samples (the reference benchmark): needs
+    /// `sampling = "contiguous"`.
+    PerBatch,
+}
+
 /// Configuration of SABA.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -80,6 +103,8 @@ pub struct SabaConfig {
     pub batch_size: usize,
     /// How minibatches are drawn.
     pub sampling: SamplingMode,
+    /// One memory row per sample or per contiguous block.
+    pub memory: SabaMemoryLayout,
 }
 
 impl Default for SabaConfig {
@@ -89,6 +114,7 @@ impl Default for SabaConfig {
             outer_lr: Schedule::constant(0.1),
             batch_size: 64,
             sampling: SamplingMode::Shuffled,
+            memory: SabaMemoryLayout::PerSample,
         }
     }
 }
@@ -98,6 +124,13 @@ impl SabaConfig {
     pub fn validate(&self) -> Result<()> {
         self.inner_lr.validate("inner_lr")?;
         self.outer_lr.validate("outer_lr")?;
+        if self.memory == SabaMemoryLayout::PerBatch && self.sampling != SamplingMode::Contiguous {
+            return Err(crate::core::Error::config(
+                "sampling",
+                "memory = \"per_batch\" keeps one row per fixed block and needs sampling = \
+                 \"contiguous\"",
+            ));
+        }
         crate::core::error::check_at_least("batch_size", self.batch_size, 1)
     }
     /// The only constructor of [`Saba`].
@@ -187,9 +220,37 @@ struct Work {
     vectors: Scratch,
     xi: Vec<usize>,
     zeta: Vec<usize>,
-    /// New per-sample values of the batch, b rows each: g (grad_y | hvp | cross), f (grad_y | grad_x).
+    /// The SAGA units of the drawn batches: (memory row, offset, length) into `xi` / `zeta`.
+    units_g: Vec<(usize, usize, usize)>,
+    units_f: Vec<(usize, usize, usize)>,
+    /// New values of the units, one row each: g (grad_y | hvp | cross), f (grad_y | grad_x).
     pending_g: Vec<f64>,
     pending_f: Vec<f64>,
+}
+
+/// The SAGA units of a drawn batch: each sample (per-sample layout) or the whole block, whose
+/// row is its block number start / b (per-batch layout, contiguous blocks).
+fn units(
+    layout: SabaMemoryLayout,
+    batch: &[usize],
+    block: usize,
+    out: &mut Vec<(usize, usize, usize)>,
+) {
+    out.clear();
+    match layout {
+        SabaMemoryLayout::PerSample => out.extend(batch.iter().enumerate().map(|(k, &i)| (i, k, 1))),
+        SabaMemoryLayout::PerBatch => out.push((batch[0] / block, 0, batch.len())),
+    }
+}
+
+/// The sample indices of every memory row: (row, indices).
+fn rows(layout: SabaMemoryLayout, n: usize, block: usize) -> Vec<Vec<usize>> {
+    match layout {
+        SabaMemoryLayout::PerSample => (0..n).map(|i| vec![i]).collect(),
+        SabaMemoryLayout::PerBatch => (0..n.div_ceil(block))
+            .map(|k| (0..block).map(|j| (k * block + j) % n).collect())
+            .collect(),
+    }
 }
 
 /// State of [`Saba`].
@@ -232,28 +293,25 @@ impl Solver for Saba {
         let inner = MinibatchSampler::new(n_g, bs, mode, rng.next_u64())?;
         let outer = MinibatchSampler::new(n_f, bs, mode, rng.next_u64())?;
         // One pass at (x₀, y₀): the gradient memories. The products vanish at v₀ = 0.
+        let layout = self.config.memory;
+        let rows_g = rows(layout, n_g, inner.batch_size());
+        let rows_f = rows(layout, n_f, outer.batch_size());
         let mut memory = SabaMemory {
-            g_grad_y: SagaTable::zeros(n_g, dy),
-            g_hvp: SagaTable::zeros(n_g, dy),
-            g_cross: SagaTable::zeros(n_g, dx),
-            f_grad_y: SagaTable::zeros(n_f, dy),
-            f_grad_x: SagaTable::zeros(n_f, dx),
+            g_grad_y: SagaTable::zeros(rows_g.len(), dy),
+            g_hvp: SagaTable::zeros(rows_g.len(), dy),
+            g_cross: SagaTable::zeros(rows_g.len(), dx),
+            f_grad_y: SagaTable::zeros(rows_f.len(), dy),
+            f_grad_x: SagaTable::zeros(rows_f.len(), dx),
         };
         let (mut gy, mut gx) = (Vector::zeros(dy), Vector::zeros(dx));
-        for i in 0..n_g {
-            g.grad_y(&x, &y, Batch::Indices(std::slice::from_ref(&i)), &mut gy);
-            memory.g_grad_y.store(i, gy.as_slice());
+        for (row, samples) in rows_g.iter().enumerate() {
+            g.grad_y(&x, &y, Batch::Indices(samples), &mut gy);
+            memory.g_grad_y.store(row, gy.as_slice());
         }
-        for j in 0..n_f {
-            f.grad_xy(
-                &x,
-                &y,
-                Batch::Indices(std::slice::from_ref(&j)),
-                &mut gx,
-                &mut gy,
-            );
-            memory.f_grad_y.store(j, gy.as_slice());
-            memory.f_grad_x.store(j, gx.as_slice());
+        for (row, samples) in rows_f.iter().enumerate() {
+            f.grad_xy(&x, &y, Batch::Indices(samples), &mut gx, &mut gy);
+            memory.f_grad_y.store(row, gy.as_slice());
+            memory.f_grad_x.store(row, gx.as_slice());
         }
         Ok(SabaState {
             v: Vector::zeros(dy),
@@ -291,7 +349,10 @@ impl Solver for Saba {
             .vectors([dy, dx, dy, dy, dx, dy, dx, dy, dy, dx, dy, dx]);
         s.inner.draw_into(&mut w.xi);
         s.outer.draw_into(&mut w.zeta);
-        let (b_g, b_f) = (w.xi.len(), w.zeta.len());
+        let layout = self.config.memory;
+        units(layout, &w.xi, s.inner.batch_size(), &mut w.units_g);
+        units(layout, &w.zeta, s.outer.batch_size(), &mut w.units_f);
+        let (b_g, b_f) = (w.units_g.len(), w.units_f.len());
         let m = &mut s.memory;
         for acc in [&mut *acc_gy, &mut *acc_hv, &mut *acc_fy] {
             acc.set_zero();
@@ -299,28 +360,28 @@ impl Solver for Saba {
         acc_cr.set_zero();
         acc_fx.set_zero();
 
-        // New per-sample terms at (y_t, v_t, x_t), accumulated against the old memories.
+        // New terms of each unit at (y_t, v_t, x_t), accumulated against the old memories.
         let row_g = 2 * dy + dx;
         w.pending_g.resize(b_g * row_g, 0.0);
-        for (k, &i) in w.xi.iter().enumerate() {
-            let one = Batch::Indices(std::slice::from_ref(&i));
+        for (k, &(i, offset, len)) in w.units_g.iter().enumerate() {
+            let unit = Batch::Indices(&w.xi[offset..offset + len]);
             let pending = &mut w.pending_g[k * row_g..(k + 1) * row_g];
-            g.grad_y(&s.x, &s.y, one, val_y);
+            g.grad_y(&s.x, &s.y, unit, val_y);
             m.g_grad_y.accumulate(i, val_y, acc_gy);
             pending[..dy].copy_from_slice(val_y.as_slice());
-            g.hvp_yy(&s.x, &s.y, &s.v, one, val_y);
+            g.hvp_yy(&s.x, &s.y, &s.v, unit, val_y);
             m.g_hvp.accumulate(i, val_y, acc_hv);
             pending[dy..2 * dy].copy_from_slice(val_y.as_slice());
-            g.cross_xy(&s.x, &s.y, &s.v, one, val_x);
+            g.cross_xy(&s.x, &s.y, &s.v, unit, val_x);
             m.g_cross.accumulate(i, val_x, acc_cr);
             pending[2 * dy..].copy_from_slice(val_x.as_slice());
         }
         let row_f = dy + dx;
         w.pending_f.resize(b_f * row_f, 0.0);
-        for (k, &j) in w.zeta.iter().enumerate() {
-            let one = Batch::Indices(std::slice::from_ref(&j));
+        for (k, &(j, offset, len)) in w.units_f.iter().enumerate() {
+            let unit = Batch::Indices(&w.zeta[offset..offset + len]);
             let pending = &mut w.pending_f[k * row_f..(k + 1) * row_f];
-            f.grad_xy(&s.x, &s.y, one, val_x, val_y);
+            f.grad_xy(&s.x, &s.y, unit, val_x, val_y);
             m.f_grad_y.accumulate(j, val_y, acc_fy);
             m.f_grad_x.accumulate(j, val_x, acc_fx);
             pending[..dy].copy_from_slice(val_y.as_slice());
@@ -337,13 +398,13 @@ impl Solver for Saba {
         d_x.axpy(-1.0, tmp_x); // D_x = ∇ₓf − ∇²ₓᵧg v
 
         // Memory update: m_i ← δ_i(y_t, v_t, x_t).
-        for (k, &i) in w.xi.iter().enumerate() {
+        for (k, &(i, _, _)) in w.units_g.iter().enumerate() {
             let pending = &w.pending_g[k * row_g..(k + 1) * row_g];
             m.g_grad_y.store(i, &pending[..dy]);
             m.g_hvp.store(i, &pending[dy..2 * dy]);
             m.g_cross.store(i, &pending[2 * dy..]);
         }
-        for (k, &j) in w.zeta.iter().enumerate() {
+        for (k, &(j, _, _)) in w.units_f.iter().enumerate() {
             let pending = &w.pending_f[k * row_f..(k + 1) * row_f];
             m.f_grad_y.store(j, &pending[..dy]);
             m.f_grad_x.store(j, &pending[dy..]);
