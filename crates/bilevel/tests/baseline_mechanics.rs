@@ -313,10 +313,7 @@ fn saba_per_batch_memory_converges_to_the_exact_solution() {
         .unwrap()
         .evaluate(&problem.start().0)
         .unwrap();
-    let (first, last) = (
-        start.hypergradient.norm_sq(),
-        truth.hypergradient.norm_sq(),
-    );
+    let (first, last) = (start.hypergradient.norm_sq(), truth.hypergradient.norm_sq());
     assert!(last < 1e-12 * first, "‖∇F‖²: {first:.3e} -> {last:.3e}");
     // The layout needs fixed blocks.
     let err = SabaConfig {

@@ -3,7 +3,7 @@
 //! M. Arbel, J. Mairal. *Amortized implicit differentiation for stochastic bilevel
 //! optimization.* ICLR 2022 (arXiv:2111.14580). algorithms.md §8.2.
 //!
-//! ## Update (paper, Alg. 1 with the amortized (warm-started) inner solvers; iteration t)
+//! ## Update (one outer iteration t, with the amortized (warm-started) inner solvers; algorithms.md §8.2)
 //! 1. Inner SGD, warm-started from y_{t−1}: T steps $y \leftarrow y - \alpha \nabla_y g(x_t, y; B_s)$.
 //! 2. One outer minibatch D_F: $b = \nabla_y f(x_t, y; D_F)$, $\nabla_x f(x_t, y; D_F)$.
 //! 3. The linear system, warm-started from v_{t−1} (the amortization):

@@ -4,7 +4,7 @@
 //! first-order approach.* NeurIPS 2022 (arXiv:2209.08709) [recall: the arXiv entry may list
 //! M. Ye first]. algorithms.md §8.5.
 //!
-//! ## Update (paper, Alg. 1; iteration k)
+//! ## Update (iteration k; algorithms.md §8.5)
 //! The value-function reformulation min f(x, y) s.t. q(x, y) = g(x, y) − min_z g(x, z) ≤ 0,
 //! solved by a dynamic barrier (a projected first-order step):
 //! 1. $\hat y$ = T GD steps on g(x_k, ·) from y_k (fresh minibatches), held constant:
@@ -170,7 +170,7 @@ impl Solver for Bome {
         let c = &self.config;
         let xi_k = c.outer_lr.at(s.t);
 
-        // Alg. 1, l.3: ŷ = T GD steps on g(x_k, ·) from y_k.
+        // Step 1: ŷ = T GD steps on g(x_k, ·) from y_k.
         y_hat.assign(&s.y);
         descend(
             g,
@@ -183,13 +183,13 @@ impl Solver for Bome {
         );
         // ∇f = (∇ₓf, ∇ᵧf)(x_k, y_k) on ζ.
         f.grad_xy(&s.x, &s.y, Batch::Indices(s.outer_f.draw()), f_x, f_y);
-        // Alg. 1, l.4: ∇q = (∇ₓg(x, y) − ∇ₓg(x, ŷ), ∇ᵧg(x, y)) on ξ.
+        // Step 1: ∇q = (∇ₓg(x, y) − ∇ₓg(x, ŷ), ∇ᵧg(x, y)) on ξ.
         s.outer_g.draw_into(&mut s.batch);
         let xi = Batch::Indices(&s.batch);
         g.grad_xy(&s.x, &s.y, xi, q_x, q_y);
         g.grad_x(&s.x, y_hat, xi, tmp_x);
         q_x.axpy(-1.0, tmp_x);
-        // Alg. 1, l.5: φ = η‖∇q‖², λ = max(φ − ⟨∇f, ∇q⟩, 0) / ‖∇q‖².
+        // Step 2: φ = η‖∇q‖², λ = max(φ − ⟨∇f, ∇q⟩, 0) / ‖∇q‖².
         let q_norm_sq = q_x.norm_sq() + q_y.norm_sq();
         let lambda = if q_norm_sq > 0.0 {
             let phi = c.barrier * q_norm_sq;
@@ -197,7 +197,7 @@ impl Solver for Bome {
         } else {
             0.0
         };
-        // Alg. 1, l.6: (x, y) ← (x, y) − ξ_k (∇f + λ ∇q).
+        // Step 3: (x, y) ← (x, y) − ξ_k (∇f + λ ∇q).
         s.x.axpy(-xi_k, f_x);
         s.x.axpy(-xi_k * lambda, q_x);
         s.y.axpy(-xi_k, f_y);

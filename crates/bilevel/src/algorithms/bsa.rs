@@ -3,7 +3,7 @@
 //! S. Ghadimi, M. Wang. *Approximation methods for bilevel programming.* arXiv:1802.02246, 2018.
 //! algorithms.md §8.2 and §1.5.2 (HIA).
 //!
-//! ## Update (paper, Alg. 2 (BSA); iteration t, at the current (x_t, y_t))
+//! ## Update (one iteration t, at the current (x_t, y_t); algorithms.md §8.2)
 //! 1. Hypergradient at the *current* inner iterate: outer minibatch D_F,
 //!    $b = \nabla_y f(x_t, y_t; D_F)$; HIA (§1.5.2): draw P uniform in {0, …, N − 1},
 //!    $v = N\eta \prod_{j=1}^{P} (I - \eta \nabla^2_{yy} g(x_t, y_t; B_j))\, b$;
@@ -176,7 +176,7 @@ impl Solver for Bsa {
         let [h] = s.scratch.vectors([s.x.nrows()]);
         let gamma = self.config.outer_lr.at(s.t);
         let rho = self.config.inner_lr.at(s.t);
-        // Alg. 2, l.3–5: ĥ = ∇ₓf − ∇²ₓᵧg v_HIA at (x_t, y_t).
+        // Step 1: ĥ = ∇ₓf − ∇²ₓᵧg v_HIA at (x_t, y_t).
         let diagnostics = self.estimator.hypergradient_phase(
             problem,
             &s.x,
@@ -185,9 +185,9 @@ impl Solver for Bsa {
             &mut s.rng,
             h,
         )?;
-        // Alg. 2, l.6: x_{t+1} = x_t − γ_t ĥ.
+        // Step 2: x_{t+1} = x_t − γ_t ĥ.
         s.x.axpy(-gamma, h);
-        // Alg. 2, l.7–9: T SGD steps y ← y − ρ_t ∇ᵧg(x_{t+1}, y; B_s).
+        // Step 3: T SGD steps y ← y − ρ_t ∇ᵧg(x_{t+1}, y; B_s).
         self.estimator
             .inner_phase(problem, &s.x, &mut s.implicit, self.config.inner_steps, rho);
         s.t += 1;

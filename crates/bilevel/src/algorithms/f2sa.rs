@@ -3,7 +3,7 @@
 //! J. Kwon, D. Kwon, S. Wright, R. Nowak. *A fully first-order method for stochastic bilevel
 //! optimization.* ICML 2023 (arXiv:2301.10945). algorithms.md §8.5 and §9.9.
 //!
-//! ## Update (paper, Alg. 1; iteration k)
+//! ## Update (iteration k; algorithms.md §8.5)
 //! The penalty (value-function) Lagrangian
 //! $\mathcal L_\lambda(x, y) = f(x, y) + \lambda\,\big(g(x, y) - \min_z g(x, z)\big)$ has gradient in x
 //! $\nabla_x f(x, y_\lambda) + \lambda\big(\nabla_x g(x, y_\lambda) - \nabla_x g(x, z^*)\big)$ at
@@ -272,16 +272,16 @@ impl Solver for F2sa {
         for _ in 0..c.inner_steps {
             s.inner_g.draw_into(&mut s.batch);
             let b = Batch::Indices(&s.batch);
-            // Alg. 1, l.4: z ← z − ρᶻ ∇ᵧg(x, z; B_s)
+            // Step 1: z ← z − ρᶻ ∇ᵧg(x, z; B_s)
             g.grad_y(&s.x, &s.z, b, g_y);
             s.z.axpy(-rho_z, g_y);
-            // Alg. 1, l.5: y ← y − ρʸ (∇ᵧf(x, y; B'_s) + λ ∇ᵧg(x, y; B_s))
+            // Step 1: y ← y − ρʸ (∇ᵧf(x, y; B'_s) + λ ∇ᵧg(x, y; B_s))
             f.grad_y(&s.x, &s.y, Batch::Indices(s.inner_f.draw()), f_y);
             g.grad_y(&s.x, &s.y, b, g_y);
             f_y.axpy(lambda, g_y);
             s.y.axpy(-rho_y, f_y);
         }
-        // Alg. 1, l.7: x ← x − γ (∇ₓf(x, y; ζ) + λ(∇ₓg(x, y; ξ) − ∇ₓg(x, z; ξ)))
+        // Step 2: x ← x − γ (∇ₓf(x, y; ζ) + λ(∇ₓg(x, y; ξ) − ∇ₓg(x, z; ξ)))
         s.outer_g.draw_into(&mut s.batch);
         penalty_direction(
             problem,
@@ -295,7 +295,7 @@ impl Solver for F2sa {
             tmp,
         );
         s.x.axpy(-gamma, d_x);
-        // Alg. 1, l.8: λ ← min(λ + δ_k, λ_max)
+        // Step 3: λ ← min(λ + δ_k, λ_max)
         s.penalty = lambda + c.penalty_increment.at(s.t);
         if let Some(max) = c.max_penalty {
             s.penalty = s.penalty.min(max);

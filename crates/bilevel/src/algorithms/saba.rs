@@ -4,7 +4,7 @@
 //! stochastic and global variance reduction algorithms.* NeurIPS 2022 (arXiv:2201.13409).
 //! algorithms.md §8.4 (SOBA) and §9.9 (benchmark defaults).
 //!
-//! ## Update (paper, Alg. 2; iteration t, inner samples ξ ⊂ {1..n_g}, outer samples ζ ⊂ {1..n_f})
+//! ## Update (iteration t, inner samples ξ ⊂ {1..n_g}, outer samples ζ ⊂ {1..n_f})
 //! The SOBA directions at (y_t, v_t, x_t) are finite sums over samples,
 //! $$ D_y = \nabla_y g, \qquad D_v = \nabla^2_{yy} g\, v - \nabla_y f, \qquad
 //!    D_x = \nabla_x f - \nabla^2_{xy} g\, v, $$
@@ -238,7 +238,9 @@ fn units(
 ) {
     out.clear();
     match layout {
-        SabaMemoryLayout::PerSample => out.extend(batch.iter().enumerate().map(|(k, &i)| (i, k, 1))),
+        SabaMemoryLayout::PerSample => {
+            out.extend(batch.iter().enumerate().map(|(k, &i)| (i, k, 1)))
+        }
         SabaMemoryLayout::PerBatch => out.push((batch[0] / block, 0, batch.len())),
     }
 }
@@ -410,7 +412,7 @@ impl Solver for Saba {
             m.f_grad_x.store(j, &pending[dy..]);
         }
 
-        // Alg. 2: y ← y − ρ D̂_y ; v ← v − ρ D̂_v ; x ← x − γ D̂_x.
+        // SOBA step on the SAGA directions: y ← y − ρ D̂_y ; v ← v − ρ D̂_v ; x ← x − γ D̂_x.
         s.y.axpy(-rho, d_y);
         s.v.axpy(-rho, d_v);
         s.x.axpy(-gamma, d_x);

@@ -4,7 +4,7 @@
 //! bilevel empirical risk minimization.* AISTATS 2024 (arXiv:2302.08766). algorithms.md §9.9
 //! (benchmark defaults).
 //!
-//! ## Update (paper, Alg. 1; iteration t, period q)
+//! ## Update (iteration t, period q)
 //! With the SOBA directions (+v convention)
 //! $D(y, v, x) = \big(\nabla_y g,\ \nabla^2_{yy} g\, v - \nabla_y f,\ \nabla_x f - \nabla^2_{xy} g\, v\big)$:
 //! - every q iterations (t ≡ 0 mod q): the full-batch directions $D_t = D(y_t, v_t, x_t)$;
@@ -227,7 +227,7 @@ impl Solver for Srba {
         let gamma = self.config.outer_lr.at(s.t);
         let full = s.t.is_multiple_of(s.period);
         if full {
-            // Alg. 1, full pass: D_t = D(y_t, v_t, x_t) on all samples.
+            // Full pass (t ≡ 0 mod q): D_t = D(y_t, v_t, x_t) on all samples.
             directions(
                 problem,
                 &s.x,
@@ -242,7 +242,7 @@ impl Solver for Srba {
                 cross,
             );
         } else {
-            // Alg. 1, SARAH step: D_t = D_{t−1} + D_{ξ,ζ}(current) − D_{ξ,ζ}(previous).
+            // SARAH step: D_t = D_{t−1} + D_{ξ,ζ}(current) − D_{ξ,ζ}(previous).
             s.inner.draw_into(&mut s.batch);
             let xi = Batch::Indices(&s.batch);
             let zeta = Batch::Indices(s.outer.draw());
@@ -262,7 +262,7 @@ impl Solver for Srba {
         s.x_prev.assign(&s.x);
         s.y_prev.assign(&s.y);
         s.v_prev.assign(&s.v);
-        // Alg. 1: y ← y − ρ D_y ; v ← v − ρ D_v ; x ← x − γ D_x.
+        // y ← y − ρ D_y ; v ← v − ρ D_v ; x ← x − γ D_x.
         s.y.axpy(-rho, &s.d_y);
         s.v.axpy(-rho, &s.d_v);
         s.x.axpy(-gamma, &s.d_x);

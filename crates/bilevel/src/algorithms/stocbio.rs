@@ -3,7 +3,7 @@
 //! K. Ji, J. Yang, Y. Liang. *Bilevel optimization: convergence analysis and enhanced design.*
 //! ICML 2021 (arXiv:2010.07962). algorithms.md §8.2 and §1.5.1.
 //!
-//! ## Update (paper, Alg. 2; one outer iteration t)
+//! ## Update (one outer iteration t; algorithms.md §8.2)
 //! 1. Inner SGD, warm-started from y_{t−1}: T steps $y \leftarrow y - \alpha \nabla_y g(x_t, y; B_s)$,
 //!    a fresh minibatch B_s per step.
 //! 2. One outer minibatch D_F: $b = \nabla_y f(x_t, y; D_F)$, and $\nabla_x f(x_t, y; D_F)$.

@@ -4,12 +4,12 @@
 //! bilevel optimization: complexity analysis and application to actor-critic.* SIAM J. Optim.
 //! 2023 (arXiv:2007.05170, 2020). algorithms.md §8.4 and §1.5.2 (HIA).
 //!
-//! ## Update (paper, Alg. 1; iteration k; projection on X omitted: unconstrained x)
-//! $$ y_{k+1} = y_k - \beta_k \nabla_y g(x_k, y_k; B_k), $$
+//! ## Update (iteration k; the projection on a constraint set X is omitted: unconstrained x)
+//! $$ y_{k+1} = y_k - \beta_k \nabla_y g(x_k, y_k; B_k), \tag{1} $$
 //! $$ \hat h_k = \nabla_x f(x_k, y_{k+1}; B_F) - \nabla^2_{xy} g(x_k, y_{k+1}; B_G)\, v_k, \qquad
 //!    v_k = N\eta \prod_{j=1}^{P} \big(I - \eta \nabla^2_{yy} g(x_k, y_{k+1}; B_j)\big)
-//!    \nabla_y f(x_k, y_{k+1}; B_F), $$
-//! $$ x_{k+1} = x_k - \alpha_k \hat h_k, $$
+//!    \nabla_y f(x_k, y_{k+1}; B_F), \tag{2} $$
+//! $$ x_{k+1} = x_k - \alpha_k \hat h_k, \tag{3} $$
 //! with P uniform in {0, …, N − 1} (HIA, `hypergrad::PhiHat`). Two timescales: the inner step
 //! β_k ~ k^{−2/5} decays more slowly than the outer step α_k ~ k^{−3/5}.
 //!
@@ -177,16 +177,16 @@ impl Solver for Ttsa {
         let [grad_y, h] = s.scratch.vectors([dy, dx]);
         let beta = self.config.inner_lr.at(s.t);
         let alpha = self.config.outer_lr.at(s.t);
-        // Alg. 1, l.3: y_{k+1} = y_k − β_k ∇ᵧg(x_k, y_k; B_k).
+        // Eq. (1): y_{k+1} = y_k − β_k ∇ᵧg(x_k, y_k; B_k).
         problem
             .g()
             .grad_y(&s.x, &s.y, Batch::Indices(s.inner.draw()), grad_y);
         s.y.axpy(-beta, grad_y);
-        // Alg. 1, l.4: ĥ_k = Φ̂(x_k, y_{k+1}) with the HIA estimate of v.
+        // Eq. (2): ĥ_k = Φ̂(x_k, y_{k+1}) with the HIA estimate of v.
         self.phi.draw(&mut s.phi, &mut s.rng, &mut s.draw);
         self.phi
             .evaluate(problem, &s.x, &s.y, &s.draw, h, &mut s.work);
-        // Alg. 1, l.5: x_{k+1} = x_k − α_k ĥ_k.
+        // Eq. (3): x_{k+1} = x_k − α_k ĥ_k.
         s.x.axpy(-alpha, h);
         s.t += 1;
         Ok(Diagnostics::new().with("hia_terms", s.draw.terms() as f64))
