@@ -325,3 +325,51 @@ fn saba_per_batch_memory_converges_to_the_exact_solution() {
     .to_string();
     assert!(err.contains("`sampling`"), "{err}");
 }
+
+#[test]
+fn resume_is_bit_exact_across_periods_and_warm_starts() {
+    // The shared table resumes after 3 steps; here the split points fall after SRBA's full
+    // passes (period 4), after HOAG's tolerance has moved, and after several momentum updates.
+    let problem = QuadraticConfig {
+        dim_x: 4,
+        dim_y: 6,
+        n_inner: 48,
+        n_outer: 40,
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    let configs = [
+        SolverConfig::Srba(SrbaConfig {
+            period: Some(4),
+            batch_size: 8,
+            ..Default::default()
+        }),
+        SolverConfig::Saba(SabaConfig {
+            batch_size: 8,
+            sampling: SamplingMode::Contiguous,
+            memory: SabaMemoryLayout::PerBatch,
+            ..Default::default()
+        }),
+        SolverConfig::Hoag(HoagConfig::default()),
+        SolverConfig::Stable(StableConfig {
+            batch_size: 8,
+            ..Default::default()
+        }),
+        SolverConfig::Sustain(SustainConfig {
+            batch_size: 8,
+            ..Default::default()
+        }),
+        SolverConfig::Mstsa(MstsaConfig {
+            batch_size: 8,
+            ..Default::default()
+        }),
+        SolverConfig::ItdTruncated(ItdTruncatedConfig {
+            batch_size: Some(8),
+            ..Default::default()
+        }),
+    ];
+    for config in &configs {
+        bilevel::testing::assert_resumes_bit_exact(config, &problem, 10, 4);
+    }
+}
