@@ -27,7 +27,7 @@
 //! | hvp_yy | GD: K; CG: ≤ K (+1 for the warm-start residual once v ≠ 0) | – | B_k / one batch |
 //! | cross_xy | 1 | – | D_G |
 //!
-//! benchopt's AmIGO (GD form) makes the same calls per iteration: T inner SGD steps, K SGD
+//! benchopt's AmIGO (GD form), as restated in algorithms.md §8.2, makes the same calls per iteration: T inner SGD steps, K SGD
 //! steps on the quadratic, one outer gradient pair and one cross product.
 //!
 //! ## Parameters

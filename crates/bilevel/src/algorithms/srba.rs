@@ -25,7 +25,8 @@
 //! | hvp_yy | 2 (full pass: 1) | – | ξ at two points (full) |
 //! | cross_xy | 2 (full pass: 1) | – | ξ at two points (full) |
 //!
-//! benchopt's SRBA makes the same calls per iteration.
+//! benchopt's SRBA makes the same calls per iteration (checked against its source: full-batch
+//! directions every period, otherwise the same batch at the current and the previous point).
 //!
 //! ## Parameters
 //! | field | paper | default | range |

@@ -23,7 +23,8 @@
 //! | cross_xy | 2 | – | B_G |
 //!
 //! The first iteration adds the initialisation: one Φ̂ (f: grad_x 1, grad_y 1; g: hvp P₀,
-//! cross 1) and one grad_y on g. benchopt's SUSTAIN makes the same calls per iteration.
+//! cross 1) and one grad_y on g. benchopt's SUSTAIN (the MRBO recursion
+//! with HIA, algorithms.md §8.4) makes the same calls per iteration.
 //!
 //! ## Parameters
 //! | field | paper | default | range |

@@ -21,7 +21,7 @@
 //! | hvp_yy | P ∈ {0, …, N − 1} (random) | – | B_1..B_P |
 //! | cross_xy | 1 | – | B_G |
 //!
-//! benchopt's TTSA makes the same calls per iteration.
+//! benchopt's TTSA (as restated in algorithms.md §8.4) makes the same calls per iteration.
 //!
 //! ## Parameters
 //! | field | paper | default | range |
