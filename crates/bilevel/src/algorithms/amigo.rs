@@ -3,7 +3,7 @@
 //! M. Arbel, J. Mairal. *Amortized implicit differentiation for stochastic bilevel
 //! optimization.* ICLR 2022 (arXiv:2111.14580). algorithms.md §8.2.
 //!
-//! ## Update (one outer iteration t, with the amortized (warm-started) inner solvers; algorithms.md §8.2)
+//! ## Update (one outer iteration t, amortized (warm-started) inner solvers; algorithms.md §8.2)
 //! 1. Inner SGD, warm-started from y_{t−1}: T steps $y \leftarrow y - \alpha \nabla_y g(x_t, y; B_s)$.
 //! 2. One outer minibatch D_F: $b = \nabla_y f(x_t, y; D_F)$, $\nabla_x f(x_t, y; D_F)$.
 //! 3. The linear system, warm-started from v_{t−1} (the amortization):
@@ -27,8 +27,9 @@
 //! | hvp_yy | GD: K; CG: ≤ K (+1 for the warm-start residual once v ≠ 0) | – | B_k / one batch |
 //! | cross_xy | 1 | – | D_G |
 //!
-//! benchopt's AmIGO (GD form), as restated in algorithms.md §8.2, makes the same calls per iteration: T inner SGD steps, K SGD
-//! steps on the quadratic, one outer gradient pair and one cross product.
+//! benchopt's AmIGO (GD form), as restated in algorithms.md §8.2, makes the same calls per
+//! iteration: T inner SGD steps, K SGD steps on the quadratic, one outer gradient pair and one
+//! cross product.
 //!
 //! ## Parameters
 //! | field | paper | default | range |

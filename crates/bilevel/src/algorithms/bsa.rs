@@ -30,7 +30,8 @@
 //! | hvp_yy | P ∈ {0, …, N − 1} (random) | – | B_1..B_P |
 //! | cross_xy | 1 | – | D_G |
 //!
-//! benchopt's BSA (as restated in algorithms.md §8.2) makes the same calls per iteration (HIA with N = 10, T = 10 inner steps).
+//! benchopt's BSA (as restated in algorithms.md §8.2) makes the same calls per iteration (HIA
+//! with N = 10, T = 10 inner steps).
 //!
 //! ## Parameters
 //! | field | paper | default | range |

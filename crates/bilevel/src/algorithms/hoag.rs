@@ -3,7 +3,7 @@
 //! F. Pedregosa. *Hyperparameter optimization with approximate gradient.* ICML 2016
 //! (arXiv:1602.02355). algorithms.md §8.2.
 //!
-//! ## Update (paper, Alg. 1 (HOAG), steps (i)–(iv) as we recall them; iteration k, deterministic oracles)
+//! ## Update (paper, Alg. 1, steps (i)–(iv) as we recall them; iteration k, deterministic)
 //! With a summable tolerance sequence ε_k (Σ ε_k < ∞):
 //! 1. (i) Solve the inner problem to tolerance ε_k: GD steps
 //!    $y \leftarrow y - \alpha \nabla_y g(x_k, y)$, warm-started, until

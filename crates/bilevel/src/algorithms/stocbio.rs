@@ -21,8 +21,8 @@
 //! | hvp_yy | Q | – | B_1..B_Q |
 //! | cross_xy | 1 | – | D_G |
 //!
-//! benchopt's stocBiO (as restated in algorithms.md §8.2) makes the same calls per iteration (T inner SGD steps, Q SHIA products,
-//! one outer gradient pair, one cross product).
+//! benchopt's stocBiO (as restated in algorithms.md §8.2) makes the same calls per iteration (T
+//! inner SGD steps, Q SHIA products, one outer gradient pair, one cross product).
 //!
 //! ## Parameters
 //! | field | paper | default | range |

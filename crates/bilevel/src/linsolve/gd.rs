@@ -3,7 +3,8 @@
 //!
 //! One step is v ← v − η (A v − b), the fixed-point (Richardson) iteration of the map
 //! v ↦ (I − ηA) v + η b. From v = 0, K steps give η Σ_{i=0..K−1} (I − ηA)^i b, the Neumann
-//! series with K terms (so K steps from zero equal [`neumann`](super::neumann::neumann) with K − 1 terms).
+//! series with K terms (so K steps from zero equal [`neumann`](super::neumann::neumann) with
+//! K − 1 products).
 
 use serde::{Deserialize, Serialize};
 
