@@ -539,3 +539,564 @@ fn ufo_blo_counts_match_its_table() {
         "{fired} exact branches, expected ≈ {expected}"
     );
 }
+
+// ---- Baselines (algorithms.md §8): each test mirrors the table in the solver's file doc. ----
+
+use bilevel::core::Diagnostics;
+use bilevel::hypergrad::NeumannEstimator;
+use bilevel::linsolve::{GdParams, HiaParams, NeumannParams};
+
+/// Sizes of the test problem: n samples per level, dims (p, q).
+fn sizes(problem: &Problem) -> (u64, u64, u64, u64) {
+    let (p, q) = problem.dims();
+    (
+        problem.g().n_samples() as u64,
+        problem.f().n_samples() as u64,
+        p as u64,
+        q as u64,
+    )
+}
+
+/// Oracle counts of the step after `warmup` steps, and that step's diagnostics.
+fn counted_step<S: Solver>(solver: &S, problem: &Problem, warmup: usize) -> (Counts, Diagnostics) {
+    let problem = problem.fresh();
+    let (x0, y0) = problem.start();
+    let mut state = solver.init(&problem, x0, y0, 0).unwrap();
+    for _ in 0..warmup {
+        solver.step(&problem, &mut state).unwrap();
+    }
+    let before = problem.counts();
+    let diagnostics = solver.step(&problem, &mut state).unwrap();
+    (problem.counts().since(&before), diagnostics)
+}
+
+/// f-side counts of one fused gradient pair on batches of `b` samples, `k` times.
+fn f_pairs(k: u64, b: u64) -> OracleCounts {
+    OracleCounts {
+        grad_x: k,
+        grad_y: k,
+        samples: 2 * k * b,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn aid_neumann_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (n_g, n_f, _, _) = sizes(&problem);
+    let (t, k) = (7, 5);
+    for form in [NeumannForm::Series, NeumannForm::FixedPoint] {
+        let config = SolverConfig::AidNeumann(AidNeumannConfig {
+            inner_steps: t,
+            terms: k,
+            form,
+            ..Default::default()
+        });
+        let counts = counts_per_steps(&config, &problem, 1, 1, 0);
+        let (t, k) = (t as u64, k as u64);
+        assert_eq!(
+            counts.g,
+            OracleCounts {
+                grad_y: t,
+                hvp_yy: k,
+                cross_xy: 1,
+                samples: (t + k + 1) * n_g,
+                ..Default::default()
+            },
+            "{form:?}"
+        );
+        assert_eq!(counts.f, f_pairs(1, n_f));
+    }
+}
+
+#[test]
+fn stocbio_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (bs, t, q) = (16, 7, 5);
+    let config = SolverConfig::Stocbio(StocbioConfig {
+        inner_steps: t,
+        neumann: NeumannParams {
+            terms: q,
+            step: 0.1,
+        },
+        batch_size: bs,
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&config, &problem, 1, 1, 0);
+    let (bs, t, q) = (bs as u64, t as u64, q as u64);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: t,
+            hvp_yy: q,
+            cross_xy: 1,
+            samples: (t + q + 1) * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(1, bs));
+}
+
+#[test]
+fn amigo_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (bs, t, k) = (16, 7, 5);
+    let gd = SolverConfig::Amigo(AmigoConfig {
+        inner_steps: t,
+        linear: AmigoLinearSystem::Gd(GdParams {
+            steps: k,
+            step: 0.1,
+            rel_tol: 0.0,
+        }),
+        batch_size: bs,
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&gd, &problem, 1, 1, 0);
+    let (bs, t, k) = (bs as u64, t as u64, k as u64);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: t,
+            hvp_yy: k,
+            cross_xy: 1,
+            samples: (t + k + 1) * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(1, bs));
+    // CG: K iterations plus the warm-start residual once v ≠ 0, all on one Hessian batch.
+    let cg = SolverConfig::Amigo(AmigoConfig {
+        inner_steps: t as usize,
+        linear: AmigoLinearSystem::Cg(CgParams {
+            max_iters: k as usize,
+            rel_tol: 0.0,
+        }),
+        batch_size: bs as usize,
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&cg, &problem, 1, 1, 0);
+    assert_eq!(counts.g.hvp_yy, k + 1);
+    assert_eq!(counts.g.samples, (t + k + 2) * bs);
+    assert_eq!(counts_per_steps(&cg, &problem, 0, 1, 0).g.hvp_yy, k);
+}
+
+#[test]
+fn bsa_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (bs, t) = (16u64, 7u64);
+    let make = |max_terms| BsaConfig {
+        inner_steps: t as usize,
+        hia: HiaParams {
+            max_terms,
+            step: 0.1,
+        },
+        batch_size: bs as usize,
+        ..Default::default()
+    };
+    // N = 1 forces P = 0: no Hessian product at all.
+    let counts = counts_per_steps(&SolverConfig::Bsa(make(1)), &problem, 1, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: t,
+            cross_xy: 1,
+            samples: (t + 1) * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(1, bs));
+    // N = 6: P products, P < N, as reported by the step.
+    let solver = make(6).build().unwrap();
+    let mut seen = Vec::new();
+    for warmup in 0..8 {
+        let (counts, diagnostics) = counted_step(&solver, &problem, warmup);
+        let p = diagnostics.get("linsolve_matvecs").unwrap() as u64;
+        assert!(p < 6);
+        assert_eq!(counts.g.hvp_yy, p);
+        seen.push(p);
+    }
+    assert!(seen.iter().any(|&p| p != seen[0]), "P is random: {seen:?}");
+}
+
+#[test]
+fn hoag_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (n_g, n_f, _, _) = sizes(&problem);
+    let solver = HoagConfig {
+        inner_lr: 1.0,
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    for warmup in [0, 3] {
+        let (counts, diagnostics) = counted_step(&solver, &problem, warmup);
+        let steps = diagnostics.get("inner_steps").unwrap() as u64;
+        let matvecs = diagnostics.get("linsolve_matvecs").unwrap() as u64;
+        assert!(steps > 0 && matvecs > 0);
+        assert!(
+            diagnostics.get("inner_grad_norm").unwrap() <= diagnostics.get("tolerance").unwrap()
+        );
+        assert_eq!(
+            counts.g,
+            OracleCounts {
+                grad_y: steps + 1,
+                hvp_yy: matvecs,
+                cross_xy: 1,
+                samples: (steps + 1 + matvecs + 1) * n_g,
+                ..Default::default()
+            }
+        );
+        assert_eq!(counts.f, f_pairs(1, n_f));
+    }
+}
+
+#[test]
+fn itd_and_truncated_itd_counts_match_their_tables() {
+    let problem = common::quadratic_10x20();
+    let (n_g, n_f, _, _) = sizes(&problem);
+    let (t, k) = (7u64, 3u64);
+    let full = SolverConfig::Itd(ItdConfig {
+        inner_steps: t as usize,
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&full, &problem, 1, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: t,
+            hvp_yy: t,
+            cross_xy: t,
+            samples: 3 * t * n_g,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(1, n_f));
+    let bs = 16u64;
+    let truncated = SolverConfig::ItdTruncated(ItdTruncatedConfig {
+        inner_steps: t as usize,
+        backprop_steps: k as usize,
+        batch_size: Some(bs as usize),
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&truncated, &problem, 1, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: t,
+            hvp_yy: k,
+            cross_xy: k,
+            samples: (t + 2 * k) * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(1, bs));
+}
+
+#[test]
+fn saba_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (n_g, n_f, _, _) = sizes(&problem);
+    let bs = 16u64;
+    let config = SolverConfig::Saba(SabaConfig {
+        batch_size: bs as usize,
+        ..Default::default()
+    });
+    // Per-sample calls: b of each kind, one sample each.
+    let counts = counts_per_steps(&config, &problem, 2, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: bs,
+            hvp_yy: bs,
+            cross_xy: bs,
+            samples: 3 * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(bs, 1));
+    // `init` makes one pass over both levels (the gradient memories).
+    let fresh = problem.fresh();
+    let (x0, y0) = fresh.start();
+    let solver = SabaConfig::default().build().unwrap();
+    solver.init(&fresh, x0, y0, 0).unwrap();
+    let init = fresh.counts();
+    assert_eq!(
+        init.g,
+        OracleCounts {
+            grad_y: n_g,
+            samples: n_g,
+            ..Default::default()
+        }
+    );
+    assert_eq!(init.f, f_pairs(n_f, 1));
+}
+
+#[test]
+fn srba_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (n_g, n_f, _, _) = sizes(&problem);
+    let bs = 16u64;
+    let config = SolverConfig::Srba(SrbaConfig {
+        batch_size: bs as usize,
+        ..Default::default()
+    });
+    let one_each = |k: u64, b: u64| OracleCounts {
+        grad_y: k,
+        hvp_yy: k,
+        cross_xy: k,
+        samples: 3 * k * b,
+        ..Default::default()
+    };
+    // t = 0 is a full pass; the default period is (512 + 512) / (2 · 16) = 32.
+    let full = counts_per_steps(&config, &problem, 0, 1, 0);
+    assert_eq!(full.g, one_each(1, n_g));
+    assert_eq!(full.f, f_pairs(1, n_f));
+    let sarah = counts_per_steps(&config, &problem, 1, 1, 0);
+    assert_eq!(sarah.g, one_each(2, bs));
+    assert_eq!(sarah.f, f_pairs(2, bs));
+    let again = counts_per_steps(&config, &problem, 32, 1, 0);
+    assert_eq!(again.g, one_each(1, n_g), "the next full pass is at t = 32");
+}
+
+#[test]
+fn ttsa_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let bs = 16u64;
+    let solver = TtsaConfig {
+        batch_size: bs as usize,
+        hia: HiaParams {
+            max_terms: 6,
+            step: 0.1,
+        },
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    for warmup in 0..5 {
+        let (counts, diagnostics) = counted_step(&solver, &problem, warmup);
+        let p = diagnostics.get("hia_terms").unwrap() as u64;
+        assert!(p < 6);
+        assert_eq!(
+            counts.g,
+            OracleCounts {
+                grad_y: 1,
+                hvp_yy: p,
+                cross_xy: 1,
+                samples: (2 + p) * bs,
+                ..Default::default()
+            }
+        );
+        assert_eq!(counts.f, f_pairs(1, bs));
+    }
+}
+
+#[test]
+fn sustain_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let bs = 16u64;
+    let solver = SustainConfig {
+        batch_size: bs as usize,
+        hia: HiaParams {
+            max_terms: 6,
+            step: 0.1,
+        },
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    for warmup in 1..5 {
+        let (counts, diagnostics) = counted_step(&solver, &problem, warmup);
+        let p = diagnostics.get("hia_terms").unwrap() as u64;
+        assert!(p < 6);
+        assert_eq!(
+            counts.g,
+            OracleCounts {
+                grad_y: 2,
+                hvp_yy: 2 * p,
+                cross_xy: 2,
+                samples: (4 + 2 * p) * bs,
+                ..Default::default()
+            }
+        );
+        assert_eq!(counts.f, f_pairs(2, bs));
+    }
+    // The first step adds the initialisation (with N = 1, P = 0 everywhere).
+    let first = counts_per_steps(
+        &SolverConfig::Sustain(SustainConfig {
+            batch_size: bs as usize,
+            hia: HiaParams {
+                max_terms: 1,
+                step: 0.1,
+            },
+            ..Default::default()
+        }),
+        &problem,
+        0,
+        1,
+        0,
+    );
+    assert_eq!(
+        first.g,
+        OracleCounts {
+            grad_y: 3,
+            cross_xy: 3,
+            samples: 6 * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(first.f, f_pairs(3, bs));
+}
+
+#[test]
+fn mstsa_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (bs, q) = (16u64, 4u64);
+    let config = SolverConfig::Mstsa(MstsaConfig {
+        batch_size: bs as usize,
+        neumann: NeumannEstimator::Shia(NeumannParams {
+            terms: q as usize,
+            step: 0.1,
+        }),
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&config, &problem, 1, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: 1,
+            hvp_yy: 2 * q,
+            cross_xy: 2,
+            samples: (3 + 2 * q) * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(2, bs));
+    let first = counts_per_steps(&config, &problem, 0, 1, 0);
+    assert_eq!((first.g.hvp_yy, first.g.cross_xy), (q, 1));
+    assert_eq!(first.f, f_pairs(1, bs));
+}
+
+#[test]
+fn stable_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (_, _, _, q) = sizes(&problem);
+    let bs = 16u64;
+    let config = SolverConfig::Stable(StableConfig {
+        batch_size: bs as usize,
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&config, &problem, 1, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: 1,
+            hvp_yy: 2 * q,
+            cross_xy: 2 * q,
+            samples: (1 + 4 * q) * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(1, bs));
+    let first = counts_per_steps(&config, &problem, 0, 1, 0);
+    assert_eq!((first.g.hvp_yy, first.g.cross_xy), (q, q));
+}
+
+#[test]
+fn f2sa_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (bs, t) = (16u64, 7u64);
+    let config = SolverConfig::F2sa(F2saConfig {
+        inner_steps: t as usize,
+        batch_size: bs as usize,
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&config, &problem, 1, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: 2 * t,
+            grad_x: 2,
+            samples: (2 * t + 2) * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        counts.f,
+        OracleCounts {
+            grad_y: t,
+            grad_x: 1,
+            samples: (t + 1) * bs,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn bome_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (bs, t) = (16u64, 7u64);
+    let config = SolverConfig::Bome(BomeConfig {
+        inner_steps: t as usize,
+        batch_size: bs as usize,
+        ..Default::default()
+    });
+    let counts = counts_per_steps(&config, &problem, 1, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: t + 1,
+            grad_x: 2,
+            samples: (t + 3) * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(1, bs));
+}
+
+#[test]
+fn saba_per_batch_counts_match_its_table() {
+    let problem = common::quadratic_10x20();
+    let (n_g, n_f, _, _) = sizes(&problem);
+    let bs = 16u64;
+    let config = SolverConfig::Saba(SabaConfig {
+        batch_size: bs as usize,
+        sampling: SamplingMode::Contiguous,
+        memory: SabaMemoryLayout::PerBatch,
+        ..Default::default()
+    });
+    // One call per term on the block, as SOBA.
+    let counts = counts_per_steps(&config, &problem, 2, 1, 0);
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: 1,
+            hvp_yy: 1,
+            cross_xy: 1,
+            samples: 3 * bs,
+            ..Default::default()
+        }
+    );
+    assert_eq!(counts.f, f_pairs(1, bs));
+    // `init`: one call per block, ⌈n/b⌉ blocks of b samples.
+    let fresh = problem.fresh();
+    let (x0, y0) = fresh.start();
+    let solver = SabaConfig {
+        batch_size: bs as usize,
+        sampling: SamplingMode::Contiguous,
+        memory: SabaMemoryLayout::PerBatch,
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    solver.init(&fresh, x0, y0, 0).unwrap();
+    let init = fresh.counts();
+    assert_eq!(
+        init.g,
+        OracleCounts {
+            grad_y: n_g / bs,
+            samples: n_g,
+            ..Default::default()
+        }
+    );
+    assert_eq!(init.f, f_pairs(n_f / bs, bs));
+}

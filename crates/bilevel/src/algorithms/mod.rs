@@ -5,18 +5,33 @@
 //! (`kind`, `validate`, `visit`), and one row to `tests/all_algorithms_converge.rs`.
 
 pub mod aid_cg;
+pub mod aid_neumann;
+pub mod amigo;
 pub mod anil;
+pub mod bome;
+pub mod bsa;
 pub mod double_loop;
 pub mod esj;
 pub mod esj_s;
+pub mod f2sa;
 pub mod fomaml;
 pub mod fsla;
+pub mod hoag;
+pub mod itd;
+pub mod itd_truncated;
 pub mod lancbio;
 pub mod maml;
 pub mod mrbo;
+pub mod mstsa;
 pub mod reptile;
+pub mod saba;
 pub mod soba;
+pub mod srba;
+pub mod stable;
+pub mod stocbio;
 pub mod subbio;
+pub mod sustain;
+pub mod ttsa;
 pub mod ufo_blo;
 pub mod vrbo;
 
@@ -25,18 +40,33 @@ use serde::{Deserialize, Serialize};
 use crate::core::{Result, Solver};
 
 pub use aid_cg::{AidCg, AidCgConfig, AidCgState};
+pub use aid_neumann::{AidNeumann, AidNeumannConfig, AidNeumannState, NeumannForm};
+pub use amigo::{Amigo, AmigoConfig, AmigoLinearSystem, AmigoState};
 pub use anil::{Anil, AnilConfig, AnilState};
+pub use bome::{Bome, BomeConfig, BomeState};
+pub use bsa::{Bsa, BsaConfig, BsaState};
 pub use double_loop::{DoubleLoop, DoubleLoopState, OuterOptimizer};
 pub use esj::{Esj, EsjConfig, EsjState};
 pub use esj_s::{EsjS, EsjSConfig, EsjSState};
+pub use f2sa::{F2sa, F2saConfig, F2saState};
 pub use fomaml::{Fomaml, FomamlConfig, FomamlState};
 pub use fsla::{Fsla, FslaConfig, FslaState, OuterDirection};
+pub use hoag::{Hoag, HoagConfig, HoagState, ToleranceSchedule};
+pub use itd::{Itd, ItdConfig, ItdState};
+pub use itd_truncated::{ItdTruncated, ItdTruncatedConfig, ItdTruncatedState};
 pub use lancbio::{Lancbio, LancbioConfig, LancbioState};
 pub use maml::{Maml, MamlConfig, MamlState};
 pub use mrbo::{Mrbo, MrboConfig, MrboMomentum, MrboState};
+pub use mstsa::{Mstsa, MstsaConfig, MstsaState};
 pub use reptile::{Reptile, ReptileConfig, ReptileState};
+pub use saba::{Saba, SabaConfig, SabaMemoryLayout, SabaState};
 pub use soba::{Soba, SobaConfig, SobaState};
+pub use srba::{Srba, SrbaConfig, SrbaState};
+pub use stable::{Stable, StableConfig, StableInverse, StableState};
+pub use stocbio::{Stocbio, StocbioConfig, StocbioState};
 pub use subbio::{Subbio, SubbioConfig, SubbioState};
+pub use sustain::{Sustain, SustainConfig, SustainState};
+pub use ttsa::{Ttsa, TtsaConfig, TtsaState};
 pub use ufo_blo::{ExactProb, QRule, UfoBlo, UfoBloConfig, UfoBloState};
 pub use vrbo::{CheckpointBatch, Vrbo, VrboConfig, VrboState};
 
@@ -48,6 +78,36 @@ pub enum SolverConfig {
     AidCg(AidCgConfig),
     /// SOBA (`soba.rs`).
     Soba(SobaConfig),
+    /// AID-Neumann (`aid_neumann.rs`).
+    AidNeumann(AidNeumannConfig),
+    /// stocBiO (`stocbio.rs`).
+    Stocbio(StocbioConfig),
+    /// AmIGO (`amigo.rs`).
+    Amigo(AmigoConfig),
+    /// BSA (`bsa.rs`).
+    Bsa(BsaConfig),
+    /// HOAG (`hoag.rs`).
+    Hoag(HoagConfig),
+    /// ITD (`itd.rs`).
+    Itd(ItdConfig),
+    /// Truncated ITD (`itd_truncated.rs`).
+    ItdTruncated(ItdTruncatedConfig),
+    /// SABA (`saba.rs`).
+    Saba(SabaConfig),
+    /// SRBA (`srba.rs`).
+    Srba(SrbaConfig),
+    /// TTSA (`ttsa.rs`).
+    Ttsa(TtsaConfig),
+    /// SUSTAIN (`sustain.rs`).
+    Sustain(SustainConfig),
+    /// MSTSA (`mstsa.rs`).
+    Mstsa(MstsaConfig),
+    /// STABLE (`stable.rs`).
+    Stable(StableConfig),
+    /// F2SA (`f2sa.rs`).
+    F2sa(F2saConfig),
+    /// BOME (`bome.rs`).
+    Bome(BomeConfig),
     /// FSLA (`fsla.rs`).
     Fsla(FslaConfig),
     /// MRBO (`mrbo.rs`).
@@ -97,6 +157,21 @@ impl SolverConfig {
         match self {
             SolverConfig::AidCg(_) => "aid_cg",
             SolverConfig::Soba(_) => "soba",
+            SolverConfig::AidNeumann(_) => "aid_neumann",
+            SolverConfig::Stocbio(_) => "stocbio",
+            SolverConfig::Amigo(_) => "amigo",
+            SolverConfig::Bsa(_) => "bsa",
+            SolverConfig::Hoag(_) => "hoag",
+            SolverConfig::Itd(_) => "itd",
+            SolverConfig::ItdTruncated(_) => "itd_truncated",
+            SolverConfig::Saba(_) => "saba",
+            SolverConfig::Srba(_) => "srba",
+            SolverConfig::Ttsa(_) => "ttsa",
+            SolverConfig::Sustain(_) => "sustain",
+            SolverConfig::Mstsa(_) => "mstsa",
+            SolverConfig::Stable(_) => "stable",
+            SolverConfig::F2sa(_) => "f2sa",
+            SolverConfig::Bome(_) => "bome",
             SolverConfig::Fsla(_) => "fsla",
             SolverConfig::Mrbo(_) => "mrbo",
             SolverConfig::Vrbo(_) => "vrbo",
@@ -117,6 +192,21 @@ impl SolverConfig {
         match self {
             SolverConfig::AidCg(c) => c.validate(),
             SolverConfig::Soba(c) => c.validate(),
+            SolverConfig::AidNeumann(c) => c.validate(),
+            SolverConfig::Stocbio(c) => c.validate(),
+            SolverConfig::Amigo(c) => c.validate(),
+            SolverConfig::Bsa(c) => c.validate(),
+            SolverConfig::Hoag(c) => c.validate(),
+            SolverConfig::Itd(c) => c.validate(),
+            SolverConfig::ItdTruncated(c) => c.validate(),
+            SolverConfig::Saba(c) => c.validate(),
+            SolverConfig::Srba(c) => c.validate(),
+            SolverConfig::Ttsa(c) => c.validate(),
+            SolverConfig::Sustain(c) => c.validate(),
+            SolverConfig::Mstsa(c) => c.validate(),
+            SolverConfig::Stable(c) => c.validate(),
+            SolverConfig::F2sa(c) => c.validate(),
+            SolverConfig::Bome(c) => c.validate(),
             SolverConfig::Fsla(c) => c.validate(),
             SolverConfig::Mrbo(c) => c.validate(),
             SolverConfig::Vrbo(c) => c.validate(),
@@ -137,6 +227,21 @@ impl SolverConfig {
         Ok(match self {
             SolverConfig::AidCg(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Soba(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::AidNeumann(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Stocbio(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Amigo(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Bsa(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Hoag(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Itd(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::ItdTruncated(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Saba(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Srba(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Ttsa(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Sustain(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Mstsa(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Stable(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::F2sa(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Bome(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Fsla(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Mrbo(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Vrbo(c) => visitor.visit(c.clone().build()?),
@@ -157,6 +262,21 @@ impl SolverConfig {
         vec![
             SolverConfig::AidCg(Default::default()),
             SolverConfig::Soba(Default::default()),
+            SolverConfig::AidNeumann(Default::default()),
+            SolverConfig::Stocbio(Default::default()),
+            SolverConfig::Amigo(Default::default()),
+            SolverConfig::Bsa(Default::default()),
+            SolverConfig::Hoag(Default::default()),
+            SolverConfig::Itd(Default::default()),
+            SolverConfig::ItdTruncated(Default::default()),
+            SolverConfig::Saba(Default::default()),
+            SolverConfig::Srba(Default::default()),
+            SolverConfig::Ttsa(Default::default()),
+            SolverConfig::Sustain(Default::default()),
+            SolverConfig::Mstsa(Default::default()),
+            SolverConfig::Stable(Default::default()),
+            SolverConfig::F2sa(Default::default()),
+            SolverConfig::Bome(Default::default()),
             SolverConfig::Fsla(Default::default()),
             SolverConfig::Mrbo(Default::default()),
             SolverConfig::Vrbo(Default::default()),
@@ -177,6 +297,23 @@ impl SolverConfig {
         match self {
             SolverConfig::AidCg(_) => "Pedregosa, ICML 2016; Grazzi et al., ICML 2020",
             SolverConfig::Soba(_) => "Dagréou, Ablin, Vaiter, Moreau, NeurIPS 2022",
+            SolverConfig::AidNeumann(_) => {
+                "Grazzi, Franceschi, Pontil, Salzo, ICML 2020; Lorraine, Vicol, Duvenaud, AISTATS 2020"
+            }
+            SolverConfig::Stocbio(_) => "Ji, Yang, Liang, ICML 2021",
+            SolverConfig::Amigo(_) => "Arbel, Mairal, ICLR 2022",
+            SolverConfig::Bsa(_) => "Ghadimi, Wang, arXiv 2018",
+            SolverConfig::Hoag(_) => "Pedregosa, ICML 2016",
+            SolverConfig::Itd(_) => "Franceschi, Donini, Frasconi, Pontil, ICML 2017",
+            SolverConfig::ItdTruncated(_) => "Shaban, Cheng, Hatch, Boots, AISTATS 2019",
+            SolverConfig::Saba(_) => "Dagréou, Ablin, Vaiter, Moreau, NeurIPS 2022",
+            SolverConfig::Srba(_) => "Dagréou, Moreau, Vaiter, Ablin, AISTATS 2024",
+            SolverConfig::Ttsa(_) => "Hong, Wai, Wang, Yang, SIAM J. Optim. 2023 (arXiv 2020)",
+            SolverConfig::Sustain(_) => "Khanduri, Zeng, Hong, Wai, Wang, Yang, NeurIPS 2021",
+            SolverConfig::Mstsa(_) => "Khanduri, Zeng, Hong, Wai, Wang, Yang, arXiv 2021",
+            SolverConfig::Stable(_) => "Chen, Sun, Xiao, Yin, AISTATS 2022",
+            SolverConfig::F2sa(_) => "Kwon, Kwon, Wright, Nowak, ICML 2023",
+            SolverConfig::Bome(_) => "Liu, Ye, Wright, Stone, Liu, NeurIPS 2022",
             SolverConfig::Fsla(_) => "Li, Gu, Huang, AAAI 2022",
             SolverConfig::Mrbo(_) => "Yang, Ji, Liang, NeurIPS 2021",
             SolverConfig::Vrbo(_) => "Yang, Ji, Liang, NeurIPS 2021",

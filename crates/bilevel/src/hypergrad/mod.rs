@@ -7,10 +7,12 @@ pub mod es_jacobian;
 pub mod implicit;
 pub mod meta_unrolled;
 pub mod phi_hat;
+pub mod reverse;
 
 pub use es_jacobian::{Direction, EsJacobian, EsJacobianState};
 pub use implicit::{Implicit, ImplicitState, LinearSystem};
 pub use phi_hat::{NeumannEstimator, PhiHat, PhiHatDraw, PhiHatSamplers, PhiHatWork};
+pub use reverse::{Reverse, ReverseState, ReverseWork, reverse_sweep};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

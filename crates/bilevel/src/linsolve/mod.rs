@@ -4,10 +4,12 @@
 //! allocation-free `_in_place` form for hot loops. `matvec(p, out)` writes A p into `out`.
 
 pub mod cg;
+pub mod gd;
 pub mod lanczos;
 pub mod neumann;
 
 pub use cg::{CgParams, CgWorkspace, cg, cg_in_place};
+pub use gd::{GdParams, GdWorkspace, gd_in_place};
 pub use lanczos::{
     SingularTridiagonal, TridiagonalMethod, TridiagonalWorkspace, solve_tridiagonal,
 };
