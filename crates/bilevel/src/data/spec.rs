@@ -106,7 +106,7 @@ pub struct DatasetSpec {
     /// CSV: the delimiter, one ASCII character (default `,`; `\t` for tabs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
-    /// LIBSVM: force the feature count.
+    /// LIBSVM: force the feature count. `news20` twin: the vocabulary size (default 130,107).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_features: Option<usize>,
     /// LIBSVM: index numbering (`auto`, `zero`, `one`).
@@ -293,6 +293,12 @@ impl DatasetSpec {
                 ));
             }
         }
+        if self.n_features.is_some() && self.twin.is_some_and(|t| t != Twin::News20) {
+            return Err(Error::config(
+                format!("{field}.n_features"),
+                "applies to LIBSVM files and the news20 twin only",
+            ));
+        }
         if let Some(d) = &self.delimiter
             && self.delimiter_byte(d).is_none()
         {
@@ -378,7 +384,14 @@ impl DatasetSpec {
     pub fn load(&self, seed: u64) -> Result<LoadedData> {
         self.validate("dataset")?;
         let (name, train, test) = if let Some(twin) = self.twin {
-            let data = twin.generate(self.scale.unwrap_or(1.0), seed)?;
+            let data = match (twin, self.n_features) {
+                (Twin::News20, Some(cols)) => {
+                    let scale = self.scale.unwrap_or(1.0);
+                    let rows = ((twin.full_rows() as f64 * scale).round() as usize).max(1);
+                    super::synthetic::news20(rows, cols, seed)
+                }
+                _ => twin.generate(self.scale.unwrap_or(1.0), seed)?,
+            };
             (format!("twin:{twin:?}").to_lowercase(), data, None)
         } else if let Some(name) = &self.shared {
             let entry = SHARED

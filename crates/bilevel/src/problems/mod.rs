@@ -4,7 +4,14 @@
 //!
 //! [`Reference`]: crate::core::Reference
 
+pub mod common;
+pub mod data_cleaning;
+pub mod hyper_representation;
+pub mod lancbio_synthetic;
+pub mod logistic;
+pub mod logreg_hpo;
 pub mod quadratic;
+pub mod ridge_hpo;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +30,16 @@ pub enum ProblemConfig {
     Quadratic(quadratic::QuadraticConfig),
     /// The tiny deterministic quadratic of the unit tests.
     QuadraticTiny(QuadraticTinyConfig),
+    /// L2 hyperparameters of logistic regression (ijcnn1, a9a, 20 Newsgroups, covtype).
+    LogregHpo(logreg_hpo::LogregHpoConfig),
+    /// Data hyper-cleaning: per-sample weights on noisy labels (MNIST).
+    DataCleaning(data_cleaning::DataCleaningConfig),
+    /// The LancBiO synthetic problem (ill-conditioned, non-quadratic).
+    LancbioSynthetic(lancbio_synthetic::LancbioSyntheticConfig),
+    /// ESJ's hyper-representation problems (linear or two-layer sigmoid, ridge head).
+    HyperRepresentation(hyper_representation::HyperRepresentationConfig),
+    /// Ridge hyperparameters with a closed-form inner solution.
+    RidgeHpo(ridge_hpo::RidgeHpoConfig),
 }
 
 impl ProblemConfig {
@@ -31,6 +48,11 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(_) => "quadratic",
             ProblemConfig::QuadraticTiny(_) => "quadratic_tiny",
+            ProblemConfig::LogregHpo(_) => "logreg_hpo",
+            ProblemConfig::DataCleaning(_) => "data_cleaning",
+            ProblemConfig::LancbioSynthetic(_) => "lancbio_synthetic",
+            ProblemConfig::HyperRepresentation(_) => "hyper_representation",
+            ProblemConfig::RidgeHpo(_) => "ridge_hpo",
         }
     }
     /// Checks the parameters without building.
@@ -38,6 +60,11 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(c) => c.validate(),
             ProblemConfig::QuadraticTiny(_) => Ok(()),
+            ProblemConfig::LogregHpo(c) => c.validate(),
+            ProblemConfig::DataCleaning(c) => c.validate(),
+            ProblemConfig::LancbioSynthetic(c) => c.validate(),
+            ProblemConfig::HyperRepresentation(c) => c.validate(),
+            ProblemConfig::RidgeHpo(c) => c.validate(),
         }
     }
     /// Builds the problem (draws or loads its data).
@@ -45,6 +72,11 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(c) => c.build(),
             ProblemConfig::QuadraticTiny(_) => Ok(quadratic::tiny()),
+            ProblemConfig::LogregHpo(c) => c.build(),
+            ProblemConfig::DataCleaning(c) => c.build(),
+            ProblemConfig::LancbioSynthetic(c) => c.build(),
+            ProblemConfig::HyperRepresentation(c) => c.build(),
+            ProblemConfig::RidgeHpo(c) => c.build(),
         }
     }
     /// Every problem kind with its default parameters (for `bilevel list`).
@@ -57,6 +89,28 @@ impl ProblemConfig {
             (
                 ProblemConfig::QuadraticTiny(Default::default()),
                 "2 x 3 deterministic quadratic for unit tests",
+            ),
+            (
+                ProblemConfig::LogregHpo(Default::default()),
+                "L2 hyperparameters of logistic regression, binary/multiclass, dense/sparse \
+                 (default: ijcnn1 per-feature), Newton-CG reference",
+            ),
+            (
+                ProblemConfig::DataCleaning(Default::default()),
+                "data hyper-cleaning, per-sample weights on noisy labels (default: MNIST 5k, \
+                 p = 0.5), Newton-CG reference",
+            ),
+            (
+                ProblemConfig::LancbioSynthetic(Default::default()),
+                "LancBiO synthetic problem, ill-conditioned and non-quadratic, Newton-CG reference",
+            ),
+            (
+                ProblemConfig::HyperRepresentation(Default::default()),
+                "hyper-representation (linear or two-layer sigmoid) with a ridge head",
+            ),
+            (
+                ProblemConfig::RidgeHpo(Default::default()),
+                "ridge hyperparameters on synthetic regression, closed-form reference",
             ),
         ];
         entries
