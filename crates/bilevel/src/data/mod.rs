@@ -246,6 +246,39 @@ impl Design {
             *self = Design::Dense(m.to_dense());
         }
     }
+    /// Fraction of stored non-zero values among rows · cols.
+    pub fn density(&self) -> f64 {
+        let total = (self.rows() * self.cols()).max(1) as f64;
+        match self {
+            Design::Dense(m) => m.values.iter().filter(|&&v| v != 0.0).count() as f64 / total,
+            Design::Sparse(m) => m.nnz() as f64 / total,
+        }
+    }
+    /// Converts a dense design to CSR in place (zeros dropped).
+    pub fn sparsify(&mut self) {
+        if let Design::Dense(m) = self {
+            let mut indptr = Vec::with_capacity(m.rows + 1);
+            indptr.push(0);
+            let mut indices = Vec::new();
+            let mut values = Vec::new();
+            for i in 0..m.rows {
+                for (j, &v) in m.row(i).iter().enumerate() {
+                    if v != 0.0 {
+                        indices.push(j as u32);
+                        values.push(v);
+                    }
+                }
+                indptr.push(indices.len());
+            }
+            *self = Design::Sparse(CsrMatrix {
+                rows: m.rows,
+                cols: m.cols,
+                indptr,
+                indices,
+                values,
+            });
+        }
+    }
     /// Sets the column count (≥ the current). Dense designs are padded with zero columns.
     pub fn with_cols(self, cols: usize) -> Result<Self> {
         match self {
