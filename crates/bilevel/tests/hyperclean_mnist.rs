@@ -51,8 +51,8 @@ fn aid_cg() -> SolverConfig {
 fn soba() -> SolverConfig {
     SolverConfig::Soba(SobaConfig {
         inner_lr: Schedule::constant(0.5),
-        outer_lr: Schedule::constant(100.0),
-        batch_size: 64,
+        outer_lr: Schedule::constant(200.0),
+        batch_size: 256,
         ..Default::default()
     })
 }
@@ -74,10 +74,11 @@ fn check(name: &str, summary: &bilevel::run::RunSummary, baseline: f64) {
 /// Measured (seed 0, `cargo test -p bilevel --test hyperclean_mnist -- --nocapture`, about 30 s
 /// on the 2-core dev machine):
 /// - unweighted baseline on the noisy labels: test accuracy 0.8434 (test loss 1.215);
-/// - AID-CG, 30 outer iterations (T = 10, α = 1, K = 10, γ = 1000): test accuracy 0.881,
+/// - AID-CG, 30 outer iterations (T = 10, α = 1, K = 10, γ = 1000): test accuracy 0.8814,
 ///   flags 0.908 of the corrupted samples (and 0.047 of the clean ones);
-/// - SOBA, 4000 iterations (batch 64, ρ = 0.5, γ = 100): test accuracy 0.88, flags 0.94 of the
-///   corrupted samples.
+/// - SOBA, 2000 iterations (batch 256, ρ = 0.5, γ = 200): test accuracy 0.8838, flags 0.941 of
+///   the corrupted samples (and 0.058 of the clean ones).
+/// (SOBA with batch 64, γ = 100: 0.868 after 4000 iterations; with ρ = 1 it diverges to 0.53.)
 #[test]
 fn hyper_cleaning_beats_the_unweighted_baseline_on_mnist() {
     let cfg = config();
@@ -87,7 +88,7 @@ fn hyper_cleaning_beats_the_unweighted_baseline_on_mnist() {
     eprintln!("unweighted baseline: test accuracy {baseline:.4}");
     let problem = cfg.build().unwrap();
     check("aid_cg", &run(&problem, &aid_cg(), 30), baseline);
-    check("soba", &run(&problem, &soba(), 4000), baseline);
+    check("soba", &run(&problem, &soba(), 2000), baseline);
 }
 
 /// The longer runs (`cargo test --release -p bilevel --test hyperclean_mnist -- --ignored`).
@@ -98,5 +99,6 @@ fn hyper_cleaning_long_runs() {
     let (baseline, _) = unweighted_baseline(&cfg.parts().unwrap()).unwrap();
     let problem = cfg.build().unwrap();
     check("aid_cg", &run(&problem, &aid_cg(), 200), baseline);
-    check("soba", &run(&problem, &soba(), 30_000), baseline);
+    check("soba", &run(&problem, &soba(), 20_000), baseline);
 }
+
