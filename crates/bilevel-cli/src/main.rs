@@ -4,9 +4,11 @@
 //!   write `DIR/traces/<run>.jsonl` and `DIR/summary.csv`, print a table.
 //! - `bilevel list [--json]`: solvers and problems with their parameters and defaults.
 //! - `bilevel resume CHECKPOINT`: continue a checkpointed run.
+//! - `bilevel data fetch NAME` / `bilevel data list`: download datasets, checksum-verified.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
 
+mod data_cmd;
 mod execute;
 mod experiment;
 mod summary;
@@ -58,6 +60,11 @@ enum Command {
         /// A checkpoint written by `bilevel run` (`DIR/checkpoints/<run>.json`).
         checkpoint: PathBuf,
     },
+    /// Datasets: `fetch NAME` downloads the canonical files (checksum-verified), `list` shows them.
+    Data {
+        #[command(subcommand)]
+        command: data_cmd::DataCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +105,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             quiet,
         } => run(&experiment, out, jobs, dry_run, quiet),
         Command::List { json } => list(json),
+        Command::Data { command } => data_cmd::run(command),
         Command::Resume { checkpoint } => {
             let summary = execute::resume_checkpoint(&checkpoint)?;
             println!(
