@@ -174,7 +174,9 @@ pub fn run(command: DataCommand) -> Result<()> {
             for entry in CATALOG {
                 println!("{}: {}", entry.name, entry.about);
                 for f in entry.files {
-                    let pin = f.sha256.map_or("unpinned".to_owned(), |s| format!("sha256 {s}"));
+                    let pin = f
+                        .sha256
+                        .map_or("unpinned".to_owned(), |s| format!("sha256 {s}"));
                     println!("    {}  <- {}  ({pin})", f.file, f.url);
                 }
             }
@@ -191,7 +193,11 @@ pub fn run(command: DataCommand) -> Result<()> {
 }
 
 fn default_cache() -> Result<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = var("BILEVEL_CACHE_DIR") {
         return Ok(dir);
     }
@@ -252,7 +258,11 @@ fn fetch(
             let entry = CATALOG.iter().find(|e| e.name == name).ok_or_else(|| {
                 ConfigError(format!(
                     "unknown dataset `{name}`; known: {} (or give --url and --sha256)",
-                    CATALOG.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+                    CATALOG
+                        .iter()
+                        .map(|e| e.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?;
             entry
@@ -346,7 +356,9 @@ impl Drop for TempGuard {
 /// Streams `url` into a temporary file next to `dest`, hashing it; renames it to `dest` when the
 /// checksum matches `expected` (or when none is expected). Returns the SHA-256.
 fn download(agent: &ureq::Agent, url: &str, dest: &Path, expected: Option<&str>) -> Result<String> {
-    let dir = dest.parent().ok_or_else(|| anyhow!("no parent directory"))?;
+    let dir = dest
+        .parent()
+        .ok_or_else(|| anyhow!("no parent directory"))?;
     let file_name = dest
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())

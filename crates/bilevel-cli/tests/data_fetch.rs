@@ -74,7 +74,9 @@ fn serve(max_requests: usize) -> (u16, Arc<AtomicUsize>) {
 
 fn fetch(cache: &Path, name: &str, url: &str, sha: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_bilevel"))
-        .args(["data", "fetch", name, "--url", url, "--sha256", sha, "--cache"])
+        .args([
+            "data", "fetch", name, "--url", url, "--sha256", sha, "--cache",
+        ])
         .arg(cache)
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy")
@@ -117,7 +119,10 @@ fn a_good_download_lands_and_a_corrupted_one_leaves_nothing() {
     );
     let landed = cache.path().join("toy/good.svm");
     assert_eq!(std::fs::read(&landed).unwrap(), BODY);
-    assert_eq!(entries(&cache.path().join("toy")), ["SHA256SUMS", "good.svm"]);
+    assert_eq!(
+        entries(&cache.path().join("toy")),
+        ["SHA256SUMS", "good.svm"]
+    );
     let sums = std::fs::read_to_string(cache.path().join("toy/SHA256SUMS")).unwrap();
     assert_eq!(sums, format!("{sha}  good.svm\n"));
     // The downloaded file loads.

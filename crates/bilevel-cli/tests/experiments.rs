@@ -12,7 +12,11 @@ fn every_experiment_file_validates() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    for expected in ["hyperclean_mnist.toml", "ijcnn1.toml", "lancbio_synthetic.toml"] {
+    for expected in [
+        "hyperclean_mnist.toml",
+        "ijcnn1.toml",
+        "lancbio_synthetic.toml",
+    ] {
         assert!(
             files.iter().any(|f| f.ends_with(expected)),
             "experiments/{expected} is missing"

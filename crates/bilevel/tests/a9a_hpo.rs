@@ -36,7 +36,10 @@ fn per_feature_penalties_beat_the_best_scalar_on_a9a() {
     let (mut best_value, mut best_x) = (f64::INFINITY, 0.0);
     for k in 0..=56 {
         let x = -12.0 + 0.25 * k as f64;
-        let value = reference.evaluate(&Vector::from_fn(1, |_| x)).unwrap().value;
+        let value = reference
+            .evaluate(&Vector::from_fn(1, |_| x))
+            .unwrap()
+            .value;
         if value < best_value {
             (best_value, best_x) = (value, x);
         }
@@ -67,7 +70,10 @@ fn per_feature_penalties_beat_the_best_scalar_on_a9a() {
         .run_config(&aid, &problem, x0, y0, 0)
         .unwrap();
     let per_feature = summary.final_metrics["value"];
-    eprintln!("per-feature: validation loss {per_feature:.6} ({:?})", summary.final_metrics);
+    eprintln!(
+        "per-feature: validation loss {per_feature:.6} ({:?})",
+        summary.final_metrics
+    );
     assert!(
         per_feature <= best_value - MIN_GAIN,
         "per-feature validation loss {per_feature:.6} vs best scalar {best_value:.6}"

@@ -45,13 +45,24 @@ fn ijcnn1_matches_the_readme() {
 fn a9a_test_file_is_widened_to_the_training_features() {
     let d = shared("a9a");
     let (train, test) = (d.train, d.test.unwrap());
-    assert_eq!((train.len(), train.n_features(), train.design.nnz()), (32_561, 123, 451_592));
+    assert_eq!(
+        (train.len(), train.n_features(), train.design.nnz()),
+        (32_561, 123, 451_592)
+    );
     assert_eq!(label_counts(&train), vec![(-1.0, 24_720), (1.0, 7_841)]);
-    assert_eq!((test.len(), test.n_features(), test.design.nnz()), (16_281, 123, 225_731));
+    assert_eq!(
+        (test.len(), test.n_features(), test.design.nnz()),
+        (16_281, 123, 225_731)
+    );
     assert_eq!(label_counts(&test), vec![(-1.0, 12_435), (1.0, 3_846)]);
     // Read alone, a9a.t stops at index 122; forcing 123 features lines it up.
     let path = data_dir().join("libsvm/a9a.t.gz");
-    assert_eq!(libsvm::load(&path, &LibsvmOptions::default()).unwrap().n_features(), 122);
+    assert_eq!(
+        libsvm::load(&path, &LibsvmOptions::default())
+            .unwrap()
+            .n_features(),
+        122
+    );
     let forced = LibsvmOptions {
         n_features: Some(123),
         ..Default::default()
@@ -62,7 +73,10 @@ fn a9a_test_file_is_widened_to_the_training_features() {
 #[test]
 fn other_libsvm_files_match_the_readme() {
     let w8a = shared("w8a").train;
-    assert_eq!((w8a.len(), w8a.n_features(), w8a.design.nnz()), (49_749, 300, 579_586));
+    assert_eq!(
+        (w8a.len(), w8a.n_features(), w8a.design.nnz()),
+        (49_749, 300, 579_586)
+    );
     assert_eq!(label_counts(&w8a), vec![(-1.0, 48_270), (1.0, 1_479)]);
     let Design::Sparse(m) = &w8a.design else {
         panic!("LIBSVM loads sparse")
@@ -71,13 +85,25 @@ fn other_libsvm_files_match_the_readme() {
     assert_eq!(empty_rows, 4_203);
     let reuters = shared("reuters");
     let (tr, te) = (reuters.train, reuters.test.unwrap());
-    assert_eq!((tr.len(), tr.n_features(), tr.design.nnz()), (7_770, 8_315, 339_837));
+    assert_eq!(
+        (tr.len(), tr.n_features(), tr.design.nnz()),
+        (7_770, 8_315, 339_837)
+    );
     assert_eq!(label_counts(&tr), vec![(-1.0, 7_232), (1.0, 538)]);
-    assert_eq!((te.len(), te.n_features(), te.design.nnz()), (3_299, 8_315, 136_821));
+    assert_eq!(
+        (te.len(), te.n_features(), te.design.nnz()),
+        (3_299, 8_315, 136_821)
+    );
     let heart = shared("heart_scale").train;
-    assert_eq!((heart.len(), heart.n_features(), heart.design.nnz()), (270, 13, 3_378));
+    assert_eq!(
+        (heart.len(), heart.n_features(), heart.design.nnz()),
+        (270, 13, 3_378)
+    );
     let diabetes = shared("diabetes_scale").train;
-    assert_eq!((diabetes.len(), diabetes.n_features(), diabetes.design.nnz()), (768, 8, 6_135));
+    assert_eq!(
+        (diabetes.len(), diabetes.n_features(), diabetes.design.nnz()),
+        (768, 8, 6_135)
+    );
     assert_eq!(label_counts(&diabetes), vec![(-1.0, 268), (1.0, 500)]);
 }
 
@@ -86,8 +112,14 @@ fn mnist_files_match_the_readme() {
     let test = shared("mnist_test").train;
     assert_eq!((test.len(), test.n_features()), (10_000, 784));
     let counts: Vec<usize> = label_counts(&test).into_iter().map(|(_, c)| c).collect();
-    assert_eq!(counts, vec![980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
-    assert_eq!(&test.labels[..10], &[7.0, 2.0, 1.0, 0.0, 4.0, 1.0, 4.0, 9.0, 5.0, 9.0]);
+    assert_eq!(
+        counts,
+        vec![980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    );
+    assert_eq!(
+        &test.labels[..10],
+        &[7.0, 2.0, 1.0, 0.0, 4.0, 1.0, 4.0, 9.0, 5.0, 9.0]
+    );
     let pixels = test.design.to_dense();
     let n = pixels.values().len() as f64;
     let mean = pixels.values().iter().map(|v| v / 255.0).sum::<f64>() / n;
@@ -103,7 +135,14 @@ fn mnist_files_match_the_readme() {
     let five_k = shared("mnist_5k").train;
     assert_eq!((five_k.len(), five_k.n_features()), (5_000, 784));
     assert!(label_counts(&five_k).iter().all(|&(_, c)| c == 500));
-    assert!(five_k.design.to_dense().values().iter().all(|&v| (0.0..=255.0).contains(&v)));
+    assert!(
+        five_k
+            .design
+            .to_dense()
+            .values()
+            .iter()
+            .all(|&v| (0.0..=255.0).contains(&v))
+    );
 }
 
 #[test]
@@ -111,7 +150,10 @@ fn sklearn_csv_files_match_the_readme() {
     let digits = shared("digits").train;
     assert_eq!((digits.len(), digits.n_features()), (1_797, 64));
     let counts: Vec<usize> = label_counts(&digits).into_iter().map(|(_, c)| c).collect();
-    assert_eq!(counts, vec![178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
+    assert_eq!(
+        counts,
+        vec![178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    );
     let bc = shared("breast_cancer").train;
     assert_eq!((bc.len(), bc.n_features()), (569, 30));
     assert_eq!(label_counts(&bc), vec![(0.0, 212), (1.0, 357)]);
@@ -119,7 +161,9 @@ fn sklearn_csv_files_match_the_readme() {
 }
 
 fn small_dataset() -> Dataset {
-    let values = vec![0.0, 1.5, 0.0, -2.25, 3.0, 0.0, 0.0, 0.0, 0.0, 7.0, 0.125, 255.0];
+    let values = vec![
+        0.0, 1.5, 0.0, -2.25, 3.0, 0.0, 0.0, 0.0, 0.0, 7.0, 0.125, 255.0,
+    ];
     Dataset::new(
         Design::Dense(bilevel::data::DenseMatrix::new(4, 3, values).unwrap()),
         vec![1.0, -1.0, 1.0, 0.0],
@@ -193,7 +237,10 @@ fn file_level_errors_name_the_file() {
     std::fs::write(&p, &gz).unwrap();
     let err = libsvm::load(&p, &LibsvmOptions::default()).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("broken.svm.gz") && text.contains("line 2"), "{text}");
+    assert!(
+        text.contains("broken.svm.gz") && text.contains("line 2"),
+        "{text}"
+    );
     // A truncated gzip stream is a data error at a byte offset, not a panic.
     std::fs::write(&p, &gz[..gz.len() / 2]).unwrap();
     let err = libsvm::load(&p, &LibsvmOptions::default()).unwrap_err();

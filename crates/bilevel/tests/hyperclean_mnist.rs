@@ -68,7 +68,10 @@ fn check(name: &str, summary: &bilevel::run::RunSummary, baseline: f64) {
         flagged >= MIN_FLAGGED,
         "{name}: only {flagged:.3} of the corrupted samples flagged"
     );
-    assert!(m["flagged_clean"] < 0.2, "{name}: flags too many clean samples");
+    assert!(
+        m["flagged_clean"] < 0.2,
+        "{name}: flags too many clean samples"
+    );
 }
 
 /// Measured (seed 0, `cargo test -p bilevel --test hyperclean_mnist -- --nocapture`, about 30 s
@@ -78,6 +81,7 @@ fn check(name: &str, summary: &bilevel::run::RunSummary, baseline: f64) {
 ///   flags 0.908 of the corrupted samples (and 0.047 of the clean ones);
 /// - SOBA, 2000 iterations (batch 256, ρ = 0.5, γ = 200): test accuracy 0.8838, flags 0.941 of
 ///   the corrupted samples (and 0.058 of the clean ones).
+///
 /// (SOBA with batch 64, γ = 100: 0.868 after 4000 iterations; with ρ = 1 it diverges to 0.53.)
 #[test]
 fn hyper_cleaning_beats_the_unweighted_baseline_on_mnist() {
@@ -101,4 +105,3 @@ fn hyper_cleaning_long_runs() {
     check("aid_cg", &run(&problem, &aid_cg(), 200), baseline);
     check("soba", &run(&problem, &soba(), 20_000), baseline);
 }
-

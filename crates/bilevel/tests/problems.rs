@@ -27,7 +27,11 @@ fn small_problems() -> Vec<(&'static str, Problem)> {
         dataset: DatasetSpec::shared("heart_scale"),
         validation_fraction: 0.3,
         dense,
-        penalty: if dense { Penalty::Scalar } else { Penalty::PerFeature },
+        penalty: if dense {
+            Penalty::Scalar
+        } else {
+            Penalty::PerFeature
+        },
         parametrization: param,
         x0: (param == Parametrization::Linear).then_some(0.5),
         ..Default::default()
@@ -76,7 +80,10 @@ fn small_problems() -> Vec<(&'static str, Problem)> {
         ),
         (
             "logreg dense linear scalar",
-            build(ProblemConfig::LogregHpo(heart(true, Parametrization::Linear))),
+            build(ProblemConfig::LogregHpo(heart(
+                true,
+                Parametrization::Linear,
+            ))),
         ),
         (
             "logreg multiclass per_feature",
@@ -94,7 +101,10 @@ fn small_problems() -> Vec<(&'static str, Problem)> {
             "logreg news20 twin per_feature",
             build(ProblemConfig::LogregHpo(news)),
         ),
-        ("data_cleaning", build(ProblemConfig::DataCleaning(cleaning))),
+        (
+            "data_cleaning",
+            build(ProblemConfig::DataCleaning(cleaning)),
+        ),
         (
             "lancbio_synthetic",
             build(ProblemConfig::LancbioSynthetic(LancbioSyntheticConfig {
@@ -233,9 +243,15 @@ validation_fraction = 0.2
     )
     .unwrap();
     c.validate().unwrap();
-    let bad: Result<ProblemConfig, _> = toml::from_str("kind = \"data_cleaning\"\ncorruptoin = 0.1");
+    let bad: Result<ProblemConfig, _> =
+        toml::from_str("kind = \"data_cleaning\"\ncorruptoin = 0.1");
     assert!(bad.unwrap_err().to_string().contains("corruptoin"));
     let c: ProblemConfig =
         toml::from_str("kind = \"logreg_hpo\"\ndataset = { shared = \"nope\" }").unwrap();
-    assert!(c.validate().unwrap_err().to_string().contains("dataset.shared"));
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("dataset.shared")
+    );
 }

@@ -63,7 +63,11 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<IdxArray> {
     };
     let ndims = bytes[3] as usize;
     if ndims == 0 {
-        return Err(data_error(name, "byte offset 3", "IDX array with 0 dimensions"));
+        return Err(data_error(
+            name,
+            "byte offset 3",
+            "IDX array with 0 dimensions",
+        ));
     }
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
@@ -275,7 +279,13 @@ mod tests {
         assert!(err(&bad).1.contains("magic"));
         let mut bad = good.clone();
         bad[2] = 0x07;
-        assert_eq!(err(&bad), ("byte offset 2".into(), "unknown IDX element type 0x07".into()));
+        assert_eq!(
+            err(&bad),
+            (
+                "byte offset 2".into(),
+                "unknown IDX element type 0x07".into()
+            )
+        );
         let mut bad = good.clone();
         bad[3] = 0;
         assert!(err(&bad).1.contains("0 dimensions"));
@@ -290,8 +300,13 @@ mod tests {
         let (loc, reason) = err(&long);
         assert_eq!(loc, "byte offset 16");
         assert!(reason.contains("unexpected bytes"), "{reason}");
-        let huge = [0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255];
+        let huge = [
+            0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+        ];
         let (_, reason) = err(&huge);
-        assert!(reason.contains("overflow") || reason.contains("truncated"), "{reason}");
+        assert!(
+            reason.contains("overflow") || reason.contains("truncated"),
+            "{reason}"
+        );
     }
 }

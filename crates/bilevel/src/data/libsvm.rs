@@ -129,7 +129,10 @@ pub fn parse(bytes: &[u8], name: &str, options: &LibsvmOptions) -> Result<Datase
                 return Err(data_error(
                     name,
                     format!("line {line_no}"),
-                    format!("feature index {index} is too large (limit {})", u32::MAX - 1),
+                    format!(
+                        "feature index {index} is too large (limit {})",
+                        u32::MAX - 1
+                    ),
                 ));
             }
             let value: f64 = val_text.parse().map_err(|_| {
@@ -178,15 +181,17 @@ pub fn parse(bytes: &[u8], name: &str, options: &LibsvmOptions) -> Result<Datase
         ));
     }
     let shift = u64::from(!zero_based);
-    let present = if any { (max_index - shift + 1) as usize } else { 0 };
+    let present = if any {
+        (max_index - shift + 1) as usize
+    } else {
+        0
+    };
     let cols = match options.n_features {
         Some(n) if n < present => {
             return Err(data_error(
                 name,
                 format!("line {}", line_of_index(bytes, max_index)),
-                format!(
-                    "feature index {max_index} is out of range for the requested {n} features"
-                ),
+                format!("feature index {max_index} is out of range for the requested {n} features"),
             ));
         }
         Some(n) => n,

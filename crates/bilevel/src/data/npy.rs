@@ -357,8 +357,7 @@ pub fn encode_f64(shape: &[usize], data: &[f64]) -> Vec<u8> {
                 .join(", ")
         ),
     };
-    let mut header =
-        format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Pad so that the data starts at a multiple of 64 bytes; the header ends with '\n'.
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));

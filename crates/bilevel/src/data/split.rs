@@ -281,7 +281,10 @@ mod tests {
         }
         assert_eq!(shifts[0], 0);
         // 500/9 ≈ 56 per shift; 5 sigma of a binomial(500, 1/9) is about 35.
-        assert!(shifts[1..].iter().all(|&s| (21..=91).contains(&s)), "{shifts:?}");
+        assert!(
+            shifts[1..].iter().all(|&s| (21..=91).contains(&s)),
+            "{shifts:?}"
+        );
         assert!(corrupt_labels(&mut class, 10, 1.5, 0).is_err());
     }
 }

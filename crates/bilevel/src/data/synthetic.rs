@@ -226,8 +226,7 @@ pub fn mnist(rows: usize, seed: u64) -> Dataset {
         for yy in 0..side as isize {
             for xx in 0..side as isize {
                 let (sx, sy) = (xx - dx, yy - dy);
-                let base = if (0..side as isize).contains(&sx) && (0..side as isize).contains(&sy)
-                {
+                let base = if (0..side as isize).contains(&sx) && (0..side as isize).contains(&sy) {
                     proto[sy as usize * side + sx as usize]
                 } else {
                     0.0

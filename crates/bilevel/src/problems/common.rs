@@ -314,7 +314,7 @@ impl NewtonReference {
                 &mut ws,
             );
             let slope = grad.dot(&step);
-            if !(slope < 0.0) {
+            if slope.is_nan() || slope >= 0.0 {
                 // Not a descent direction (CG broke down at once): use the gradient.
                 step.assign(&neg);
             }
@@ -355,7 +355,12 @@ impl NewtonReference {
         }
     }
 
-    fn compute(&self, x: &Vector, mut y: Vector, mut v: Vector) -> Result<(ReferencePoint, Vector)> {
+    fn compute(
+        &self,
+        x: &Vector,
+        mut y: Vector,
+        mut v: Vector,
+    ) -> Result<(ReferencePoint, Vector)> {
         let (dx, dy) = self.g.dims();
         self.solve_inner(x, &mut y)?;
         let (f, g) = (&*self.f, &*self.g);
@@ -370,7 +375,7 @@ impl NewtonReference {
             &Self::cg_params(dy, 1e-13),
             &mut ws,
         );
-        if !(info.rel_residual <= 1e-6) {
+        if info.rel_residual.is_nan() || info.rel_residual > 1e-6 {
             return Err(Error::NotConverged {
                 what: "reference linear system (CG)".into(),
                 iters: info.matvecs,

@@ -145,8 +145,7 @@ impl Objective for CleaningInner {
     fn value(&self, x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
         check_batch(batch, self.data.n(), "data_cleaning g");
         let xs = x.as_slice();
-        self.data.value(y.as_slice(), batch, |i| sigmoid(xs[i]))
-            + self.regularization * y.norm_sq()
+        self.data.value(y.as_slice(), batch, |i| sigmoid(xs[i])) + self.regularization * y.norm_sq()
     }
     fn grad_x(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "data_cleaning g");
@@ -178,10 +177,15 @@ impl Objective for CleaningInner {
         let xs = x.as_slice();
         let (ox, oy) = (out_x.as_mut_slice(), out_y.as_mut_slice());
         ox.fill(0.0);
-        self.data
-            .grad(y.as_slice(), batch, |i| sigmoid(xs[i]), oy, |i, loss, inv| {
+        self.data.grad(
+            y.as_slice(),
+            batch,
+            |i| sigmoid(xs[i]),
+            oy,
+            |i, loss, inv| {
                 ox[i] += dsigmoid(xs[i]) * loss * inv;
-            });
+            },
+        );
         crate::core::linalg::axpy(2.0 * self.regularization, y.as_slice(), oy);
     }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
@@ -253,8 +257,13 @@ impl Objective for CleaningOuter {
     }
     fn grad_y(&self, _x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "data_cleaning f");
-        self.data
-            .grad(y.as_slice(), batch, |_| 1.0, out.as_mut_slice(), |_, _, _| {});
+        self.data.grad(
+            y.as_slice(),
+            batch,
+            |_| 1.0,
+            out.as_mut_slice(),
+            |_, _, _| {},
+        );
     }
     fn grad_xy(
         &self,
@@ -269,8 +278,13 @@ impl Objective for CleaningOuter {
     }
     fn hvp_yy(&self, _x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "data_cleaning f");
-        self.data
-            .hvp(y.as_slice(), v.as_slice(), batch, |_| 1.0, out.as_mut_slice());
+        self.data.hvp(
+            y.as_slice(),
+            v.as_slice(),
+            batch,
+            |_| 1.0,
+            out.as_mut_slice(),
+        );
     }
     fn cross_xy(&self, _x: &Vector, _y: &Vector, _v: &Vector, _b: Batch<'_>, out: &mut Vector) {
         out.set_zero();

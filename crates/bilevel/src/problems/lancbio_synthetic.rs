@@ -211,7 +211,8 @@ impl Objective for LancbioOuter {
         let (ct, st) = (t.cos(), t.sin());
         let cxv: f64 = (0..xs.len()).map(|i| self.c[i] * xs[i] * vs[i]).sum();
         for (i, o) in out.as_mut_slice().iter_mut().enumerate() {
-            *o = -0.1 * ct * self.c[i] * ys[i] * cxv - 0.1 * st * self.c[i] * vs[i]
+            *o = -0.1 * ct * self.c[i] * ys[i] * cxv
+                - 0.1 * st * self.c[i] * vs[i]
                 - self.d[i] * vs[i];
         }
     }
@@ -221,7 +222,8 @@ impl Objective for LancbioOuter {
         let (ct, st) = (t.cos(), t.sin());
         let cyu: f64 = (0..xs.len()).map(|i| self.c[i] * ys[i] * us[i]).sum();
         for (i, o) in out.as_mut_slice().iter_mut().enumerate() {
-            *o = -0.1 * ct * self.c[i] * xs[i] * cyu - 0.1 * st * self.c[i] * us[i]
+            *o = -0.1 * ct * self.c[i] * xs[i] * cyu
+                - 0.1 * st * self.c[i] * us[i]
                 - self.d[i] * us[i];
         }
     }

@@ -8,7 +8,9 @@
 //! ∇ℓᵢ = xᵢ ⊗ rᵢ with r = −b σ(−b z) (binary) or p − e_b (multiclass, p = softmax z), and
 //! ∇²ℓᵢ·V = xᵢ ⊗ (σ(z)σ(−z) u) or xᵢ ⊗ (p⊙u − p (p·u)) with u = Vᵀxᵢ.
 
-use super::common::{Rows, for_each_sample, sigmoid, softmax_in_place, softplus, with_rows, with_scratch};
+use super::common::{
+    Rows, for_each_sample, sigmoid, softmax_in_place, softplus, with_rows, with_scratch,
+};
 use crate::core::Batch;
 use crate::data::Design;
 
@@ -248,19 +250,20 @@ impl LogisticData {
                 let (mut loss, mut correct) = (0.0, 0usize);
                 for i in 0..self.n() {
                     self.outputs(r, i, y, z);
-                    let right = match &self.targets {
-                        Targets::Binary(b) => z[0] * b[i] > 0.0,
-                        Targets::Multiclass { class, .. } => {
-                            let best = z
-                                .iter()
-                                .enumerate()
-                                .fold((0, f64::NEG_INFINITY), |a, (c, &v)| {
-                                    if v > a.1 { (c, v) } else { a }
-                                })
-                                .0;
-                            best == class[i] as usize
-                        }
-                    };
+                    let right =
+                        match &self.targets {
+                            Targets::Binary(b) => z[0] * b[i] > 0.0,
+                            Targets::Multiclass { class, .. } => {
+                                let best =
+                                    z.iter()
+                                        .enumerate()
+                                        .fold((0, f64::NEG_INFINITY), |a, (c, &v)| {
+                                            if v > a.1 { (c, v) } else { a }
+                                        })
+                                        .0;
+                                best == class[i] as usize
+                            }
+                        };
                     correct += usize::from(right);
                     loss += self.loss_residual(i, z, p);
                 }

@@ -174,7 +174,12 @@ impl PenaltyMap {
     }
     /// Calls f(m, group) over the model entries, computing λ once per group change.
     #[inline]
-    pub(crate) fn for_each(&self, x: &[f64], dim: usize, mut f: impl FnMut(usize, usize, f64, f64)) {
+    pub(crate) fn for_each(
+        &self,
+        x: &[f64],
+        dim: usize,
+        mut f: impl FnMut(usize, usize, f64, f64),
+    ) {
         match self.kind {
             Penalty::Scalar => {
                 let (l, dl) = (self.lambda(x[0]), self.dlambda(x[0]));
@@ -242,8 +247,9 @@ impl Objective for LogregInner {
         let ys = y.as_slice();
         let loss = self.data.value(ys, batch, |_| 1.0);
         let mut pen = 0.0;
-        self.penalty
-            .for_each(x.as_slice(), ys.len(), |m, _, l, _| pen += l * ys[m] * ys[m]);
+        self.penalty.for_each(x.as_slice(), ys.len(), |m, _, l, _| {
+            pen += l * ys[m] * ys[m]
+        });
         loss + 0.5 * pen
     }
     fn grad_x(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
@@ -252,7 +258,9 @@ impl Objective for LogregInner {
         let o = out.as_mut_slice();
         o.fill(0.0);
         self.penalty
-            .for_each(x.as_slice(), ys.len(), |m, k, _, dl| o[k] += 0.5 * dl * ys[m] * ys[m]);
+            .for_each(x.as_slice(), ys.len(), |m, k, _, dl| {
+                o[k] += 0.5 * dl * ys[m] * ys[m]
+            });
     }
     fn grad_y(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "logreg_hpo g");
@@ -275,10 +283,11 @@ impl Objective for LogregInner {
         let (ox, oy) = (out_x.as_mut_slice(), out_y.as_mut_slice());
         self.data.grad(ys, batch, |_| 1.0, oy, |_, _, _| {});
         ox.fill(0.0);
-        self.penalty.for_each(x.as_slice(), ys.len(), |m, k, l, dl| {
-            oy[m] += l * ys[m];
-            ox[k] += 0.5 * dl * ys[m] * ys[m];
-        });
+        self.penalty
+            .for_each(x.as_slice(), ys.len(), |m, k, l, dl| {
+                oy[m] += l * ys[m];
+                ox[k] += 0.5 * dl * ys[m] * ys[m];
+            });
     }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "logreg_hpo g");
@@ -294,14 +303,18 @@ impl Objective for LogregInner {
         let o = out.as_mut_slice();
         o.fill(0.0);
         self.penalty
-            .for_each(x.as_slice(), ys.len(), |m, k, _, dl| o[k] += dl * ys[m] * vs[m]);
+            .for_each(x.as_slice(), ys.len(), |m, k, _, dl| {
+                o[k] += dl * ys[m] * vs[m]
+            });
     }
     fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "logreg_hpo g");
         let (ys, us) = (y.as_slice(), u.as_slice());
         let o = out.as_mut_slice();
         self.penalty
-            .for_each(x.as_slice(), ys.len(), |m, k, _, dl| o[m] = dl * ys[m] * us[k]);
+            .for_each(x.as_slice(), ys.len(), |m, k, _, dl| {
+                o[m] = dl * ys[m] * us[k]
+            });
     }
 }
 
@@ -322,8 +335,13 @@ impl Objective for LogregOuter {
     }
     fn grad_y(&self, _x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "logreg_hpo f");
-        self.data
-            .grad(y.as_slice(), batch, |_| 1.0, out.as_mut_slice(), |_, _, _| {});
+        self.data.grad(
+            y.as_slice(),
+            batch,
+            |_| 1.0,
+            out.as_mut_slice(),
+            |_, _, _| {},
+        );
     }
     fn grad_xy(
         &self,
@@ -338,8 +356,13 @@ impl Objective for LogregOuter {
     }
     fn hvp_yy(&self, _x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "logreg_hpo f");
-        self.data
-            .hvp(y.as_slice(), v.as_slice(), batch, |_| 1.0, out.as_mut_slice());
+        self.data.hvp(
+            y.as_slice(),
+            v.as_slice(),
+            batch,
+            |_| 1.0,
+            out.as_mut_slice(),
+        );
     }
     fn cross_xy(&self, _x: &Vector, _y: &Vector, _v: &Vector, _b: Batch<'_>, out: &mut Vector) {
         out.set_zero();

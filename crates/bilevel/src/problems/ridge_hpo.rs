@@ -95,7 +95,9 @@ impl Objective for RidgeObjective {
         let inv = self.residual_loop(ys, batch, |_, r| total += 0.5 * r * r);
         let mut pen = 0.0;
         if let Some(p) = &self.penalty {
-            p.for_each(x.as_slice(), ys.len(), |m, _, l, _| pen += 0.5 * l * ys[m] * ys[m]);
+            p.for_each(x.as_slice(), ys.len(), |m, _, l, _| {
+                pen += 0.5 * l * ys[m] * ys[m]
+            });
         }
         total * inv + pen
     }
@@ -138,7 +140,9 @@ impl Objective for RidgeObjective {
         let o = out.as_mut_slice();
         o.fill(0.0);
         if let Some(p) = &self.penalty {
-            p.for_each(x.as_slice(), ys.len(), |m, k, _, dl| o[k] += dl * ys[m] * vs[m]);
+            p.for_each(x.as_slice(), ys.len(), |m, k, _, dl| {
+                o[k] += dl * ys[m] * vs[m]
+            });
         }
     }
     fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, _b: Batch<'_>, out: &mut Vector) {
@@ -146,7 +150,9 @@ impl Objective for RidgeObjective {
         let o = out.as_mut_slice();
         o.fill(0.0);
         if let Some(p) = &self.penalty {
-            p.for_each(x.as_slice(), ys.len(), |m, k, _, dl| o[m] = dl * ys[m] * us[k]);
+            p.for_each(x.as_slice(), ys.len(), |m, k, _, dl| {
+                o[m] = dl * ys[m] * us[k]
+            });
         }
     }
 }
@@ -244,7 +250,10 @@ impl RidgeHpoConfig {
         let dim_x = map.dim_x(d);
         let n = self.n_train as f64;
         let gram = Matrix::from_fn(d, d, |j, k| {
-            (0..self.n_train).map(|i| a.row(i)[j] * a.row(i)[k]).sum::<f64>() / n
+            (0..self.n_train)
+                .map(|i| a.row(i)[j] * a.row(i)[k])
+                .sum::<f64>()
+                / n
         });
         let atb = Vector::from_fn(d, |j| {
             (0..self.n_train).map(|i| a.row(i)[j] * b[i]).sum::<f64>() / n
