@@ -5,7 +5,7 @@
 //! ```
 //!
 //! What the reader accepts (the quirks of the shipped files included):
-//! - plain text, gzip or bzip2 (detected by magic bytes, see [`read_file`](super::read_file));
+//! - plain text, gzip or bzip2 (detected by magic bytes, see [`read_file`](super::read_file()));
 //! - `\n` or `\r\n` line ends; empty lines and `#` comments are skipped;
 //! - labels as integers or floats (`+1`, `-1`, `1.0`, `7`); multi-label `1,2` is rejected;
 //! - a `qid:` token after the label is accepted and ignored;
