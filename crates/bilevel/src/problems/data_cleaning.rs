@@ -161,8 +161,7 @@ impl Objective for CleaningInner {
         check_batch(batch, self.data.n(), "data_cleaning g");
         let xs = x.as_slice();
         let o = out.as_mut_slice();
-        self.data
-            .grad(y.as_slice(), batch, |i| sigmoid(xs[i]), o, |_, _, _| {});
+        self.data.grad(y.as_slice(), batch, |i| sigmoid(xs[i]), o);
         crate::core::linalg::axpy(2.0 * self.regularization, y.as_slice(), o);
     }
     fn grad_xy(
@@ -177,7 +176,7 @@ impl Objective for CleaningInner {
         let xs = x.as_slice();
         let (ox, oy) = (out_x.as_mut_slice(), out_y.as_mut_slice());
         ox.fill(0.0);
-        self.data.grad(
+        self.data.grad_with_losses(
             y.as_slice(),
             batch,
             |i| sigmoid(xs[i]),
@@ -216,7 +215,6 @@ impl Objective for CleaningInner {
             batch,
             |i| us[i] * dsigmoid(xs[i]),
             out.as_mut_slice(),
-            |_, _, _| {},
         );
     }
 }
@@ -257,13 +255,8 @@ impl Objective for CleaningOuter {
     }
     fn grad_y(&self, _x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "data_cleaning f");
-        self.data.grad(
-            y.as_slice(),
-            batch,
-            |_| 1.0,
-            out.as_mut_slice(),
-            |_, _, _| {},
-        );
+        self.data
+            .grad(y.as_slice(), batch, |_| 1.0, out.as_mut_slice());
     }
     fn grad_xy(
         &self,

@@ -21,7 +21,7 @@
 //! Oracles are exact: ∇ₓ by backpropagation through the map, ∇²ₓᵧg·v by backpropagating
 //! ∂/∂φ [(φᵀw − b)(φᵀv)] = (φᵀv) w + (φᵀw − b) v, and ∇²ᵧₓg·u by forward-mode differentiation
 //! of φ along u. The inner problem is a ridge regression (quadratic in w), solved exactly by the
-//! Newton-CG reference.
+//! Newton-CG reference. Task metric: `test_loss` (½ mean squared error on a third, fresh set).
 
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ use super::common::{
 };
 use crate::core::error::{Error, Result, check_at_least, check_non_negative};
 use crate::core::linalg::{Rng, dot, rng_from_seed, standard_normal};
-use crate::core::{Batch, Objective, Problem, Vector, VectorExt};
+use crate::core::{Batch, Objective, Problem, TaskMetrics, Vector, VectorExt};
 
 /// The representation family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,6 +352,15 @@ impl Objective for HyperRepObjective {
     }
 }
 
+/// `test_loss`: ½ mean squared error of the current (x, w) on a fresh test set.
+struct TestLoss(HyperRepObjective);
+
+impl TaskMetrics for TestLoss {
+    fn evaluate(&self, x: &Vector, y: &Vector) -> Vec<(String, f64)> {
+        vec![("test_loss".into(), self.0.value(x, y, Batch::Full))]
+    }
+}
+
 impl HyperRepresentationConfig {
     /// Checks the parameters.
     pub fn validate(&self) -> Result<()> {
@@ -405,10 +414,12 @@ impl HyperRepresentationConfig {
         };
         let g = Arc::new(make(self.ridge));
         let f = Arc::new(make(0.0));
+        let test = make(0.0);
         let x0 = net.draw(&mut rng_from_seed(self.seed, 62));
         let dim_x = net.dim_x();
         let mut problem = Problem::from_arcs("hyper_representation", f.clone(), g.clone())?
-            .with_start(Vector::from_fn(dim_x, |i| x0[i]), Vector::zeros(self.d))?;
+            .with_start(Vector::from_fn(dim_x, |i| x0[i]), Vector::zeros(self.d))?
+            .with_task_metrics(TestLoss(test));
         if self.reference.enabled {
             problem = problem.with_reference(NewtonReference::new(
                 f,

@@ -103,17 +103,18 @@ impl LogisticData {
         }
     }
 
-    /// Loss of sample i from its outputs; turns `z` into the residual ∂ℓ/∂z. For multiclass,
-    /// `p` receives the softmax.
+    /// Turns the outputs `z` of sample i into the residual ∂ℓ/∂z and fills `p` with what the
+    /// curvature needs: σ(−bz) for binary (so σ(z)σ(−z) = p(1 − p)), the softmax for multiclass.
+    /// Returns the loss when `want_loss` (binary: one more exp/log1p; otherwise 0).
     #[inline]
-    fn loss_residual(&self, i: usize, z: &mut [f64], p: &mut [f64]) -> f64 {
+    fn loss_residual(&self, i: usize, z: &mut [f64], p: &mut [f64], want_loss: bool) -> f64 {
         match &self.targets {
             Targets::Binary(b) => {
                 let m = b[i] * z[0];
-                let loss = softplus(-m);
-                p[0] = sigmoid(z[0]);
-                z[0] = -b[i] * sigmoid(-m);
-                loss
+                let s = sigmoid(-m);
+                p[0] = s;
+                z[0] = -b[i] * s;
+                if want_loss { softplus(-m) } else { 0.0 }
             }
             Targets::Multiclass { class, .. } => {
                 let c = class[i] as usize;
@@ -136,23 +137,45 @@ impl LogisticData {
                 let mut total = 0.0;
                 let scale = for_each_sample(batch, self.n(), |i| {
                     self.outputs(r, i, y, z);
-                    total += weight(i) * self.loss_residual(i, z, p);
+                    total += weight(i) * self.loss_residual(i, z, p, true);
                 });
                 total * scale
             })
         })
     }
 
-    /// out ← Σ_B w(i) ∇ℓᵢ / |B|; `on_loss(i, ℓᵢ, 1/|B|)` sees every sample's loss. Returns the
-    /// weighted mean loss.
+    /// out ← Σ_B w(i) ∇ℓᵢ / |B| (losses not computed).
     pub(crate) fn grad(
         &self,
         y: &[f64],
         batch: Batch<'_>,
         weight: impl Fn(usize) -> f64,
         out: &mut [f64],
+    ) {
+        self.grad_impl::<false>(y, batch, weight, out, |_, _, _| {});
+    }
+
+    /// As [`grad`](Self::grad), and `on_loss(i, ℓᵢ, 1/|B|)` sees every sample's loss.
+    pub(crate) fn grad_with_losses(
+        &self,
+        y: &[f64],
+        batch: Batch<'_>,
+        weight: impl Fn(usize) -> f64,
+        out: &mut [f64],
+        on_loss: impl FnMut(usize, f64, f64),
+    ) {
+        self.grad_impl::<true>(y, batch, weight, out, on_loss);
+    }
+
+    #[inline]
+    fn grad_impl<const LOSS: bool>(
+        &self,
+        y: &[f64],
+        batch: Batch<'_>,
+        weight: impl Fn(usize) -> f64,
+        out: &mut [f64],
         mut on_loss: impl FnMut(usize, f64, f64),
-    ) -> f64 {
+    ) {
         let k = self.k();
         out.fill(0.0);
         let n = self.n();
@@ -160,18 +183,17 @@ impl LogisticData {
         with_scratch(2 * k, |buf| {
             let (z, p) = buf.split_at_mut(k);
             with_rows!(&self.design, |r| {
-                let mut total = 0.0;
                 for_each_sample(batch, n, |i| {
                     self.outputs(r, i, y, z);
-                    let loss = self.loss_residual(i, z, p);
-                    on_loss(i, loss, inv);
+                    let loss = self.loss_residual(i, z, p, LOSS);
+                    if LOSS {
+                        on_loss(i, loss, inv);
+                    }
                     let w = weight(i);
-                    total += w * loss;
                     if w != 0.0 {
                         self.back(r, i, w * inv, z, out);
                     }
                 });
-                total * inv
             })
         })
     }
@@ -199,7 +221,7 @@ impl LogisticData {
                         return;
                     }
                     self.outputs(r, i, y, z);
-                    self.loss_residual(i, z, p);
+                    self.loss_residual(i, z, p, false);
                     self.outputs(r, i, v, u);
                     if k == 1 {
                         u[0] *= p[0] * (1.0 - p[0]);
@@ -232,7 +254,7 @@ impl LogisticData {
             with_rows!(&self.design, |r| {
                 for_each_sample(batch, n, |i| {
                     self.outputs(r, i, y, z);
-                    self.loss_residual(i, z, p);
+                    self.loss_residual(i, z, p, false);
                     self.outputs(r, i, v, u);
                     let dd: f64 = z.iter().zip(u.iter()).map(|(a, b)| a * b).sum();
                     f(i, dd, inv);
@@ -265,7 +287,7 @@ impl LogisticData {
                             }
                         };
                     correct += usize::from(right);
-                    loss += self.loss_residual(i, z, p);
+                    loss += self.loss_residual(i, z, p, true);
                 }
                 let n = self.n().max(1) as f64;
                 (loss / n, correct as f64 / n)

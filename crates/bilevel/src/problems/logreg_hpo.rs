@@ -150,18 +150,15 @@ impl PenaltyMap {
     pub(crate) fn new(kind: Penalty, param: Parametrization, k: usize) -> Self {
         Self { kind, param, k }
     }
+    /// (λ, λ') with one exponential.
     #[inline]
-    pub(crate) fn lambda(&self, xk: f64) -> f64 {
+    fn both(&self, xk: f64) -> (f64, f64) {
         match self.param {
-            Parametrization::Exp => xk.exp(),
-            Parametrization::Linear => xk,
-        }
-    }
-    #[inline]
-    pub(crate) fn dlambda(&self, xk: f64) -> f64 {
-        match self.param {
-            Parametrization::Exp => xk.exp(),
-            Parametrization::Linear => 1.0,
+            Parametrization::Exp => {
+                let e = xk.exp();
+                (e, e)
+            }
+            Parametrization::Linear => (xk, 1.0),
         }
     }
     /// dim x for a model with `rows` rows.
@@ -182,14 +179,14 @@ impl PenaltyMap {
     ) {
         match self.kind {
             Penalty::Scalar => {
-                let (l, dl) = (self.lambda(x[0]), self.dlambda(x[0]));
+                let (l, dl) = self.both(x[0]);
                 for m in 0..dim {
                     f(m, 0, l, dl);
                 }
             }
             Penalty::PerFeature => {
                 for (j, &xj) in x.iter().enumerate() {
-                    let (l, dl) = (self.lambda(xj), self.dlambda(xj));
+                    let (l, dl) = self.both(xj);
                     for m in j * self.k..(j + 1) * self.k {
                         f(m, j, l, dl);
                     }
@@ -198,7 +195,8 @@ impl PenaltyMap {
             Penalty::PerClass => {
                 for m in 0..dim {
                     let c = m % self.k;
-                    f(m, c, self.lambda(x[c]), self.dlambda(x[c]));
+                    let (l, dl) = self.both(x[c]);
+                    f(m, c, l, dl);
                 }
             }
         }
@@ -266,7 +264,7 @@ impl Objective for LogregInner {
         check_batch(batch, self.data.n(), "logreg_hpo g");
         let ys = y.as_slice();
         let o = out.as_mut_slice();
-        self.data.grad(ys, batch, |_| 1.0, o, |_, _, _| {});
+        self.data.grad(ys, batch, |_| 1.0, o);
         self.penalty
             .for_each(x.as_slice(), ys.len(), |m, _, l, _| o[m] += l * ys[m]);
     }
@@ -281,7 +279,7 @@ impl Objective for LogregInner {
         check_batch(batch, self.data.n(), "logreg_hpo g");
         let ys = y.as_slice();
         let (ox, oy) = (out_x.as_mut_slice(), out_y.as_mut_slice());
-        self.data.grad(ys, batch, |_| 1.0, oy, |_, _, _| {});
+        self.data.grad(ys, batch, |_| 1.0, oy);
         ox.fill(0.0);
         self.penalty
             .for_each(x.as_slice(), ys.len(), |m, k, l, dl| {
@@ -335,13 +333,8 @@ impl Objective for LogregOuter {
     }
     fn grad_y(&self, _x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "logreg_hpo f");
-        self.data.grad(
-            y.as_slice(),
-            batch,
-            |_| 1.0,
-            out.as_mut_slice(),
-            |_, _, _| {},
-        );
+        self.data
+            .grad(y.as_slice(), batch, |_| 1.0, out.as_mut_slice());
     }
     fn grad_xy(
         &self,

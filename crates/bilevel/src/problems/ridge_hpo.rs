@@ -10,7 +10,7 @@
 //! [`logreg_hpo`](super::logreg_hpo). The inner problem is a linear system:
 //! y*(x) = H⁻¹Aᵀb/n with H = AᵀA/n + diag λ, and the [`Reference`] is exact (Cholesky):
 //! ∇F(x)_k = −λ'_k Σ_{π(j)=k} y*_j v_j with v = H⁻¹∇ᵧf(y*). Handy for tests: everything is
-//! closed-form and cheap.
+//! closed-form and cheap. Task metric: `test_mse` on a fresh test set of n' samples.
 
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use super::logreg_hpo::{Parametrization, Penalty, PenaltyMap};
 use crate::core::error::{Error, Result, check_at_least, check_non_negative};
 use crate::core::linalg::{normal_vector, rng_from_seed, standard_normal};
 use crate::core::{
-    Batch, Matrix, Objective, Problem, Reference, ReferencePoint, Vector, VectorExt,
+    Batch, Matrix, Objective, Problem, Reference, ReferencePoint, TaskMetrics, Vector, VectorExt,
 };
 use crate::data::DenseMatrix;
 
@@ -206,6 +206,15 @@ impl Reference for RidgeReference {
     }
 }
 
+/// `test_mse`: mean squared error of the current y on a fresh test set (n' samples).
+struct TestMse(RidgeObjective);
+
+impl TaskMetrics for TestMse {
+    fn evaluate(&self, x: &Vector, y: &Vector) -> Vec<(String, f64)> {
+        vec![("test_mse".into(), 2.0 * self.0.value(x, y, Batch::Full))]
+    }
+}
+
 impl RidgeHpoConfig {
     /// Checks the parameters.
     pub fn validate(&self) -> Result<()> {
@@ -246,6 +255,7 @@ impl RidgeHpoConfig {
         };
         let (a, b) = draw(self.n_train);
         let (av, bv) = draw(self.n_validation);
+        let (at, bt) = draw(self.n_validation);
         let map = PenaltyMap::new(self.penalty, self.parametrization, 1);
         let dim_x = map.dim_x(d);
         let n = self.n_train as f64;
@@ -276,8 +286,15 @@ impl RidgeHpoConfig {
             atb,
             penalty: map,
         };
+        let test = RidgeObjective {
+            a: at,
+            b: bt,
+            penalty: None,
+            dim_x,
+        };
         Problem::from_arcs("ridge_hpo", f, g)?
             .with_reference(reference)
+            .with_task_metrics(TestMse(test))
             .with_start(Vector::from_fn(dim_x, |_| self.x0), Vector::zeros(d))
     }
 }
