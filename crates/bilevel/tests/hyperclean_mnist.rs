@@ -95,9 +95,12 @@ fn hyper_cleaning_beats_the_unweighted_baseline_on_mnist() {
     check("soba", &run(&problem, &soba(), 2000), baseline);
 }
 
-/// The longer runs (`cargo test --release -p bilevel --test hyperclean_mnist -- --ignored`).
+/// The longer runs (`cargo test -p bilevel --test hyperclean_mnist -- --ignored --nocapture`,
+/// about 95 s in the test profile). Measured: AID-CG, 200 iterations: test accuracy 0.8846,
+/// flags 0.938 of the corrupted (0.057 of the clean) samples; SOBA, 20,000 iterations: 0.8816,
+/// flags 0.944 (0.063).
 #[test]
-#[ignore = "long: several minutes in the test profile"]
+#[ignore = "long: about 95 s in the test profile"]
 fn hyper_cleaning_long_runs() {
     let cfg = config();
     let (baseline, _) = unweighted_baseline(&cfg.parts().unwrap()).unwrap();

@@ -2,6 +2,18 @@
 //!
 //! [`ProblemConfig`] is the registry used by experiment files (`[problem] kind = "…"`).
 //!
+//! | kind | module | reference |
+//! |------|--------|-----------|
+//! | `quadratic`, `quadratic_tiny` | [`quadratic`] | closed form |
+//! | `logreg_hpo` | [`logreg_hpo`] (kernels in [`logistic`]) | Newton-CG ([`common::NewtonReference`]) |
+//! | `data_cleaning` | [`data_cleaning`] | Newton-CG |
+//! | `lancbio_synthetic` | [`lancbio_synthetic`] | Newton-CG |
+//! | `hyper_representation` | [`hyper_representation`] | Newton-CG |
+//! | `ridge_hpo` | [`ridge_hpo`] | closed form |
+//!
+//! Data-backed oracles stream over the rows of the batch (dense or CSR) with per-thread scratch
+//! buffers, so minibatch calls do not allocate.
+//!
 //! [`Reference`]: crate::core::Reference
 
 pub mod common;
