@@ -4,11 +4,13 @@
 //!   write `DIR/traces/<run>.jsonl` and `DIR/summary.csv`, print a table.
 //! - `bilevel list [--json]`: solvers and problems with their parameters and defaults.
 //! - `bilevel resume CHECKPOINT`: continue a checkpointed run.
+//! - `bilevel data fetch NAME` / `bilevel data list`: download datasets, checksum-verified.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
 
 mod alloc_count;
 mod bench;
+mod data_cmd;
 mod execute;
 mod experiment;
 mod plot;
@@ -75,6 +77,11 @@ enum Command {
     Resume {
         /// A checkpoint written by `bilevel run` (`DIR/checkpoints/<run>.json`).
         checkpoint: PathBuf,
+    },
+    /// Datasets: `fetch NAME` downloads the canonical files (checksum-verified), `list` shows them.
+    Data {
+        #[command(subcommand)]
+        command: data_cmd::DataCommand,
     },
     /// Draw the figures of an experiment directory (SVG and PNG) and refresh its report.
     Plot {
@@ -204,6 +211,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::List { json } => list(json),
+        Command::Data { command } => data_cmd::run(command),
         Command::Resume { checkpoint } => {
             let summary = execute::resume_checkpoint(&checkpoint)?;
             println!(

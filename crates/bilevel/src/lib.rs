@@ -28,6 +28,7 @@
 //! - [`hypergrad`]: hypergradient estimators for double-loop algorithms.
 //! - [`algorithms`]: one file per named algorithm; the registry
 //!   [`SolverConfig`](algorithms::SolverConfig).
+//! - [`data`]: dataset loaders (LIBSVM, IDX, CSV, npy), splits, preprocessing, synthetic twins.
 //! - [`problems`]: built-in problems with exact references.
 //! - [`run`]: the runner (budgets, honest timing, metrics, divergence), observers, checkpoints.
 //! - [`testing`]: finite-difference checks and the mechanical solver checks.
@@ -53,6 +54,7 @@
 
 pub mod algorithms;
 pub mod core;
+pub mod data;
 pub mod hypergrad;
 pub mod inner;
 pub mod linsolve;

@@ -2,12 +2,31 @@
 //!
 //! [`ProblemConfig`] is the registry used by experiment files (`[problem] kind = "…"`).
 //!
+//! | kind | module | reference |
+//! |------|--------|-----------|
+//! | `quadratic`, `quadratic_tiny` | [`quadratic`] | closed form |
+//! | `logreg_hpo` | [`logreg_hpo`] (kernels in [`logistic`]) | Newton-CG ([`common::NewtonReference`]) |
+//! | `data_cleaning` | [`data_cleaning`] | Newton-CG |
+//! | `lancbio_synthetic` | [`lancbio_synthetic`] | Newton-CG |
+//! | `hyper_representation` | [`hyper_representation`] | Newton-CG |
+//! | `ridge_hpo` | [`ridge_hpo`] | closed form |
+//!
+//! Data-backed oracles stream over the rows of the batch (dense or CSR) with per-thread scratch
+//! buffers, so minibatch calls do not allocate.
+//!
 //! [`Reference`]: crate::core::Reference
 
+pub mod common;
+pub mod data_cleaning;
+pub mod hyper_representation;
+pub mod lancbio_synthetic;
 pub mod least_squares;
+pub mod logistic;
+pub mod logreg_hpo;
 pub mod meta_linear;
 pub mod meta_reference;
 pub mod quadratic;
+pub mod ridge_hpo;
 pub mod ufo_toy;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +46,16 @@ pub enum ProblemConfig {
     Quadratic(quadratic::QuadraticConfig),
     /// The tiny deterministic quadratic of the unit tests.
     QuadraticTiny(QuadraticTinyConfig),
+    /// L2 hyperparameters of logistic regression (ijcnn1, a9a, 20 Newsgroups, covtype).
+    LogregHpo(logreg_hpo::LogregHpoConfig),
+    /// Data hyper-cleaning: per-sample weights on noisy labels (MNIST).
+    DataCleaning(data_cleaning::DataCleaningConfig),
+    /// The LancBiO synthetic problem (ill-conditioned, non-quadratic).
+    LancbioSynthetic(lancbio_synthetic::LancbioSyntheticConfig),
+    /// ESJ's hyper-representation problems (linear or two-layer sigmoid, ridge head).
+    HyperRepresentation(hyper_representation::HyperRepresentationConfig),
+    /// Ridge hyperparameters with a closed-form inner solution.
+    RidgeHpo(ridge_hpo::RidgeHpoConfig),
     /// FSLA's synthetic least-squares problem (algorithms.md §2.5).
     FslaLeastSquares(least_squares::LeastSquaresConfig),
     /// The UFO-BLO counter-example (algorithms.md §7.5): FO-MAML stalls, UFO-BLO does not.
@@ -41,6 +70,11 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(_) => "quadratic",
             ProblemConfig::QuadraticTiny(_) => "quadratic_tiny",
+            ProblemConfig::LogregHpo(_) => "logreg_hpo",
+            ProblemConfig::DataCleaning(_) => "data_cleaning",
+            ProblemConfig::LancbioSynthetic(_) => "lancbio_synthetic",
+            ProblemConfig::HyperRepresentation(_) => "hyper_representation",
+            ProblemConfig::RidgeHpo(_) => "ridge_hpo",
             ProblemConfig::FslaLeastSquares(_) => "fsla_least_squares",
             ProblemConfig::UfoToy(_) => "ufo_toy",
             ProblemConfig::MetaLinear(_) => "meta_linear",
@@ -51,6 +85,11 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(c) => c.validate(),
             ProblemConfig::QuadraticTiny(_) => Ok(()),
+            ProblemConfig::LogregHpo(c) => c.validate(),
+            ProblemConfig::DataCleaning(c) => c.validate(),
+            ProblemConfig::LancbioSynthetic(c) => c.validate(),
+            ProblemConfig::HyperRepresentation(c) => c.validate(),
+            ProblemConfig::RidgeHpo(c) => c.validate(),
             ProblemConfig::FslaLeastSquares(c) => c.validate(),
             ProblemConfig::UfoToy(c) => c.validate(),
             ProblemConfig::MetaLinear(c) => c.validate(),
@@ -61,6 +100,11 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Quadratic(c) => c.build(),
             ProblemConfig::QuadraticTiny(_) => Ok(quadratic::tiny()),
+            ProblemConfig::LogregHpo(c) => c.build(),
+            ProblemConfig::DataCleaning(c) => c.build(),
+            ProblemConfig::LancbioSynthetic(c) => c.build(),
+            ProblemConfig::HyperRepresentation(c) => c.build(),
+            ProblemConfig::RidgeHpo(c) => c.build(),
             ProblemConfig::FslaLeastSquares(c) => c.build(),
             ProblemConfig::UfoToy(c) => c.build(),
             ProblemConfig::MetaLinear(c) => c.build(),
@@ -76,6 +120,28 @@ impl ProblemConfig {
             (
                 ProblemConfig::QuadraticTiny(Default::default()),
                 "2 x 3 deterministic quadratic for unit tests",
+            ),
+            (
+                ProblemConfig::LogregHpo(Default::default()),
+                "L2 hyperparameters of logistic regression, binary/multiclass, dense/sparse \
+                 (default: ijcnn1 per-feature), Newton-CG reference",
+            ),
+            (
+                ProblemConfig::DataCleaning(Default::default()),
+                "data hyper-cleaning, per-sample weights on noisy labels (default: MNIST 5k, \
+                 p = 0.5), Newton-CG reference",
+            ),
+            (
+                ProblemConfig::LancbioSynthetic(Default::default()),
+                "LancBiO synthetic problem, ill-conditioned and non-quadratic, Newton-CG reference",
+            ),
+            (
+                ProblemConfig::HyperRepresentation(Default::default()),
+                "hyper-representation (linear or two-layer sigmoid) with a ridge head",
+            ),
+            (
+                ProblemConfig::RidgeHpo(Default::default()),
+                "ridge hyperparameters on synthetic regression, closed-form reference",
             ),
             (
                 ProblemConfig::FslaLeastSquares(Default::default()),

@@ -1,0 +1,38 @@
+//! Every shipped experiment file validates (`bilevel run --dry-run` builds its problems, so the
+//! data files it names must load).
+
+use std::process::Command;
+
+#[test]
+fn every_experiment_file_validates() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    for expected in [
+        "hyperclean_mnist.toml",
+        "ijcnn1.toml",
+        "lancbio_synthetic.toml",
+    ] {
+        assert!(
+            files.iter().any(|f| f.ends_with(expected)),
+            "experiments/{expected} is missing"
+        );
+    }
+    for file in files {
+        let out = Command::new(env!("CARGO_BIN_EXE_bilevel"))
+            .args(["run", "--dry-run"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

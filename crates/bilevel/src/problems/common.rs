@@ -1,0 +1,515 @@
+//! Pieces shared by the data-backed problems: row access over dense and sparse designs, batch
+//! iteration, per-thread scratch buffers, numerically stable logistic kernels, and the generic
+//! high-accuracy [`NewtonReference`].
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::error::{Error, Result};
+use crate::core::{Batch, Objective, Reference, ReferencePoint, Vector, VectorExt};
+use crate::data::{CsrMatrix, DenseMatrix, Design};
+use crate::linsolve::{CgParams, CgWorkspace, cg_in_place};
+
+/// Row access used by the per-row streaming loops of the oracles. `W` in the multi-output
+/// kernels is feature-major: entry (j, c) at `j * k + c`.
+pub(crate) trait Rows: Sync + Send {
+    /// Number of features.
+    fn n_cols(&self) -> usize;
+    /// x_i · w.
+    fn dot(&self, i: usize, w: &[f64]) -> f64;
+    /// out ← out + α x_i.
+    fn axpy(&self, i: usize, alpha: f64, out: &mut [f64]);
+    /// z ← z + W_{:d}ᵀ x_i, for W with `k` columns (z has length k).
+    fn gemv_k(&self, i: usize, w: &[f64], z: &mut [f64]);
+    /// out ← out + x_i rᵀ (out feature-major with r.len() columns).
+    fn ger_k(&self, i: usize, r: &[f64], out: &mut [f64]);
+}
+
+impl Rows for DenseMatrix {
+    fn n_cols(&self) -> usize {
+        self.cols()
+    }
+    #[inline]
+    fn dot(&self, i: usize, w: &[f64]) -> f64 {
+        crate::core::linalg::dot(self.row(i), &w[..self.cols()])
+    }
+    #[inline]
+    fn axpy(&self, i: usize, alpha: f64, out: &mut [f64]) {
+        crate::core::linalg::axpy(alpha, self.row(i), &mut out[..self.cols()]);
+    }
+    #[inline]
+    fn gemv_k(&self, i: usize, w: &[f64], z: &mut [f64]) {
+        let k = z.len();
+        for (&a, wj) in self.row(i).iter().zip(w.chunks_exact(k)) {
+            if a != 0.0 {
+                for (zc, &wc) in z.iter_mut().zip(wj) {
+                    *zc += a * wc;
+                }
+            }
+        }
+    }
+    #[inline]
+    fn ger_k(&self, i: usize, r: &[f64], out: &mut [f64]) {
+        let k = r.len();
+        for (&a, oj) in self.row(i).iter().zip(out.chunks_exact_mut(k)) {
+            if a != 0.0 {
+                for (o, &rc) in oj.iter_mut().zip(r) {
+                    *o += a * rc;
+                }
+            }
+        }
+    }
+}
+
+impl Rows for CsrMatrix {
+    fn n_cols(&self) -> usize {
+        self.cols()
+    }
+    #[inline]
+    fn dot(&self, i: usize, w: &[f64]) -> f64 {
+        let (idx, val) = self.row(i);
+        idx.iter().zip(val).map(|(&j, &v)| v * w[j as usize]).sum()
+    }
+    #[inline]
+    fn axpy(&self, i: usize, alpha: f64, out: &mut [f64]) {
+        let (idx, val) = self.row(i);
+        for (&j, &v) in idx.iter().zip(val) {
+            out[j as usize] += alpha * v;
+        }
+    }
+    #[inline]
+    fn gemv_k(&self, i: usize, w: &[f64], z: &mut [f64]) {
+        let k = z.len();
+        let (idx, val) = self.row(i);
+        for (&j, &a) in idx.iter().zip(val) {
+            let wj = &w[j as usize * k..(j as usize + 1) * k];
+            for (zc, &wc) in z.iter_mut().zip(wj) {
+                *zc += a * wc;
+            }
+        }
+    }
+    #[inline]
+    fn ger_k(&self, i: usize, r: &[f64], out: &mut [f64]) {
+        let k = r.len();
+        let (idx, val) = self.row(i);
+        for (&j, &a) in idx.iter().zip(val) {
+            let oj = &mut out[j as usize * k..(j as usize + 1) * k];
+            for (o, &rc) in oj.iter_mut().zip(r) {
+                *o += a * rc;
+            }
+        }
+    }
+}
+
+/// Runs `$body` with `$r` bound to the concrete row type of a [`Design`] (monomorphised twice).
+macro_rules! with_rows {
+    ($design:expr, |$r:ident| $body:expr) => {
+        match $design {
+            $crate::data::Design::Dense($r) => $body,
+            $crate::data::Design::Sparse($r) => $body,
+        }
+    };
+}
+pub(crate) use with_rows;
+
+/// Calls `f(i)` for each sample of the batch (each repeat counted) and returns 1/|batch|.
+#[inline]
+pub(crate) fn for_each_sample(batch: Batch<'_>, n: usize, mut f: impl FnMut(usize)) -> f64 {
+    match batch {
+        Batch::Full => {
+            for i in 0..n {
+                f(i);
+            }
+            1.0 / n.max(1) as f64
+        }
+        Batch::Indices(idx) => {
+            for &i in idx {
+                f(i);
+            }
+            1.0 / idx.len().max(1) as f64
+        }
+    }
+}
+
+/// Checks a batch against n samples.
+#[track_caller]
+pub(crate) fn check_batch(batch: Batch<'_>, n: usize, what: &str) {
+    if let Batch::Indices(idx) = batch {
+        assert!(!idx.is_empty(), "{what}: empty minibatch");
+        assert!(
+            idx.iter().all(|&i| i < n),
+            "{what}: sample index out of range (n = {n})"
+        );
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a zeroed per-thread scratch slice of length `len`. The buffer is kept between
+/// calls, so steady-state oracle calls do not allocate. Not reentrant (oracles do not nest).
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            let s = &mut buf[..len];
+            s.fill(0.0);
+            f(s)
+        }
+        // Reentrant use (should not happen): fall back to a fresh buffer.
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// log(1 + eᵗ), stable for every t.
+#[inline]
+pub(crate) fn softplus(t: f64) -> f64 {
+    if t > 0.0 {
+        t + (-t).exp().ln_1p()
+    } else {
+        t.exp().ln_1p()
+    }
+}
+
+/// σ(t) = 1 / (1 + e⁻ᵗ), stable for every t.
+#[inline]
+pub(crate) fn sigmoid(t: f64) -> f64 {
+    if t >= 0.0 {
+        1.0 / (1.0 + (-t).exp())
+    } else {
+        let e = t.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Softmax of `z` in place; returns log Σ exp(z).
+#[inline]
+pub(crate) fn softmax_in_place(z: &mut [f64]) -> f64 {
+    let max = z.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sum = 0.0;
+    for v in z.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in z.iter_mut() {
+        *v /= sum;
+    }
+    max + sum.ln()
+}
+
+/// Settings of the high-accuracy reference solve.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReferenceConfig {
+    /// Attach the reference at all (it costs full-batch Newton solves at every evaluation).
+    pub enabled: bool,
+    /// Stop Newton when ‖∇ᵧg(x, y)‖ ≤ `tol` (absolute).
+    pub tol: f64,
+    /// Accept the solve when stagnation stops Newton below this gradient norm; fail above it.
+    pub accept: f64,
+    /// Newton iterations at most.
+    pub max_newton: usize,
+}
+
+impl Default for ReferenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tol: 1e-12,
+            accept: 1e-7,
+            max_newton: 60,
+        }
+    }
+}
+
+impl ReferenceConfig {
+    /// Checks the settings, naming fields under `reference.`.
+    pub fn validate(&self) -> Result<()> {
+        crate::core::error::check_positive("reference.tol", self.tol)?;
+        crate::core::error::check_positive("reference.accept", self.accept)?;
+        crate::core::error::check_at_least("reference.max_newton", self.max_newton, 1)
+    }
+}
+
+#[derive(Clone)]
+struct Warm {
+    x: Vector,
+    y: Vector,
+    v: Vector,
+    point: Option<ReferencePoint>,
+}
+
+/// The exact bilevel quantities by high-accuracy solves on the full batch, for problems without
+/// a closed form: y*(x) by Newton's method with conjugate-gradient steps (inexact Newton, forcing
+/// term min(0.1, ‖∇ᵧg‖), so the final steps converge quadratically) and a line search (Armijo on
+/// g, or a halving of ‖∇ᵧg‖ once values stop resolving), then v = [∇²ᵧᵧg]⁻¹∇ᵧf by CG to relative
+/// residual 1e-13 (at most 10·dim y iterations, clamped to [200, 5000]; a residual above 1e-6
+/// is an error), and ∇F = ∇ₓf − ∇²ₓᵧg·v, F = f(x, y*).
+///
+/// Warm start: the last y* and v are kept (behind a mutex, per problem instance) and start the
+/// next evaluation; the last point is cached, so evaluating the same x twice costs nothing.
+/// Results agree with a cold start to the solve tolerance, not bit for bit.
+pub struct NewtonReference {
+    f: Arc<dyn Objective>,
+    g: Arc<dyn Objective>,
+    config: ReferenceConfig,
+    warm: Mutex<Option<Warm>>,
+    y_init: Vector,
+}
+
+impl NewtonReference {
+    /// A reference for outer `f` and inner `g`, starting the first solve from `y_init`.
+    pub fn new(
+        f: Arc<dyn Objective>,
+        g: Arc<dyn Objective>,
+        y_init: Vector,
+        config: ReferenceConfig,
+    ) -> Self {
+        Self {
+            f,
+            g,
+            config,
+            warm: Mutex::new(None),
+            y_init,
+        }
+    }
+
+    fn cg_params(dim: usize, rel_tol: f64) -> CgParams {
+        CgParams {
+            max_iters: (10 * dim).clamp(200, 5000),
+            rel_tol,
+        }
+    }
+
+    /// y*(x) by Newton-CG from `y`, in place. Returns the final ‖∇ᵧg‖.
+    pub fn solve_inner(&self, x: &Vector, y: &mut Vector) -> Result<f64> {
+        let g = &*self.g;
+        let dy = y.nrows();
+        let mut grad = Vector::zeros(dy);
+        let mut trial = Vector::zeros(dy);
+        let mut trial_grad = Vector::zeros(dy);
+        let mut step = Vector::zeros(dy);
+        let mut neg = Vector::zeros(dy);
+        let mut ws = CgWorkspace::new(dy);
+        g.grad_y(x, y, Batch::Full, &mut grad);
+        let mut gnorm = grad.norm();
+        let mut value = g.value(x, y, Batch::Full);
+        let mut iters = 0;
+        while gnorm > self.config.tol && iters < self.config.max_newton {
+            iters += 1;
+            neg.assign(&grad);
+            neg.scale(-1.0);
+            step.set_zero();
+            let params = Self::cg_params(dy, gnorm.min(0.1));
+            cg_in_place(
+                |p, out| g.hvp_yy(x, y, p, Batch::Full, out),
+                &neg,
+                &mut step,
+                &params,
+                &mut ws,
+            );
+            let slope = grad.dot(&step);
+            if slope.is_nan() || slope >= 0.0 {
+                // Not a descent direction (CG broke down at once): use the gradient.
+                step.assign(&neg);
+            }
+            let slope = grad.dot(&step);
+            let mut t = 1.0;
+            let mut accepted = false;
+            for _ in 0..40 {
+                trial.assign(y);
+                trial.axpy(t, &step);
+                let tv = g.value(x, &trial, Batch::Full);
+                g.grad_y(x, &trial, Batch::Full, &mut trial_grad);
+                let tn = trial_grad.norm();
+                if tv.is_finite()
+                    && tn.is_finite()
+                    && (tv <= value + 1e-4 * t * slope || tn <= 0.5 * gnorm)
+                {
+                    accepted = true;
+                    value = tv;
+                    break;
+                }
+                t *= 0.5;
+            }
+            if !accepted {
+                break; // stagnation: values and gradients no longer resolve
+            }
+            y.assign(&trial);
+            grad.assign(&trial_grad);
+            gnorm = grad.norm();
+        }
+        if gnorm.is_finite() && gnorm <= self.config.accept {
+            Ok(gnorm)
+        } else {
+            Err(Error::NotConverged {
+                what: "reference inner solve (Newton-CG)".into(),
+                iters,
+                rel_residual: gnorm,
+            })
+        }
+    }
+
+    fn compute(
+        &self,
+        x: &Vector,
+        mut y: Vector,
+        mut v: Vector,
+    ) -> Result<(ReferencePoint, Vector)> {
+        let (dx, dy) = self.g.dims();
+        self.solve_inner(x, &mut y)?;
+        let (f, g) = (&*self.f, &*self.g);
+        let mut fx = Vector::zeros(dx);
+        let mut fy = Vector::zeros(dy);
+        f.grad_xy(x, &y, Batch::Full, &mut fx, &mut fy);
+        let mut ws = CgWorkspace::new(dy);
+        let info = cg_in_place(
+            |p, out| g.hvp_yy(x, &y, p, Batch::Full, out),
+            &fy,
+            &mut v,
+            &Self::cg_params(dy, 1e-13),
+            &mut ws,
+        );
+        if info.rel_residual.is_nan() || info.rel_residual > 1e-6 {
+            return Err(Error::NotConverged {
+                what: "reference linear system (CG)".into(),
+                iters: info.matvecs,
+                rel_residual: info.rel_residual,
+            });
+        }
+        let mut cross = Vector::zeros(dx);
+        g.cross_xy(x, &y, &v, Batch::Full, &mut cross);
+        fx.axpy(-1.0, &cross);
+        let value = f.value(x, &y, Batch::Full);
+        Ok((
+            ReferencePoint {
+                value,
+                hypergradient: fx,
+                y_star: Some(y),
+            },
+            v,
+        ))
+    }
+}
+
+impl Reference for NewtonReference {
+    fn evaluate(&self, x: &Vector) -> Result<ReferencePoint> {
+        let (dx, dy) = self.g.dims();
+        if x.nrows() != dx {
+            return Err(Error::DimensionMismatch {
+                what: "reference x".into(),
+                expected: dx,
+                found: x.nrows(),
+            });
+        }
+        let start = {
+            let guard = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+            match &*guard {
+                Some(w) if w.x.as_slice() == x.as_slice() && w.point.is_some() => {
+                    return Ok(w.point.clone().expect("invariant: checked is_some"));
+                }
+                Some(w) => (w.y.clone(), w.v.clone()),
+                None => (self.y_init.clone(), Vector::zeros(dy)),
+            }
+        };
+        let (point, v) = self.compute(x, start.0, start.1)?;
+        let y = point
+            .y_star
+            .clone()
+            .expect("invariant: compute sets y_star");
+        let mut guard = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = Some(Warm {
+            x: x.clone(),
+            y,
+            v,
+            point: Some(point.clone()),
+        });
+        Ok(point)
+    }
+}
+
+/// How features are preprocessed (statistics from the training rows only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preprocess {
+    /// As read.
+    #[default]
+    None,
+    /// Per feature: centre and scale to unit variance (sparse designs: scale only).
+    Standardize,
+    /// Divide everything by the largest absolute training value (pixels 0–255 → [0, 1]).
+    UnitMax,
+}
+
+impl Preprocess {
+    /// Fits on `train` and applies to every design in `all` (which should include `train`).
+    pub fn apply(self, train: &Design, all: &mut [&mut Design]) -> Result<()> {
+        match self {
+            Preprocess::None => Ok(()),
+            Preprocess::Standardize => {
+                let st = crate::data::split::Standardizer::fit(train);
+                for d in all.iter_mut() {
+                    st.apply(d)?;
+                }
+                Ok(())
+            }
+            Preprocess::UnitMax => {
+                let m = train.max_abs();
+                if m > 0.0 {
+                    for d in all.iter_mut() {
+                        d.scale(1.0 / m);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_kernels() {
+        assert!((softplus(0.0) - 2f64.ln()).abs() < 1e-15);
+        assert_eq!(softplus(-800.0), 0.0);
+        assert_eq!(softplus(800.0), 800.0);
+        assert_eq!(sigmoid(-800.0), 0.0);
+        assert_eq!(sigmoid(800.0), 1.0);
+        let mut z = [1000.0, 1000.0];
+        let lse = softmax_in_place(&mut z);
+        assert_eq!(z, [0.5, 0.5]);
+        assert!((lse - 1000.0 - 2f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn row_kernels_agree_between_dense_and_sparse() {
+        let dense = DenseMatrix::new(2, 3, vec![1.0, 0.0, 2.0, 0.0, -1.0, 0.5]).unwrap();
+        let sparse = CsrMatrix::new(
+            2,
+            3,
+            vec![0, 2, 4],
+            vec![0, 2, 1, 2],
+            vec![1.0, 2.0, -1.0, 0.5],
+        )
+        .unwrap();
+        let w: Vec<f64> = (0..6).map(|i| i as f64 * 0.5 - 1.0).collect();
+        for i in 0..2 {
+            assert_eq!(dense.dot(i, &w[..3]), sparse.dot(i, &w[..3]));
+            let (mut zd, mut zs) = ([0.0; 2], [0.0; 2]);
+            dense.gemv_k(i, &w, &mut zd);
+            sparse.gemv_k(i, &w, &mut zs);
+            assert_eq!(zd, zs);
+            let (mut od, mut os) = ([0.0; 6], [0.0; 6]);
+            dense.ger_k(i, &[1.0, -2.0], &mut od);
+            sparse.ger_k(i, &[1.0, -2.0], &mut os);
+            assert_eq!(od, os);
+        }
+    }
+}

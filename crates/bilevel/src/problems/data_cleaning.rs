@@ -1,0 +1,519 @@
+//! # Data hyper-cleaning (algorithms.md §9.5, §3.7.2, §6.6.1)
+//!
+//! A training set with corrupted labels; one outer weight per training sample decides how much
+//! the sample counts:
+//!
+//! $$ g(x, W) = \frac1n \sum_{i \le n} \sigma(x_i)\, \mathrm{CE}(W; a_i, \tilde b_i) + C \lVert W \rVert_F^2,
+//!    \qquad f(x, W) = \frac1{n'} \sum_{i \le n'} \mathrm{CE}(W; a'_i, b'_i), $$
+//!
+//! with σ the logistic sigmoid, CE the multinomial cross-entropy of the linear classifier
+//! W ∈ ℝ^{(d+1)×K} (a bias row, as the papers' 10 × 785; stored feature-major), and C the
+//! regularisation: 1e-2 in the LancBiO code (the default), 1e-3 in the MRBO/stocBiO code. The
+//! penalty is C‖W‖²_F with no ½, as in both codes, and covers the bias row. A minibatch averages
+//! σ(xᵢ)CEᵢ over its samples and adds the full penalty, so only the batch's entries of ∇ₓg are
+//! non-zero.
+//!
+//! Corruption: a fraction p of the training labels (exactly round(p·n), chosen uniformly) is
+//! replaced by (label + U{1, …, K−1}) mod K, so a corrupted label is always wrong (the papers'
+//! "(label + U{1..9}) mod 10"); the problem records which samples were corrupted.
+//!
+//! Default data (the shipped MNIST files): train on the 5,000 images of `mnist_5k`, split the
+//! 10,000 MNIST test images 5,000 / 5,000 into validation and test, pixels scaled to [0, 1],
+//! p = 0.5. The papers take validation samples from the training split; the shipped files have
+//! no other training images, so validation comes from the test images here (disjoint from test).
+//!
+//! Task metrics: `test_accuracy`, `test_loss`, `validation_accuracy`, `flagged_corrupted` (the
+//! fraction of corrupted samples with σ(xᵢ) < ½), `flagged_clean` (the same fraction among clean
+//! samples) and `mean_weight`. The reference is a warm-started Newton-CG solve.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::common::{NewtonReference, Preprocess, ReferenceConfig, check_batch, sigmoid};
+use super::logistic::{LogisticData, Targets};
+use crate::core::error::{Error, Result, check_in_range, check_non_negative};
+use crate::core::{Batch, Objective, Problem, Reference, TaskMetrics, Vector, VectorExt};
+use crate::data::split::{Corruption, corrupt_labels};
+use crate::data::{Dataset, DatasetSpec};
+
+/// Storage of a design matrix.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    /// CSR when the training design has at most 30 % non-zeros, dense otherwise.
+    #[default]
+    Auto,
+    /// Dense row-major.
+    Dense,
+    /// CSR.
+    Sparse,
+}
+
+/// Configuration of [`data_cleaning`](self).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataCleaningConfig {
+    /// The training pool (default: the shipped `mnist_5k`).
+    pub train: DatasetSpec,
+    /// The pool of validation and test rows (default: the shipped `mnist_test`). Ignored when
+    /// `heldout_from_train` is set.
+    pub heldout: DatasetSpec,
+    /// Draw validation and test rows from the training pool instead (disjoint from training).
+    pub heldout_from_train: bool,
+    /// Training samples (0: the whole pool, less the held-out rows when they come from it).
+    pub n_train: usize,
+    /// Validation samples.
+    pub n_validation: usize,
+    /// Test samples.
+    pub n_test: usize,
+    /// p, the fraction of training labels corrupted.
+    pub corruption: f64,
+    /// C in C‖W‖²_F.
+    pub regularization: f64,
+    /// Feature preprocessing (default: divide by the largest training value, pixels → [0, 1]).
+    pub preprocess: Preprocess,
+    /// Add a bias row to W.
+    pub intercept: bool,
+    /// Storage of the designs: `auto` (CSR when at most 30 % of the training values are
+    /// non-zero, e.g. MNIST's 19 %), `dense` or `sparse`. Results agree to rounding.
+    pub storage: Storage,
+    /// Starting weight logit: x₀ᵢ = this value for every sample (0: σ = ½).
+    pub x0: f64,
+    /// Seed of the splits and the corruption.
+    pub seed: u64,
+    /// The exact reference.
+    pub reference: ReferenceConfig,
+}
+
+impl Default for DataCleaningConfig {
+    fn default() -> Self {
+        Self {
+            train: DatasetSpec::shared("mnist_5k"),
+            heldout: DatasetSpec::shared("mnist_test"),
+            heldout_from_train: false,
+            n_train: 5_000,
+            n_validation: 5_000,
+            n_test: 5_000,
+            corruption: 0.5,
+            regularization: 1e-2,
+            preprocess: Preprocess::UnitMax,
+            intercept: true,
+            storage: Storage::Auto,
+            x0: 0.0,
+            seed: 0,
+            reference: ReferenceConfig::default(),
+        }
+    }
+}
+
+/// The inner objective: σ-weighted training cross-entropy + C‖W‖².
+pub struct CleaningInner {
+    data: LogisticData,
+    regularization: f64,
+}
+
+/// The outer objective: validation cross-entropy (independent of x).
+pub struct CleaningOuter {
+    data: LogisticData,
+    dim_x: usize,
+}
+
+impl CleaningInner {
+    /// The inner objective on noisy `data` (multiclass targets) with regularisation C.
+    pub fn new(data: LogisticData, regularization: f64) -> Self {
+        Self {
+            data,
+            regularization,
+        }
+    }
+}
+
+#[inline]
+fn dsigmoid(t: f64) -> f64 {
+    let s = sigmoid(t);
+    s * (1.0 - s)
+}
+
+impl Objective for CleaningInner {
+    fn dims(&self) -> (usize, usize) {
+        (self.data.n(), self.data.dim())
+    }
+    fn n_samples(&self) -> usize {
+        self.data.n()
+    }
+    fn value(&self, x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
+        check_batch(batch, self.data.n(), "data_cleaning g");
+        let xs = x.as_slice();
+        self.data.value(y.as_slice(), batch, |i| sigmoid(xs[i])) + self.regularization * y.norm_sq()
+    }
+    fn grad_x(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), "data_cleaning g");
+        let xs = x.as_slice();
+        let o = out.as_mut_slice();
+        o.fill(0.0);
+        // ∂g/∂xᵢ = σ'(xᵢ) CEᵢ / |B| (per occurrence in the batch).
+        with_losses(&self.data, y.as_slice(), batch, |i, loss, inv| {
+            o[i] += dsigmoid(xs[i]) * loss * inv;
+        });
+    }
+    fn grad_y(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), "data_cleaning g");
+        let xs = x.as_slice();
+        let o = out.as_mut_slice();
+        self.data.grad(y.as_slice(), batch, |i| sigmoid(xs[i]), o);
+        crate::core::linalg::axpy(2.0 * self.regularization, y.as_slice(), o);
+    }
+    fn grad_xy(
+        &self,
+        x: &Vector,
+        y: &Vector,
+        batch: Batch<'_>,
+        out_x: &mut Vector,
+        out_y: &mut Vector,
+    ) {
+        check_batch(batch, self.data.n(), "data_cleaning g");
+        let xs = x.as_slice();
+        let (ox, oy) = (out_x.as_mut_slice(), out_y.as_mut_slice());
+        ox.fill(0.0);
+        self.data.grad_with_losses(
+            y.as_slice(),
+            batch,
+            |i| sigmoid(xs[i]),
+            oy,
+            |i, loss, inv| {
+                ox[i] += dsigmoid(xs[i]) * loss * inv;
+            },
+        );
+        crate::core::linalg::axpy(2.0 * self.regularization, y.as_slice(), oy);
+    }
+    fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), "data_cleaning g");
+        let xs = x.as_slice();
+        let o = out.as_mut_slice();
+        self.data
+            .hvp(y.as_slice(), v.as_slice(), batch, |i| sigmoid(xs[i]), o);
+        crate::core::linalg::axpy(2.0 * self.regularization, v.as_slice(), o);
+    }
+    fn cross_xy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), "data_cleaning g");
+        let xs = x.as_slice();
+        let o = out.as_mut_slice();
+        o.fill(0.0);
+        // (∇²ₓᵧg v)ᵢ = σ'(xᵢ) ∇CEᵢ·v / |B|.
+        self.data
+            .directional(y.as_slice(), v.as_slice(), batch, |i, dd, inv| {
+                o[i] += dsigmoid(xs[i]) * dd * inv;
+            });
+    }
+    fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), "data_cleaning g");
+        let (xs, us) = (x.as_slice(), u.as_slice());
+        // ∇²ᵧₓg u = Σ_B uᵢ σ'(xᵢ) ∇CEᵢ / |B|.
+        self.data.grad(
+            y.as_slice(),
+            batch,
+            |i| us[i] * dsigmoid(xs[i]),
+            out.as_mut_slice(),
+        );
+    }
+}
+
+/// Calls `f(i, CEᵢ, 1/|B|)` for every sample of the batch (one forward pass per sample).
+fn with_losses(
+    data: &LogisticData,
+    y: &[f64],
+    batch: Batch<'_>,
+    mut f: impl FnMut(usize, f64, f64),
+) {
+    let n = data.n();
+    let inv = 1.0 / batch.len(n).max(1) as f64;
+    let mut each = |i: usize| {
+        let loss = data.value(y, Batch::Indices(std::slice::from_ref(&i)), |_| 1.0);
+        f(i, loss, inv);
+    };
+    match batch {
+        Batch::Full => (0..n).for_each(&mut each),
+        Batch::Indices(idx) => idx.iter().for_each(|&i| each(i)),
+    }
+}
+
+impl Objective for CleaningOuter {
+    fn dims(&self) -> (usize, usize) {
+        (self.dim_x, self.data.dim())
+    }
+    fn n_samples(&self) -> usize {
+        self.data.n()
+    }
+    fn value(&self, _x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
+        check_batch(batch, self.data.n(), "data_cleaning f");
+        self.data.value(y.as_slice(), batch, |_| 1.0)
+    }
+    fn grad_x(&self, _x: &Vector, _y: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), "data_cleaning f");
+        out.set_zero();
+    }
+    fn grad_y(&self, _x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), "data_cleaning f");
+        self.data
+            .grad(y.as_slice(), batch, |_| 1.0, out.as_mut_slice());
+    }
+    fn grad_xy(
+        &self,
+        x: &Vector,
+        y: &Vector,
+        batch: Batch<'_>,
+        out_x: &mut Vector,
+        out_y: &mut Vector,
+    ) {
+        out_x.set_zero();
+        self.grad_y(x, y, batch, out_y);
+    }
+    fn hvp_yy(&self, _x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), "data_cleaning f");
+        self.data.hvp(
+            y.as_slice(),
+            v.as_slice(),
+            batch,
+            |_| 1.0,
+            out.as_mut_slice(),
+        );
+    }
+    fn cross_xy(&self, _x: &Vector, _y: &Vector, _v: &Vector, _b: Batch<'_>, out: &mut Vector) {
+        out.set_zero();
+    }
+    fn cross_yx(&self, _x: &Vector, _y: &Vector, _u: &Vector, _b: Batch<'_>, out: &mut Vector) {
+        out.set_zero();
+    }
+}
+
+/// Everything a built hyper-cleaning problem knows besides its objectives.
+pub struct CleaningParts {
+    /// The inner objective.
+    pub g: Arc<CleaningInner>,
+    /// The outer objective.
+    pub f: Arc<CleaningOuter>,
+    /// The test set.
+    pub test: LogisticData,
+    /// Which training samples were corrupted.
+    pub corruption: Corruption,
+}
+
+struct CleaningMetrics {
+    validation: Arc<CleaningOuter>,
+    test: LogisticData,
+    is_corrupted: Vec<bool>,
+}
+
+impl TaskMetrics for CleaningMetrics {
+    fn evaluate(&self, x: &Vector, y: &Vector) -> Vec<(String, f64)> {
+        let (test_loss, test_acc) = self.test.evaluate(y.as_slice());
+        let (_, val_acc) = self.validation.data.evaluate(y.as_slice());
+        let (mut flag_bad, mut bad, mut flag_good, mut good) = (0usize, 0usize, 0usize, 0usize);
+        let mut weight_sum = 0.0;
+        for (&xi, &c) in x.as_slice().iter().zip(&self.is_corrupted) {
+            let flagged = sigmoid(xi) < 0.5;
+            weight_sum += sigmoid(xi);
+            if c {
+                bad += 1;
+                flag_bad += usize::from(flagged);
+            } else {
+                good += 1;
+                flag_good += usize::from(flagged);
+            }
+        }
+        let frac = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        vec![
+            ("test_accuracy".into(), test_acc),
+            ("test_loss".into(), test_loss),
+            ("validation_accuracy".into(), val_acc),
+            ("flagged_corrupted".into(), frac(flag_bad, bad)),
+            ("flagged_clean".into(), frac(flag_good, good)),
+            (
+                "mean_weight".into(),
+                weight_sum / self.is_corrupted.len().max(1) as f64,
+            ),
+        ]
+    }
+}
+
+fn multiclass(ds: &Dataset, classes: &[f64], what: &str) -> Result<Vec<u32>> {
+    ds.labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            classes
+                .iter()
+                .position(|c| c == l)
+                .map(|c| c as u32)
+                .ok_or_else(|| Error::Data {
+                    path: what.into(),
+                    location: format!("sample {i}"),
+                    reason: format!("label {l} does not occur in the training pool"),
+                })
+        })
+        .collect()
+}
+
+impl DataCleaningConfig {
+    /// Checks the parameters (without reading data).
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate("train")?;
+        if !self.heldout_from_train {
+            self.heldout.validate("heldout")?;
+        }
+        check_in_range("corruption", self.corruption, 0.0, 1.0)?;
+        check_non_negative("regularization", self.regularization)?;
+        crate::core::error::check_at_least("n_validation", self.n_validation, 1)?;
+        crate::core::error::check_at_least("n_test", self.n_test, 1)?;
+        if !self.x0.is_finite() {
+            return Err(Error::config("x0", "must be finite"));
+        }
+        if self.regularization == 0.0 {
+            return Err(Error::config(
+                "regularization",
+                "must be > 0 (the inner problem must be strongly convex)",
+            ));
+        }
+        self.reference.validate()
+    }
+
+    /// Loads, splits, corrupts and preprocesses the data.
+    pub fn parts(&self) -> Result<CleaningParts> {
+        self.validate()?;
+        let pool = self.train.load(self.seed)?.train;
+        let (mut train, mut validation, mut test) = if self.heldout_from_train {
+            let held = self.n_validation + self.n_test;
+            let n_train = if self.n_train == 0 {
+                pool.len().saturating_sub(held)
+            } else {
+                self.n_train
+            };
+            pool.split_counts(n_train, self.n_validation, self.n_test, self.seed)?
+        } else {
+            let n_train = if self.n_train == 0 {
+                pool.len()
+            } else {
+                self.n_train
+            };
+            let (train, _, _) = pool.split_counts(n_train, 0, 0, self.seed)?;
+            let heldout = self.heldout.load(self.seed)?.train;
+            let (_, val, test) =
+                heldout.split_counts(0, self.n_validation, self.n_test, self.seed + 1)?;
+            (train, val, test)
+        };
+        {
+            let train_design = train.design.clone();
+            self.preprocess.apply(
+                &train_design,
+                &mut [&mut train.design, &mut validation.design, &mut test.design],
+            )?;
+        }
+        let sparse = match self.storage {
+            Storage::Auto => train.design.density() <= 0.3,
+            Storage::Dense => false,
+            Storage::Sparse => true,
+        };
+        for d in [&mut train.design, &mut validation.design, &mut test.design] {
+            if sparse {
+                d.sparsify();
+            } else {
+                d.densify();
+            }
+        }
+        let cl = train.class_labels()?;
+        let mut classes = cl.classes.clone();
+        classes.extend(validation.class_labels()?.classes);
+        classes.extend(test.class_labels()?.classes);
+        classes.sort_by(f64::total_cmp);
+        classes.dedup();
+        let k = classes.len();
+        if k < 2 {
+            return Err(Error::config("train", "needs at least two classes"));
+        }
+        let mut noisy = multiclass(&train, &classes, "training labels")?;
+        let corruption = corrupt_labels(&mut noisy, k, self.corruption, self.seed)?;
+        let val_class = multiclass(&validation, &classes, "validation labels")?;
+        let test_class = multiclass(&test, &classes, "test labels")?;
+        let g = Arc::new(CleaningInner::new(
+            LogisticData::new(
+                train.design,
+                Targets::Multiclass { class: noisy, k },
+                self.intercept,
+            ),
+            self.regularization,
+        ));
+        let dim_x = g.data.n();
+        let f = Arc::new(CleaningOuter {
+            data: LogisticData::new(
+                validation.design,
+                Targets::Multiclass {
+                    class: val_class,
+                    k,
+                },
+                self.intercept,
+            ),
+            dim_x,
+        });
+        let test = LogisticData::new(
+            test.design,
+            Targets::Multiclass {
+                class: test_class,
+                k,
+            },
+            self.intercept,
+        );
+        Ok(CleaningParts {
+            g,
+            f,
+            test,
+            corruption,
+        })
+    }
+
+    /// Builds the problem.
+    pub fn build(&self) -> Result<Problem> {
+        let parts = self.parts()?;
+        let (dx, dy) = parts.g.dims();
+        let metrics = CleaningMetrics {
+            validation: parts.f.clone(),
+            test: parts.test,
+            is_corrupted: parts.corruption.is_corrupted,
+        };
+        let mut problem = Problem::from_arcs("data_cleaning", parts.f.clone(), parts.g.clone())?
+            .with_task_metrics(metrics)
+            .with_start(Vector::from_fn(dx, |_| self.x0), Vector::zeros(dy))?;
+        if self.reference.enabled {
+            problem = problem.with_reference(NewtonReference::new(
+                parts.f,
+                parts.g,
+                Vector::zeros(dy),
+                self.reference,
+            ));
+        }
+        Ok(problem)
+    }
+}
+
+/// Test accuracy and test loss of the *unweighted* model trained on the noisy labels (every
+/// σ(xᵢ) = 1, i.e. plain regularised multinomial logistic regression): the baseline hyper-cleaning
+/// must beat. Solved by Newton-CG to ‖∇ᵧg‖ ≤ 1e-8 (ample for an accuracy).
+pub fn unweighted_baseline(parts: &CleaningParts) -> Result<(f64, f64)> {
+    let (dx, dy) = parts.g.dims();
+    // σ(40) = 1 − 4e-18: weight 1 to double precision.
+    let x = Vector::from_fn(dx, |_| 40.0);
+    let reference = NewtonReference::new(
+        parts.f.clone(),
+        parts.g.clone(),
+        Vector::zeros(dy),
+        ReferenceConfig {
+            tol: 1e-8,
+            accept: 1e-6,
+            ..ReferenceConfig::default()
+        },
+    );
+    let point = reference.evaluate(&x)?;
+    let y = point.y_star.expect("invariant: Newton reference sets y*");
+    let (loss, acc) = parts.test.evaluate(y.as_slice());
+    Ok((acc, loss))
+}
