@@ -44,7 +44,7 @@ enum Command {
         /// The experiment (TOML). Optional with --resume.
         #[arg(required_unless_present = "resume")]
         experiment: Option<PathBuf>,
-        /// Output directory (default: results/<experiment name>).
+        /// Output directory (default: `results/<experiment name>`).
         #[arg(long, conflicts_with = "resume")]
         out: Option<PathBuf>,
         /// Continue an interrupted grid in DIR: skip completed runs, resume checkpointed ones,
