@@ -139,6 +139,63 @@ pub struct Experiment {
     pub runs: Vec<RunSpec>,
     /// How the report selects and summarises.
     pub report: ReportOptions,
+    /// A budget given on the command line in place of the file's (already applied to `run`).
+    pub budget_override: Option<BudgetOverride>,
+}
+
+/// Budgets given on the command line (`bilevel run --max-iters N --max-seconds S`): each one
+/// given replaces the `[run]` table's value; the file's other budgets still apply (a run stops
+/// at the first budget it reaches).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetOverride {
+    /// Replaces `max_iters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_iters: Option<u64>,
+    /// Replaces `max_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<f64>,
+}
+
+impl BudgetOverride {
+    /// Whether no budget is given.
+    pub fn is_empty(&self) -> bool {
+        self.max_iters.is_none() && self.max_seconds.is_none()
+    }
+}
+
+impl Experiment {
+    /// Replaces the budgets of `[run]` by those of `budget` and validates the result like the
+    /// file's own table. `eval_every` (and `checkpoint_every`) are clamped to the new
+    /// `max_iters`, so that a reduced run still evaluates at its end and in between only where
+    /// the file asked for it.
+    pub fn apply_budget_override(&mut self, budget: BudgetOverride) -> Result<(), ConfigError> {
+        if budget.is_empty() {
+            return Ok(());
+        }
+        let file = self.path.display().to_string();
+        if let Some(n) = budget.max_iters {
+            if n == 0 {
+                return Err(ConfigError(format!("{file}: --max-iters must be >= 1")));
+            }
+            self.run.max_iters = Some(n);
+            self.run.eval_every = self.run.eval_every.min(n);
+            self.run.checkpoint_every = self.run.checkpoint_every.map(|c| c.min(n));
+        }
+        if let Some(s) = budget.max_seconds {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(ConfigError(format!(
+                    "{file}: --max-seconds must be a positive number of seconds, got {s}"
+                )));
+            }
+            self.run.max_seconds = Some(s);
+        }
+        self.run
+            .validate()
+            .map_err(|e| ConfigError(format!("{file}: [run] with the command-line budget: {e}")))?;
+        self.budget_override = Some(budget);
+        Ok(())
+    }
 }
 
 const TOP_LEVEL_KEYS: [&str; 7] = [
@@ -294,6 +351,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
         run,
         runs,
         report,
+        budget_override: None,
     })
 }
 
