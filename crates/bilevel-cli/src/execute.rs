@@ -140,6 +140,9 @@ pub fn header(context: &RunContext, experiment_name: &str) -> serde_json::Value 
         "git_commit": GIT_COMMIT,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
+    if let Some(label) = &context.spec.label {
+        header["label"] = serde_json::Value::String(label.clone());
+    }
     if let Some(budget) = &context.budget_override {
         // `options` holds the budgets in force; this records that they came from the command
         // line rather than from the file's [run] table.

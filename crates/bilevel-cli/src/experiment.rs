@@ -118,6 +118,10 @@ pub struct RunSpec {
     pub problem: ProblemConfig,
     /// The solver.
     pub solver: SolverConfig,
+    /// The name the report, the plots and the summary give the solver (its table's `label`;
+    /// default: its kind). Settings with the same label compete in parameter selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// The seed.
     pub seed: u64,
 }
@@ -303,22 +307,48 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
         return Err(err("no [[solver]] table".into()));
     }
     let mut solvers = Vec::new();
+    // label → kind, to keep one kind per label.
+    let mut label_kinds: Vec<(String, String)> = Vec::new();
     for (i, table) in solver_tables.iter().enumerate() {
         let label = table_label("solver", i, solver_tables.len(), table);
-        for point in expand(table) {
+        let mut table = table.clone();
+        let name = match table.remove("label") {
+            None => None,
+            Some(toml::Value::String(s)) if valid_label(&s) => Some(s),
+            Some(other) => {
+                return Err(err(format!(
+                    "{label}: `label` must be a non-empty string of letters, digits, spaces and \
+                     '-', '_', '.', '=', '(', ')', '+', got {other}"
+                )));
+            }
+        };
+        if let Some(kind) = table.get("kind").and_then(|k| k.as_str()) {
+            let shown = name.clone().unwrap_or_else(|| kind.to_owned());
+            match label_kinds.iter().find(|(l, _)| *l == shown) {
+                Some((_, k)) if k != kind => {
+                    return Err(err(format!(
+                        "{label}: the name `{shown}` is also given to solver kind `{k}`; \
+                         give each table its own `label`"
+                    )));
+                }
+                Some(_) => {}
+                None => label_kinds.push((shown, kind.to_owned())),
+            }
+        }
+        for point in expand(&table) {
             let config: SolverConfig = toml::Value::Table(point)
                 .try_into()
                 .map_err(|e: toml::de::Error| err(format!("{label}: {}", e.message().trim())))?;
             config
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
-            solvers.push(config);
+            solvers.push((config, name.clone()));
         }
     }
 
     let mut runs = Vec::new();
     for (problem_index, problem) in problems.iter().enumerate() {
-        for solver in &solvers {
+        for (solver, label) in &solvers {
             let hash = stable_hash(&serde_json::json!({
                 "problem": problem,
                 "start": start,
@@ -330,6 +360,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
                     problem_index,
                     problem: problem.clone(),
                     solver: solver.clone(),
+                    label: label.clone(),
                     seed,
                 });
             }
@@ -359,6 +390,13 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn valid_label(s: &str) -> bool {
+    !s.trim().is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.' | '=' | '(' | ')' | '+')
+        })
 }
 
 fn table_label(section: &str, index: usize, count: usize, table: &toml::Table) -> String {
@@ -512,5 +550,40 @@ outer_lr = { kind = "constant", c = [0.1, 0.2, 0.3] }
             .unwrap_err()
             .0;
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn labels_name_solver_tables_and_stay_out_of_the_solver_config() {
+        let labelled = GRID
+            .replace(
+                "kind = \"soba\"",
+                "kind = \"soba\"\nlabel = \"SOBA (small steps)\"",
+            )
+            .replace(
+                "[[solver]]\nkind = \"aid_cg\"",
+                "[[solver]]\nkind = \"soba\"\nlabel = \"soba-2\"\nbatch_size = 8",
+            );
+        let e = parse(&labelled, Path::new("l.toml")).unwrap();
+        let labels: Vec<_> = e.runs.iter().map(|r| r.label.clone().unwrap()).collect();
+        assert_eq!(
+            labels.iter().filter(|l| *l == "SOBA (small steps)").count(),
+            9
+        );
+        assert_eq!(labels.iter().filter(|l| *l == "soba-2").count(), 9);
+        // The label is not part of the run id's hash: unlabelled, the same ids.
+        let plain = parse(GRID, Path::new("l.toml")).unwrap();
+        assert_eq!(e.runs[0].id, plain.runs[0].id);
+
+        for (bad, needle) in [
+            ("label = 3", "`label` must be"),
+            ("label = \"\"", "`label` must be"),
+            ("label = \"a,b\"", "`label` must be"),
+            ("label = [\"a\", \"b\"]", "`label` must be"),
+            ("label = \"aid_cg\"", "is also given to solver kind"),
+        ] {
+            let text = GRID.replace("kind = \"soba\"", &format!("kind = \"soba\"\n{bad}"));
+            let msg = parse(&text, Path::new("l.toml")).unwrap_err().0;
+            assert!(msg.contains(needle), "{bad}: {msg}");
+        }
     }
 }

@@ -303,7 +303,10 @@ fn run(args: RunArgs) -> Result<()> {
             budget_line(&experiment.run, experiment.budget_override.is_some()),
         );
         for spec in &experiment.runs {
-            println!("  {}", spec.id);
+            match &spec.label {
+                Some(label) => println!("  {}  [{label}]", spec.id),
+                None => println!("  {}", spec.id),
+            }
         }
         return Ok(());
     }
