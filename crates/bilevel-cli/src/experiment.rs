@@ -289,6 +289,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
         return Err(err("missing [problem] table".into()));
     }
     let mut problems = Vec::new();
+    // The [[problem]] table (0-based) each expanded problem comes from.
+    let mut problem_table_of = Vec::new();
     for (i, table) in problem_tables.iter().enumerate() {
         let label = table_label("problem", i, problem_tables.len(), table);
         for point in expand(table) {
@@ -299,6 +301,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
             problems.push(config);
+            problem_table_of.push(i);
         }
     }
 
@@ -312,6 +315,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
     for (i, table) in solver_tables.iter().enumerate() {
         let label = table_label("solver", i, solver_tables.len(), table);
         let mut table = table.clone();
+        let only = match table.remove("problems") {
+            None => None,
+            Some(value) => Some(
+                problem_filter(&value, problem_tables.len())
+                    .map_err(|e| err(format!("{label}: `problems` {e}")))?,
+            ),
+        };
         let name = match table.remove("label") {
             None => None,
             Some(toml::Value::String(s)) if valid_label(&s) => Some(s),
@@ -342,13 +352,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
             config
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
-            solvers.push((config, name.clone()));
+            solvers.push((config, name.clone(), only.clone()));
         }
     }
 
     let mut runs = Vec::new();
     for (problem_index, problem) in problems.iter().enumerate() {
-        for (solver, label) in &solvers {
+        for (solver, label, only) in &solvers {
+            if only
+                .as_ref()
+                .is_some_and(|tables| !tables.contains(&problem_table_of[problem_index]))
+            {
+                continue;
+            }
             let hash = stable_hash(&serde_json::json!({
                 "problem": problem,
                 "start": start,
@@ -365,6 +381,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
                 });
             }
         }
+    }
+    if let Some(idle) = (0..problems.len()).find(|&p| !runs.iter().any(|r| r.problem_index == p)) {
+        return Err(err(format!(
+            "[[problem]] #{} has no solver: every [[solver]] table's `problems` leaves it out",
+            problem_table_of[idle] + 1
+        )));
     }
     let mut ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     ids.sort_unstable();
@@ -390,6 +412,33 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The 0-based [[problem]] tables named by a solver table's `problems` (1-based in the file: an
+/// integer or an array of integers).
+fn problem_filter(value: &toml::Value, tables: usize) -> Result<Vec<usize>, String> {
+    let items = match value {
+        toml::Value::Array(items) if !items.is_empty() => items.clone(),
+        toml::Value::Integer(_) => vec![value.clone()],
+        other => {
+            return Err(format!(
+                "must be a [[problem]] table number or a non-empty list of them, got {other}"
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item.as_integer() {
+            Some(k) if k >= 1 && (k as usize) <= tables => out.push(k as usize - 1),
+            _ => {
+                return Err(format!(
+                    "must list [[problem]] tables by number, 1 to {tables} (in file order), \
+                     got {item}"
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn valid_label(s: &str) -> bool {
@@ -550,6 +599,67 @@ outer_lr = { kind = "constant", c = [0.1, 0.2, 0.3] }
             .unwrap_err()
             .0;
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn a_solver_table_can_be_restricted_to_some_problem_tables() {
+        let suite = r#"
+seeds = [1, 2]
+[[problem]]
+kind = "quadratic_tiny"
+[[problem]]
+kind = "quadratic"
+dim_x = [3, 4]
+[run]
+max_iters = 10
+[[solver]]
+kind = "soba"
+problems = 1
+[[solver]]
+kind = "aid_cg"
+problems = [2]
+outer_lr = [0.1, 0.2]
+[[solver]]
+kind = "fsla"
+"#;
+        let e = parse(suite, Path::new("s.toml")).unwrap();
+        let count = |kind: &str, p: usize| {
+            e.runs
+                .iter()
+                .filter(|r| r.solver.kind() == kind && r.problem_index == p)
+                .count()
+        };
+        // problem 0 = table 1; problems 1 and 2 = the two grid points of table 2.
+        assert_eq!(
+            (count("soba", 0), count("soba", 1), count("soba", 2)),
+            (2, 0, 0)
+        );
+        assert_eq!(
+            (count("aid_cg", 0), count("aid_cg", 1), count("aid_cg", 2)),
+            (0, 4, 4)
+        );
+        assert_eq!(
+            (count("fsla", 0), count("fsla", 1), count("fsla", 2)),
+            (2, 2, 2)
+        );
+        for (bad, needle) in [
+            ("problems = 3", "1 to 2"),
+            ("problems = 0", "1 to 2"),
+            ("problems = []", "non-empty"),
+            ("problems = \"1\"", "table number"),
+        ] {
+            let text = suite.replace("problems = 1", bad);
+            let msg = parse(&text, Path::new("s.toml")).unwrap_err().0;
+            assert!(
+                msg.contains("`problems`") && msg.contains(needle),
+                "{bad}: {msg}"
+            );
+        }
+        let orphan = suite
+            .replace("problems = 1", "problems = 2")
+            .replace("kind = \"fsla\"", "kind = \"fsla\"\nproblems = 2");
+        let msg = parse(&orphan, Path::new("s.toml")).unwrap_err().0;
+        assert!(msg.contains("[[problem]] #1 has no solver"), "{msg}");
     }
 
     #[test]
