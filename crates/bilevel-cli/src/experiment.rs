@@ -322,6 +322,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
                     .map_err(|e| err(format!("{label}: `problems` {e}")))?,
             ),
         };
+        let own_seeds: Option<Vec<u64>> = match table.remove("seeds") {
+            None => None,
+            Some(v) => {
+                let list: Vec<u64> = v.try_into().map_err(|e: toml::de::Error| {
+                    err(format!("{label}: `seeds`: {}", e.message().trim()))
+                })?;
+                if list.is_empty() {
+                    return Err(err(format!("{label}: `seeds` must not be empty")));
+                }
+                Some(list)
+            }
+        };
         let name = match table.remove("label") {
             None => None,
             Some(toml::Value::String(s)) if valid_label(&s) => Some(s),
@@ -352,13 +364,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
             config
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
-            solvers.push((config, name.clone(), only.clone()));
+            solvers.push((config, name.clone(), only.clone(), own_seeds.clone()));
         }
     }
 
     let mut runs = Vec::new();
     for (problem_index, problem) in problems.iter().enumerate() {
-        for (solver, label, only) in &solvers {
+        for (solver, label, only, own_seeds) in &solvers {
             if only
                 .as_ref()
                 .is_some_and(|tables| !tables.contains(&problem_table_of[problem_index]))
@@ -370,7 +382,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
                 "start": start,
                 "solver": solver,
             }));
-            for &seed in &seeds {
+            for &seed in own_seeds.as_ref().unwrap_or(&seeds) {
                 runs.push(RunSpec {
                     id: format!("{}-{:08x}-seed{seed}", solver.kind(), hash as u32),
                     problem_index,
@@ -623,6 +635,21 @@ outer_lr = [0.1, 0.2]
 kind = "fsla"
 "#;
         let e = parse(suite, Path::new("s.toml")).unwrap();
+        let with_seeds = suite.replace("kind = \"fsla\"", "kind = \"fsla\"\nseeds = [7]");
+        let f = parse(&with_seeds, Path::new("s.toml")).unwrap();
+        let fsla: Vec<u64> = f
+            .runs
+            .iter()
+            .filter(|r| r.solver.kind() == "fsla")
+            .map(|r| r.seed)
+            .collect();
+        assert_eq!(fsla, [7, 7, 7], "a solver table's seeds replace the file's");
+        assert_eq!(f.runs.len(), e.runs.len() - 3);
+        for bad in ["seeds = []", "seeds = [-1]", "seeds = 3"] {
+            let text = suite.replace("kind = \"fsla\"", &format!("kind = \"fsla\"\n{bad}"));
+            let msg = parse(&text, Path::new("s.toml")).unwrap_err().0;
+            assert!(msg.contains("`seeds`"), "{bad}: {msg}");
+        }
         let count = |kind: &str, p: usize| {
             e.runs
                 .iter()
