@@ -11,14 +11,19 @@ use bilevel::run::runner::CheckpointTarget;
 use bilevel::run::{Checkpoint, JsonlTrace, RunOptions, RunStatus, RunSummary, Runner};
 use serde::{Deserialize, Serialize};
 
-use crate::experiment::{ConfigError, Experiment, RunSpec, Start};
+use crate::experiment::{BudgetOverride, ConfigError, Experiment, RunSpec, Start};
 use crate::report::{self, ReportOptions};
 use crate::{plot, summary};
 
 /// The copy of the experiment file kept in an output directory.
 pub const EXPERIMENT_COPY: &str = "experiment.toml";
 
-/// Reads the experiment copy of an output directory.
+/// The command-line budget of a grid (`--max-iters`, `--max-seconds`), kept next to the
+/// experiment copy so that `--resume` continues under the same budget.
+pub const BUDGET_OVERRIDE: &str = "budget_override.json";
+
+/// Reads the experiment copy of an output directory, with the command-line budget it was run
+/// under, if any.
 pub fn experiment_copy(out_dir: &Path) -> Result<Experiment> {
     let path = out_dir.join(EXPERIMENT_COPY);
     if !path.exists() {
@@ -28,7 +33,34 @@ pub fn experiment_copy(out_dir: &Path) -> Result<Experiment> {
         ))
         .into());
     }
-    Ok(crate::experiment::load(&path)?)
+    let mut experiment = crate::experiment::load(&path)?;
+    let budget_path = out_dir.join(BUDGET_OVERRIDE);
+    if budget_path.exists() {
+        let text = std::fs::read_to_string(&budget_path)
+            .with_context(|| format!("reading {}", budget_path.display()))?;
+        let budget: BudgetOverride = serde_json::from_str(&text)
+            .map_err(|e| ConfigError(format!("{}: {e}", budget_path.display())))?;
+        experiment.apply_budget_override(budget)?;
+    }
+    Ok(experiment)
+}
+
+/// Records the command-line budget of a grid in `out_dir` (or removes a stale record).
+pub fn write_budget_override(out_dir: &Path, budget: Option<&BudgetOverride>) -> Result<()> {
+    let path = out_dir.join(BUDGET_OVERRIDE);
+    match budget {
+        Some(b) => {
+            let text = serde_json::to_string_pretty(b).expect("invariant: budgets serialize");
+            bilevel::run::write_atomic(&path, text.as_bytes())?;
+        }
+        None => {
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The build's git commit (from build.rs), or "unknown".
@@ -52,6 +84,9 @@ pub struct RunContext {
     pub options: RunOptions,
     /// The output directory of the experiment.
     pub out_dir: PathBuf,
+    /// The command-line budget that replaced the file's (already applied to `options`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_override: Option<BudgetOverride>,
 }
 
 /// Output layout of an experiment directory.
@@ -91,7 +126,7 @@ impl Layout {
 
 /// The trace header of a run.
 pub fn header(context: &RunContext, experiment_name: &str) -> serde_json::Value {
-    serde_json::json!({
+    let mut header = serde_json::json!({
         "run": context.spec.id,
         "run_index": context.run_index,
         "experiment": experiment_name,
@@ -104,7 +139,17 @@ pub fn header(context: &RunContext, experiment_name: &str) -> serde_json::Value 
         "bilevel_version": bilevel_version(),
         "git_commit": GIT_COMMIT,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-    })
+    });
+    if let Some(label) = &context.spec.label {
+        header["label"] = serde_json::Value::String(label.clone());
+    }
+    if let Some(budget) = &context.budget_override {
+        // `options` holds the budgets in force; this records that they came from the command
+        // line rather than from the file's [run] table.
+        header["budget_override"] =
+            serde_json::to_value(budget).expect("invariant: budgets serialize");
+    }
+    header
 }
 
 fn bilevel_version() -> &'static str {
@@ -256,6 +301,7 @@ pub fn run_grid(
                         start: experiment.start.clone(),
                         options: experiment.run.clone(),
                         out_dir: out_dir.to_owned(),
+                        budget_override: experiment.budget_override,
                     };
                     let checkpoint = resume_from
                         .iter()

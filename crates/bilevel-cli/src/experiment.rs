@@ -118,6 +118,10 @@ pub struct RunSpec {
     pub problem: ProblemConfig,
     /// The solver.
     pub solver: SolverConfig,
+    /// The name the report, the plots and the summary give the solver (its table's `label`;
+    /// default: its kind). Settings with the same label compete in parameter selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// The seed.
     pub seed: u64,
 }
@@ -139,6 +143,63 @@ pub struct Experiment {
     pub runs: Vec<RunSpec>,
     /// How the report selects and summarises.
     pub report: ReportOptions,
+    /// A budget given on the command line in place of the file's (already applied to `run`).
+    pub budget_override: Option<BudgetOverride>,
+}
+
+/// Budgets given on the command line (`bilevel run --max-iters N --max-seconds S`): each one
+/// given replaces the `[run]` table's value; the file's other budgets still apply (a run stops
+/// at the first budget it reaches).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetOverride {
+    /// Replaces `max_iters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_iters: Option<u64>,
+    /// Replaces `max_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<f64>,
+}
+
+impl BudgetOverride {
+    /// Whether no budget is given.
+    pub fn is_empty(&self) -> bool {
+        self.max_iters.is_none() && self.max_seconds.is_none()
+    }
+}
+
+impl Experiment {
+    /// Replaces the budgets of `[run]` by those of `budget` and validates the result like the
+    /// file's own table. `eval_every` (and `checkpoint_every`) are clamped to the new
+    /// `max_iters`, so that a reduced run still evaluates at its end and in between only where
+    /// the file asked for it.
+    pub fn apply_budget_override(&mut self, budget: BudgetOverride) -> Result<(), ConfigError> {
+        if budget.is_empty() {
+            return Ok(());
+        }
+        let file = self.path.display().to_string();
+        if let Some(n) = budget.max_iters {
+            if n == 0 {
+                return Err(ConfigError(format!("{file}: --max-iters must be >= 1")));
+            }
+            self.run.max_iters = Some(n);
+            self.run.eval_every = self.run.eval_every.min(n);
+            self.run.checkpoint_every = self.run.checkpoint_every.map(|c| c.min(n));
+        }
+        if let Some(s) = budget.max_seconds {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(ConfigError(format!(
+                    "{file}: --max-seconds must be a positive number of seconds, got {s}"
+                )));
+            }
+            self.run.max_seconds = Some(s);
+        }
+        self.run
+            .validate()
+            .map_err(|e| ConfigError(format!("{file}: [run] with the command-line budget: {e}")))?;
+        self.budget_override = Some(budget);
+        Ok(())
+    }
 }
 
 const TOP_LEVEL_KEYS: [&str; 7] = [
@@ -228,6 +289,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
         return Err(err("missing [problem] table".into()));
     }
     let mut problems = Vec::new();
+    // The [[problem]] table (0-based) each expanded problem comes from.
+    let mut problem_table_of = Vec::new();
     for (i, table) in problem_tables.iter().enumerate() {
         let label = table_label("problem", i, problem_tables.len(), table);
         for point in expand(table) {
@@ -238,6 +301,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
             problems.push(config);
+            problem_table_of.push(i);
         }
     }
 
@@ -246,37 +310,95 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
         return Err(err("no [[solver]] table".into()));
     }
     let mut solvers = Vec::new();
+    // label → kind, to keep one kind per label.
+    let mut label_kinds: Vec<(String, String)> = Vec::new();
     for (i, table) in solver_tables.iter().enumerate() {
         let label = table_label("solver", i, solver_tables.len(), table);
-        for point in expand(table) {
+        let mut table = table.clone();
+        let only = match table.remove("problems") {
+            None => None,
+            Some(value) => Some(
+                problem_filter(&value, problem_tables.len())
+                    .map_err(|e| err(format!("{label}: `problems` {e}")))?,
+            ),
+        };
+        let own_seeds: Option<Vec<u64>> = match table.remove("seeds") {
+            None => None,
+            Some(v) => {
+                let list: Vec<u64> = v.try_into().map_err(|e: toml::de::Error| {
+                    err(format!("{label}: `seeds`: {}", e.message().trim()))
+                })?;
+                if list.is_empty() {
+                    return Err(err(format!("{label}: `seeds` must not be empty")));
+                }
+                Some(list)
+            }
+        };
+        let name = match table.remove("label") {
+            None => None,
+            Some(toml::Value::String(s)) if valid_label(&s) => Some(s),
+            Some(other) => {
+                return Err(err(format!(
+                    "{label}: `label` must be a non-empty string of letters, digits, spaces and \
+                     '-', '_', '.', '=', '(', ')', '+', got {other}"
+                )));
+            }
+        };
+        if let Some(kind) = table.get("kind").and_then(|k| k.as_str()) {
+            let shown = name.clone().unwrap_or_else(|| kind.to_owned());
+            match label_kinds.iter().find(|(l, _)| *l == shown) {
+                Some((_, k)) if k != kind => {
+                    return Err(err(format!(
+                        "{label}: the name `{shown}` is also given to solver kind `{k}`; \
+                         give each table its own `label`"
+                    )));
+                }
+                Some(_) => {}
+                None => label_kinds.push((shown, kind.to_owned())),
+            }
+        }
+        for point in expand(&table) {
             let config: SolverConfig = toml::Value::Table(point)
                 .try_into()
                 .map_err(|e: toml::de::Error| err(format!("{label}: {}", e.message().trim())))?;
             config
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
-            solvers.push(config);
+            solvers.push((config, name.clone(), only.clone(), own_seeds.clone()));
         }
     }
 
     let mut runs = Vec::new();
     for (problem_index, problem) in problems.iter().enumerate() {
-        for solver in &solvers {
+        for (solver, label, only, own_seeds) in &solvers {
+            if only
+                .as_ref()
+                .is_some_and(|tables| !tables.contains(&problem_table_of[problem_index]))
+            {
+                continue;
+            }
             let hash = stable_hash(&serde_json::json!({
                 "problem": problem,
                 "start": start,
                 "solver": solver,
             }));
-            for &seed in &seeds {
+            for &seed in own_seeds.as_ref().unwrap_or(&seeds) {
                 runs.push(RunSpec {
                     id: format!("{}-{:08x}-seed{seed}", solver.kind(), hash as u32),
                     problem_index,
                     problem: problem.clone(),
                     solver: solver.clone(),
+                    label: label.clone(),
                     seed,
                 });
             }
         }
+    }
+    if let Some(idle) = (0..problems.len()).find(|&p| !runs.iter().any(|r| r.problem_index == p)) {
+        return Err(err(format!(
+            "[[problem]] #{} has no solver: every [[solver]] table's `problems` leaves it out",
+            problem_table_of[idle] + 1
+        )));
     }
     let mut ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     ids.sort_unstable();
@@ -294,6 +416,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
         run,
         runs,
         report,
+        budget_override: None,
     })
 }
 
@@ -301,6 +424,40 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The 0-based [[problem]] tables named by a solver table's `problems` (1-based in the file: an
+/// integer or an array of integers).
+fn problem_filter(value: &toml::Value, tables: usize) -> Result<Vec<usize>, String> {
+    let items = match value {
+        toml::Value::Array(items) if !items.is_empty() => items.clone(),
+        toml::Value::Integer(_) => vec![value.clone()],
+        other => {
+            return Err(format!(
+                "must be a [[problem]] table number or a non-empty list of them, got {other}"
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item.as_integer() {
+            Some(k) if k >= 1 && (k as usize) <= tables => out.push(k as usize - 1),
+            _ => {
+                return Err(format!(
+                    "must list [[problem]] tables by number, 1 to {tables} (in file order), \
+                     got {item}"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn valid_label(s: &str) -> bool {
+    !s.trim().is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.' | '=' | '(' | ')' | '+')
+        })
 }
 
 fn table_label(section: &str, index: usize, count: usize, table: &toml::Table) -> String {
@@ -454,5 +611,116 @@ outer_lr = { kind = "constant", c = [0.1, 0.2, 0.3] }
             .unwrap_err()
             .0;
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn a_solver_table_can_be_restricted_to_some_problem_tables() {
+        let suite = r#"
+seeds = [1, 2]
+[[problem]]
+kind = "quadratic_tiny"
+[[problem]]
+kind = "quadratic"
+dim_x = [3, 4]
+[run]
+max_iters = 10
+[[solver]]
+kind = "soba"
+problems = 1
+[[solver]]
+kind = "aid_cg"
+problems = [2]
+outer_lr = [0.1, 0.2]
+[[solver]]
+kind = "fsla"
+"#;
+        let e = parse(suite, Path::new("s.toml")).unwrap();
+        let with_seeds = suite.replace("kind = \"fsla\"", "kind = \"fsla\"\nseeds = [7]");
+        let f = parse(&with_seeds, Path::new("s.toml")).unwrap();
+        let fsla: Vec<u64> = f
+            .runs
+            .iter()
+            .filter(|r| r.solver.kind() == "fsla")
+            .map(|r| r.seed)
+            .collect();
+        assert_eq!(fsla, [7, 7, 7], "a solver table's seeds replace the file's");
+        assert_eq!(f.runs.len(), e.runs.len() - 3);
+        for bad in ["seeds = []", "seeds = [-1]", "seeds = 3"] {
+            let text = suite.replace("kind = \"fsla\"", &format!("kind = \"fsla\"\n{bad}"));
+            let msg = parse(&text, Path::new("s.toml")).unwrap_err().0;
+            assert!(msg.contains("`seeds`"), "{bad}: {msg}");
+        }
+        let count = |kind: &str, p: usize| {
+            e.runs
+                .iter()
+                .filter(|r| r.solver.kind() == kind && r.problem_index == p)
+                .count()
+        };
+        // problem 0 = table 1; problems 1 and 2 = the two grid points of table 2.
+        assert_eq!(
+            (count("soba", 0), count("soba", 1), count("soba", 2)),
+            (2, 0, 0)
+        );
+        assert_eq!(
+            (count("aid_cg", 0), count("aid_cg", 1), count("aid_cg", 2)),
+            (0, 4, 4)
+        );
+        assert_eq!(
+            (count("fsla", 0), count("fsla", 1), count("fsla", 2)),
+            (2, 2, 2)
+        );
+        for (bad, needle) in [
+            ("problems = 3", "1 to 2"),
+            ("problems = 0", "1 to 2"),
+            ("problems = []", "non-empty"),
+            ("problems = \"1\"", "table number"),
+        ] {
+            let text = suite.replace("problems = 1", bad);
+            let msg = parse(&text, Path::new("s.toml")).unwrap_err().0;
+            assert!(
+                msg.contains("`problems`") && msg.contains(needle),
+                "{bad}: {msg}"
+            );
+        }
+        let orphan = suite
+            .replace("problems = 1", "problems = 2")
+            .replace("kind = \"fsla\"", "kind = \"fsla\"\nproblems = 2");
+        let msg = parse(&orphan, Path::new("s.toml")).unwrap_err().0;
+        assert!(msg.contains("[[problem]] #1 has no solver"), "{msg}");
+    }
+
+    #[test]
+    fn labels_name_solver_tables_and_stay_out_of_the_solver_config() {
+        let labelled = GRID
+            .replace(
+                "kind = \"soba\"",
+                "kind = \"soba\"\nlabel = \"SOBA (small steps)\"",
+            )
+            .replace(
+                "[[solver]]\nkind = \"aid_cg\"",
+                "[[solver]]\nkind = \"soba\"\nlabel = \"soba-2\"\nbatch_size = 8",
+            );
+        let e = parse(&labelled, Path::new("l.toml")).unwrap();
+        let labels: Vec<_> = e.runs.iter().map(|r| r.label.clone().unwrap()).collect();
+        assert_eq!(
+            labels.iter().filter(|l| *l == "SOBA (small steps)").count(),
+            9
+        );
+        assert_eq!(labels.iter().filter(|l| *l == "soba-2").count(), 9);
+        // The label is not part of the run id's hash: unlabelled, the same ids.
+        let plain = parse(GRID, Path::new("l.toml")).unwrap();
+        assert_eq!(e.runs[0].id, plain.runs[0].id);
+
+        for (bad, needle) in [
+            ("label = 3", "`label` must be"),
+            ("label = \"\"", "`label` must be"),
+            ("label = \"a,b\"", "`label` must be"),
+            ("label = [\"a\", \"b\"]", "`label` must be"),
+            ("label = \"aid_cg\"", "is also given to solver kind"),
+        ] {
+            let text = GRID.replace("kind = \"soba\"", &format!("kind = \"soba\"\n{bad}"));
+            let msg = parse(&text, Path::new("l.toml")).unwrap_err().0;
+            assert!(msg.contains(needle), "{bad}: {msg}");
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! `bilevel`: run bilevel-optimization experiments from TOML files.
 //!
 //! - `bilevel run EXPERIMENT.toml [--out DIR] [--jobs N]`: expand the grid, run it in parallel,
-//!   write `DIR/traces/<run>.jsonl` and `DIR/summary.csv`, print a table.
+//!   write `DIR/traces/<run>.jsonl` and `DIR/summary.csv`, print a table. `--max-iters N` and
+//!   `--max-seconds S` replace the file's budgets (reduced runs, e.g. in CI);
+//!   `--fail-on-not-done` exits 1 when a run diverges or fails.
 //! - `bilevel list [--json]`: solvers and problems with their parameters and defaults.
 //! - `bilevel resume CHECKPOINT`: continue a checkpointed run.
 //! - `bilevel data fetch NAME` / `bilevel data list`: download datasets, checksum-verified.
@@ -66,6 +68,16 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Replace the [run] table's max_iters (for reduced runs; the file's other budgets still
+        /// apply, eval_every is clamped to N). Recorded in each trace header.
+        #[arg(long, value_name = "N", conflicts_with = "resume")]
+        max_iters: Option<u64>,
+        /// Replace the [run] table's max_seconds (solver time per run).
+        #[arg(long, value_name = "S", conflicts_with = "resume")]
+        max_seconds: Option<f64>,
+        /// Exit with status 1 when a run ends other than `done` (diverged, failed, ...).
+        #[arg(long)]
+        fail_on_not_done: bool,
     },
     /// List solvers and problems with their parameters and defaults.
     List {
@@ -159,6 +171,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             jobs,
             dry_run,
             quiet,
+            max_iters,
+            max_seconds,
+            fail_on_not_done,
         } => run(RunArgs {
             experiment,
             out,
@@ -168,6 +183,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             jobs,
             dry_run,
             quiet,
+            budget: experiment::BudgetOverride {
+                max_iters,
+                max_seconds,
+            },
+            fail_on_not_done,
         }),
         Command::Plot { dir } => {
             let experiment = execute::experiment_copy(&dir)?;
@@ -241,6 +261,8 @@ struct RunArgs {
     jobs: Option<usize>,
     dry_run: bool,
     quiet: bool,
+    budget: experiment::BudgetOverride,
+    fail_on_not_done: bool,
 }
 
 /// Whether `dir` already holds results of a run.
@@ -261,7 +283,8 @@ fn run(args: RunArgs) -> Result<()> {
                 .experiment
                 .as_deref()
                 .expect("invariant: clap requires EXPERIMENT without --resume");
-            let experiment = experiment::load(path)?;
+            let mut experiment = experiment::load(path)?;
+            experiment.apply_budget_override(args.budget)?;
             let out = args
                 .out
                 .clone()
@@ -273,13 +296,17 @@ fn run(args: RunArgs) -> Result<()> {
         // Building the problems checks data files and dimensions too.
         execute::build_problems(&experiment)?;
         println!(
-            "{}: ok ({} problem(s), {} run(s))",
+            "{}: ok ({} problem(s), {} run(s); {})",
             experiment.path.display(),
             experiment.problems.len(),
-            experiment.runs.len()
+            experiment.runs.len(),
+            budget_line(&experiment.run, experiment.budget_override.is_some()),
         );
         for spec in &experiment.runs {
-            println!("  {}", spec.id);
+            match &spec.label {
+                Some(label) => println!("  {}  [{label}]", spec.id),
+                None => println!("  {}", spec.id),
+            }
         }
         return Ok(());
     }
@@ -318,6 +345,7 @@ fn run(args: RunArgs) -> Result<()> {
         std::fs::create_dir_all(&out)?;
         let text = std::fs::read(&experiment.path)?;
         bilevel::run::write_atomic(&out.join(execute::EXPERIMENT_COPY), &text)?;
+        execute::write_budget_override(&out, experiment.budget_override.as_ref())?;
         todo = (0..experiment.runs.len()).collect();
     }
     let started = std::time::Instant::now();
@@ -349,7 +377,39 @@ fn run(args: RunArgs) -> Result<()> {
         },
         out.display(),
     );
+    if args.fail_on_not_done && not_done > 0 {
+        let ids: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.summary.status != bilevel::run::RunStatus::Done)
+            .map(|o| format!("{} ({})", o.spec.id, o.summary.status.as_str()))
+            .collect();
+        anyhow::bail!("{not_done} run(s) not done: {}", ids.join(", "));
+    }
     Ok(())
+}
+
+/// The budgets in force, for `--dry-run`.
+fn budget_line(run: &bilevel::run::RunOptions, overridden: bool) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = run.max_iters {
+        parts.push(format!("max_iters = {n}"));
+    }
+    if let Some(s) = run.max_seconds {
+        parts.push(format!("max_seconds = {s}"));
+    }
+    if let Some(n) = run.max_oracle_calls {
+        parts.push(format!("max_oracle_calls = {n}"));
+    }
+    if let Some(n) = run.max_samples {
+        parts.push(format!("max_samples = {n}"));
+    }
+    parts.push(format!("eval_every = {}", run.eval_every));
+    let source = if overridden {
+        " (command-line budget)"
+    } else {
+        ""
+    };
+    format!("{}{source}", parts.join(", "))
 }
 
 fn list(json: bool) -> Result<()> {

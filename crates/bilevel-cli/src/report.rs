@@ -100,7 +100,7 @@ pub struct RunTrace {
     pub problem_index: u64,
     /// The problem's configuration.
     pub problem: serde_json::Value,
-    /// Solver kind.
+    /// Solver name: the table's `label`, else the kind.
     pub solver: String,
     /// Solver parameters (compact JSON without `kind`).
     pub params: String,
@@ -159,10 +159,16 @@ pub fn read_trace(path: &Path) -> Result<RunTrace> {
     }
     let header = header.with_context(|| format!("{}: no header line", path.display()))?;
     let summary = summary.with_context(|| format!("{}: no summary line", path.display()))?;
+    // The solver's name: its table's `label` when it has one, else its kind.
     let kind = header
-        .get("solver")
-        .and_then(|s| s.get("kind"))
-        .and_then(|k| k.as_str())
+        .get("label")
+        .and_then(|l| l.as_str())
+        .or_else(|| {
+            header
+                .get("solver")
+                .and_then(|s| s.get("kind"))
+                .and_then(|k| k.as_str())
+        })
         .unwrap_or("")
         .to_owned();
     let mut params = header.get("solver").cloned().unwrap_or_default();
@@ -256,7 +262,7 @@ impl std::fmt::Display for Spread {
 /// One parameter setting of a solver: its runs over seeds.
 #[derive(Clone, Debug)]
 pub struct Setting<'a> {
-    /// Solver kind.
+    /// Solver name: the table's `label`, else the kind.
     pub solver: &'a str,
     /// Parameters (compact JSON).
     pub params: &'a str,

@@ -21,7 +21,7 @@ pub struct Row {
     pub problem: String,
     /// Index of the problem in the suite.
     pub problem_index: u64,
-    /// Solver kind.
+    /// Solver name: the table's `label`, else the kind.
     pub solver: String,
     /// The solver's parameters (compact JSON, without `kind`).
     pub params: String,
@@ -75,7 +75,11 @@ pub fn read_trace_summary(path: &Path) -> Result<Row> {
         run: text("run"),
         problem: kind("problem"),
         problem_index: number("problem_index"),
-        solver: kind("solver"),
+        solver: header
+            .get("label")
+            .and_then(|l| l.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| kind("solver")),
         params: params.to_string(),
         seed: number("seed"),
         summary,

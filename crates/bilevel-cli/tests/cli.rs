@@ -537,3 +537,61 @@ fn an_existing_output_directory_is_not_overwritten_silently() {
         "--no-plots",
     ]);
 }
+
+/// A `label` names a solver table in the summary, the report and the trace header, so that two
+/// tables of one kind (AmIGO-GD and AmIGO-CG, UFO-BLO at two q) are reported side by side.
+#[test]
+fn labelled_tables_of_one_kind_are_reported_separately() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+name = "labels"
+seeds = [1]
+[problem]
+kind = "quadratic"
+dim_x = 4
+dim_y = 8
+n_inner = 64
+n_outer = 64
+[run]
+max_iters = 40
+eval_every = 20
+[[solver]]
+kind = "amigo"
+label = "AmIGO-GD"
+batch_size = 8
+linear = { kind = "gd", steps = 5 }
+[[solver]]
+kind = "amigo"
+label = "AmIGO-CG"
+batch_size = 8
+linear = { kind = "cg", max_iters = 5 }
+"#;
+    let exp = write(dir.path(), "labels.toml", text);
+    let out = dir.path().join("out");
+    run_ok(&[
+        "run",
+        exp.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--no-plots",
+    ]);
+    let rows = summary_rows(&out);
+    let solver = rows[0].iter().position(|h| h == "solver").unwrap();
+    let names: Vec<&str> = rows[1..].iter().map(|r| r[solver].as_str()).collect();
+    assert_eq!(names, ["AmIGO-GD", "AmIGO-CG"]);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("| `AmIGO-GD` |") && report.contains("| `AmIGO-CG` |"),
+        "{report}"
+    );
+    for entry in std::fs::read_dir(out.join("traces")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert!(
+            header["label"].as_str().unwrap().starts_with("AmIGO-"),
+            "{header}"
+        );
+        assert_eq!(header["solver"]["kind"], "amigo");
+    }
+}

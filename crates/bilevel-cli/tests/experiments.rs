@@ -16,6 +16,11 @@ fn every_experiment_file_validates() {
         "hyperclean_mnist.toml",
         "ijcnn1.toml",
         "lancbio_synthetic.toml",
+        "paper_esj.toml",
+        "paper_fsla.toml",
+        "paper_lancbio.toml",
+        "paper_mrbo_vrbo.toml",
+        "paper_ufo_blo.toml",
     ] {
         assert!(
             files.iter().any(|f| f.ends_with(expected)),

@@ -36,6 +36,7 @@
 //! | `cg.rel_tol` | — | 1e-10 | ≥ 0 |
 //! | `warm_start_v` | — | true | |
 //! | `outer_lr` | γ | `constant 0.1` | schedule |
+//! | `outer_optimizer` | — | `{ kind = "sgd" }` | `sgd`, `adam { beta1, beta2, eps }` |
 //!
 //! ## Example
 //! ```
@@ -79,6 +80,8 @@ pub struct AidCgConfig {
     pub warm_start_v: bool,
     /// γ_t: outer step size.
     pub outer_lr: Schedule,
+    /// SGD (default) or Adam on the hypergradient.
+    pub outer_optimizer: OuterOptimizer,
 }
 
 impl Default for AidCgConfig {
@@ -92,6 +95,7 @@ impl Default for AidCgConfig {
             },
             warm_start_v: true,
             outer_lr: Schedule::constant(0.1),
+            outer_optimizer: OuterOptimizer::Sgd,
         }
     }
 }
@@ -106,7 +110,8 @@ impl AidCgConfig {
     pub fn validate(&self) -> Result<()> {
         check_positive("inner_lr", self.inner_lr)?;
         self.cg.validate("cg")?;
-        self.outer_lr.validate("outer_lr")
+        self.outer_lr.validate("outer_lr")?;
+        self.outer_optimizer.validate("outer_optimizer")
     }
 
     /// The only constructor of [`AidCg`].
@@ -123,7 +128,7 @@ impl AidCgConfig {
                 sampling: SamplingMode::Shuffled,
             },
             outer_lr: self.outer_lr,
-            outer_optimizer: OuterOptimizer::Sgd,
+            outer_optimizer: self.outer_optimizer,
         })
     }
 }

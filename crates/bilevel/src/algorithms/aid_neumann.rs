@@ -45,6 +45,7 @@
 //! | `neumann_step` | η | `None` (= α) | > 0 |
 //! | `rel_tol` | early stop of AID-FP, ‖w_{i+1} − w_i‖ ∝ ‖Av − b‖ ≤ rel_tol ‖b‖ | 0 (off) | ≥ 0 |
 //! | `outer_lr` | γ | `constant 0.1` | schedule |
+//! | `outer_optimizer` | — | `{ kind = "sgd" }` | `sgd`, `adam { beta1, beta2, eps }` |
 //!
 //! ## Example
 //! ```
@@ -104,6 +105,8 @@ pub struct AidNeumannConfig {
     pub rel_tol: f64,
     /// γ_t: outer step size.
     pub outer_lr: Schedule,
+    /// SGD (default) or Adam on the hypergradient.
+    pub outer_optimizer: OuterOptimizer,
 }
 
 impl Default for AidNeumannConfig {
@@ -116,6 +119,7 @@ impl Default for AidNeumannConfig {
             neumann_step: None,
             rel_tol: 0.0,
             outer_lr: Schedule::constant(0.1),
+            outer_optimizer: OuterOptimizer::Sgd,
         }
     }
 }
@@ -139,7 +143,8 @@ impl AidNeumannConfig {
                 "early stopping applies to form = \"fixed_point\" only",
             ));
         }
-        self.outer_lr.validate("outer_lr")
+        self.outer_lr.validate("outer_lr")?;
+        self.outer_optimizer.validate("outer_optimizer")
     }
 
     /// The only constructor of [`AidNeumann`].
@@ -170,7 +175,7 @@ impl AidNeumannConfig {
                 sampling: SamplingMode::Shuffled,
             },
             outer_lr: self.outer_lr,
-            outer_optimizer: OuterOptimizer::Sgd,
+            outer_optimizer: self.outer_optimizer,
         })
     }
 }

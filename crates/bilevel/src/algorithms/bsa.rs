@@ -199,6 +199,12 @@ impl Solver for Bsa {
         (&s.x, &s.implicit.y)
     }
 
+    /// The HIA estimate v of the last step (at (x_t, y_t) before the x-step), for
+    /// `linsys_residual`.
+    fn adjoint<'s>(&self, s: &'s BsaState) -> Option<&'s Vector> {
+        self.estimator.adjoint(&s.implicit)
+    }
+
     fn iteration(&self, s: &BsaState) -> u64 {
         s.t
     }

@@ -37,6 +37,7 @@
 //! | `inner_lr` | α | 0.1 | > 0 (< 2/L_g) |
 //! | `warm_start` | — | true | |
 //! | `outer_lr` | γ | `constant 0.1` | schedule |
+//! | `outer_optimizer` | — | `{ kind = "sgd" }` | `sgd`, `adam { beta1, beta2, eps }` |
 //! | `batch_size` | — | none (full batch) | ≥ 1 |
 //! | `sampling` | — | `shuffled` | `shuffled`, `with_replacement`, `contiguous` |
 //!
@@ -83,6 +84,8 @@ pub struct ItdConfig {
     pub batch_size: Option<usize>,
     /// How minibatches are drawn.
     pub sampling: SamplingMode,
+    /// SGD (default) or Adam on the hypergradient.
+    pub outer_optimizer: OuterOptimizer,
 }
 
 impl Default for ItdConfig {
@@ -92,6 +95,7 @@ impl Default for ItdConfig {
             inner_lr: 0.1,
             warm_start: true,
             outer_lr: Schedule::constant(0.1),
+            outer_optimizer: OuterOptimizer::Sgd,
             batch_size: None,
             sampling: SamplingMode::Shuffled,
         }
@@ -118,7 +122,8 @@ impl ItdConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         self.estimator().validate()?;
-        self.outer_lr.validate("outer_lr")
+        self.outer_lr.validate("outer_lr")?;
+        self.outer_optimizer.validate("outer_optimizer")
     }
 
     /// The only constructor of [`Itd`].
@@ -128,7 +133,7 @@ impl ItdConfig {
             name: "itd",
             hypergrad: self.estimator(),
             outer_lr: self.outer_lr,
-            outer_optimizer: OuterOptimizer::Sgd,
+            outer_optimizer: self.outer_optimizer,
         })
     }
 }

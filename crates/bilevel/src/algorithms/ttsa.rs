@@ -196,6 +196,12 @@ impl Solver for Ttsa {
         (&s.x, &s.y)
     }
 
+    /// The HIA estimate v of the last step (none before the first step, also after a resume:
+    /// it lives in the scratch), for `linsys_residual`.
+    fn adjoint<'s>(&self, s: &'s TtsaState) -> Option<&'s Vector> {
+        s.work.adjoint()
+    }
+
     fn iteration(&self, s: &TtsaState) -> u64 {
         s.t
     }
