@@ -1,5 +1,5 @@
 //! Pieces shared by the data-backed problems: row access over dense and sparse designs, batch
-//! iteration, per-thread scratch buffers, numerically stable logistic kernels, and the generic
+//! iteration, per-thread scratch buffers, numerically stable logistic functions, and the generic
 //! high-accuracy [`NewtonReference`].
 
 use std::cell::RefCell;
@@ -12,25 +12,16 @@ use crate::core::{Batch, Objective, Reference, ReferencePoint, Vector, VectorExt
 use crate::data::{CsrMatrix, DenseMatrix, Design};
 use crate::linsolve::{CgParams, CgWorkspace, cg_in_place};
 
-/// Row access used by the per-row streaming loops of the oracles. `W` in the multi-output
-/// kernels is feature-major: entry (j, c) at `j * k + c`.
+/// Row access used by the per-row streaming loops of the least-squares oracles (the logistic
+/// kernels have their own, in [`logistic`](super::logistic)).
 pub(crate) trait Rows: Sync + Send {
-    /// Number of features.
-    fn n_cols(&self) -> usize;
     /// x_i · w.
     fn dot(&self, i: usize, w: &[f64]) -> f64;
     /// out ← out + α x_i.
     fn axpy(&self, i: usize, alpha: f64, out: &mut [f64]);
-    /// z ← z + W_{:d}ᵀ x_i, for W with `k` columns (z has length k).
-    fn gemv_k(&self, i: usize, w: &[f64], z: &mut [f64]);
-    /// out ← out + x_i rᵀ (out feature-major with r.len() columns).
-    fn ger_k(&self, i: usize, r: &[f64], out: &mut [f64]);
 }
 
 impl Rows for DenseMatrix {
-    fn n_cols(&self) -> usize {
-        self.cols()
-    }
     #[inline]
     fn dot(&self, i: usize, w: &[f64]) -> f64 {
         crate::core::linalg::dot(self.row(i), &w[..self.cols()])
@@ -39,34 +30,9 @@ impl Rows for DenseMatrix {
     fn axpy(&self, i: usize, alpha: f64, out: &mut [f64]) {
         crate::core::linalg::axpy(alpha, self.row(i), &mut out[..self.cols()]);
     }
-    #[inline]
-    fn gemv_k(&self, i: usize, w: &[f64], z: &mut [f64]) {
-        let k = z.len();
-        for (&a, wj) in self.row(i).iter().zip(w.chunks_exact(k)) {
-            if a != 0.0 {
-                for (zc, &wc) in z.iter_mut().zip(wj) {
-                    *zc += a * wc;
-                }
-            }
-        }
-    }
-    #[inline]
-    fn ger_k(&self, i: usize, r: &[f64], out: &mut [f64]) {
-        let k = r.len();
-        for (&a, oj) in self.row(i).iter().zip(out.chunks_exact_mut(k)) {
-            if a != 0.0 {
-                for (o, &rc) in oj.iter_mut().zip(r) {
-                    *o += a * rc;
-                }
-            }
-        }
-    }
 }
 
 impl Rows for CsrMatrix {
-    fn n_cols(&self) -> usize {
-        self.cols()
-    }
     #[inline]
     fn dot(&self, i: usize, w: &[f64]) -> f64 {
         let (idx, val) = self.row(i);
@@ -79,40 +45,7 @@ impl Rows for CsrMatrix {
             out[j as usize] += alpha * v;
         }
     }
-    #[inline]
-    fn gemv_k(&self, i: usize, w: &[f64], z: &mut [f64]) {
-        let k = z.len();
-        let (idx, val) = self.row(i);
-        for (&j, &a) in idx.iter().zip(val) {
-            let wj = &w[j as usize * k..(j as usize + 1) * k];
-            for (zc, &wc) in z.iter_mut().zip(wj) {
-                *zc += a * wc;
-            }
-        }
-    }
-    #[inline]
-    fn ger_k(&self, i: usize, r: &[f64], out: &mut [f64]) {
-        let k = r.len();
-        let (idx, val) = self.row(i);
-        for (&j, &a) in idx.iter().zip(val) {
-            let oj = &mut out[j as usize * k..(j as usize + 1) * k];
-            for (o, &rc) in oj.iter_mut().zip(r) {
-                *o += a * rc;
-            }
-        }
-    }
 }
-
-/// Runs `$body` with `$r` bound to the concrete row type of a [`Design`] (monomorphised twice).
-macro_rules! with_rows {
-    ($design:expr, |$r:ident| $body:expr) => {
-        match $design {
-            $crate::data::Design::Dense($r) => $body,
-            $crate::data::Design::Sparse($r) => $body,
-        }
-    };
-}
-pub(crate) use with_rows;
 
 /// Calls `f(i)` for each sample of the batch (each repeat counted) and returns 1/|batch|.
 #[inline]
@@ -166,7 +99,8 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R 
     })
 }
 
-/// log(1 + eᵗ), stable for every t.
+/// log(1 + eᵗ), stable for every t (the naive reference of the fused kernels' tests).
+#[cfg(test)]
 #[inline]
 pub(crate) fn softplus(t: f64) -> f64 {
     if t > 0.0 {
@@ -502,13 +436,9 @@ mod tests {
         let w: Vec<f64> = (0..6).map(|i| i as f64 * 0.5 - 1.0).collect();
         for i in 0..2 {
             assert_eq!(dense.dot(i, &w[..3]), sparse.dot(i, &w[..3]));
-            let (mut zd, mut zs) = ([0.0; 2], [0.0; 2]);
-            dense.gemv_k(i, &w, &mut zd);
-            sparse.gemv_k(i, &w, &mut zs);
-            assert_eq!(zd, zs);
-            let (mut od, mut os) = ([0.0; 6], [0.0; 6]);
-            dense.ger_k(i, &[1.0, -2.0], &mut od);
-            sparse.ger_k(i, &[1.0, -2.0], &mut os);
+            let (mut od, mut os) = ([0.0; 3], [0.0; 3]);
+            dense.axpy(i, -1.5, &mut od);
+            sparse.axpy(i, -1.5, &mut os);
             assert_eq!(od, os);
         }
     }
