@@ -849,10 +849,17 @@ impl LogisticData {
                 wt[k] = (job.weight)(idx[k]) * job.inv;
             }
             // Nonlinearity on the whole chunk (vectorised): r = −b σ(−bz), σ(z)σ(−z).
-            for k in 0..n {
-                let (_, s, curv) = binary_pieces(lab[k] * zy[k]);
-                cg[k] = -(wt[k] * lab[k]) * s;
-                ch[k] = wt[k] * curv * zv[k];
+            if hout.is_some() {
+                for k in 0..n {
+                    let (_, s, curv) = binary_pieces(lab[k] * zy[k]);
+                    cg[k] = -(wt[k] * lab[k]) * s;
+                    ch[k] = wt[k] * curv * zv[k];
+                }
+            } else {
+                for k in 0..n {
+                    let (_, s, _) = binary_pieces(lab[k] * zy[k]);
+                    cg[k] = -(wt[k] * lab[k]) * s;
+                }
             }
             // Losses and per-sample values (value calls, per-sample callbacks): scalar.
             if job.want_loss || on_sample.is_some() {
@@ -871,22 +878,27 @@ impl LogisticData {
                     }
                 }
             }
-            // Updates: ∇ and ∇²·v rows from a second (cached) read of each row.
-            match (&mut gout, &mut hout) {
-                (Some(g), Some(h)) => {
+            // Updates: ∇ and ∇²·v rows from a second (cached) read of each row. The
+            // accumulators are moved into locals for the loop (so they stay in registers).
+            match (gout.take(), hout.take()) {
+                (Some(mut g), Some(mut h)) => {
                     for k in 0..n {
-                        r.axpy2(idx[k], cg[k], ch[k], g, h);
+                        r.axpy2(idx[k], cg[k], ch[k], &mut g, &mut h);
                     }
+                    gout = Some(g);
+                    hout = Some(h);
                 }
-                (Some(g), None) => {
+                (Some(mut g), None) => {
                     for k in 0..n {
-                        r.axpy(idx[k], cg[k], g);
+                        r.axpy(idx[k], cg[k], &mut g);
                     }
+                    gout = Some(g);
                 }
-                (None, Some(h)) => {
+                (None, Some(mut h)) => {
                     for k in 0..n {
-                        r.axpy(idx[k], ch[k], h);
+                        r.axpy(idx[k], ch[k], &mut h);
                     }
+                    hout = Some(h);
                 }
                 (None, None) => {}
             }
