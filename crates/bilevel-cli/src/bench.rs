@@ -30,19 +30,30 @@ pub struct Shape {
 
 /// Every shape `bilevel bench` knows.
 pub fn shapes() -> Vec<Shape> {
-    vec![Shape {
-        name: "quadratic",
-        about: "benchmark quadratic, d_y = 100, d_x = 10, 1024 + 1024 samples",
-        config: || {
-            Ok(ProblemConfig::Quadratic(
-                bilevel::problems::quadratic::QuadraticConfig {
-                    dim_x: 10,
-                    dim_y: 100,
-                    ..Default::default()
-                },
-            ))
+    vec![
+        Shape {
+            name: "ijcnn1-shape",
+            about: "logreg_hpo on ijcnn1, 49,990 x 22 train, 91,701 x 22 validation, per-feature L2",
+            config: || {
+                Ok(ProblemConfig::LogregHpo(
+                    bilevel::problems::logreg_hpo::LogregHpoConfig::default(),
+                ))
+            },
         },
-    }]
+        Shape {
+            name: "quadratic",
+            about: "benchmark quadratic, d_y = 100, d_x = 10, 1024 + 1024 samples",
+            config: || {
+                Ok(ProblemConfig::Quadratic(
+                    bilevel::problems::quadratic::QuadraticConfig {
+                        dim_x: 10,
+                        dim_y: 100,
+                        ..Default::default()
+                    },
+                ))
+            },
+        },
+    ]
 }
 
 /// Timing of one solver on one shape.
@@ -121,6 +132,8 @@ pub struct BenchOptions {
     pub repeats: usize,
     /// Minibatch size for solvers that have one.
     pub batch_size: usize,
+    /// Sampling mode for solvers that have one (`contiguous`, `shuffled`, `with_replacement`).
+    pub sampling: String,
 }
 
 fn cpu_model() -> String {
@@ -136,12 +149,15 @@ fn cpu_model() -> String {
 }
 
 /// The solver's default configuration with `batch_size` set where the solver has one.
-fn with_batch(config: &SolverConfig, batch: usize) -> Result<SolverConfig> {
+fn with_batch(config: &SolverConfig, batch: usize, sampling: &str) -> Result<SolverConfig> {
     let mut json = serde_json::to_value(config)?;
-    if let Some(map) = json.as_object_mut()
-        && map.contains_key("batch_size")
-    {
-        map.insert("batch_size".into(), serde_json::json!(batch));
+    if let Some(map) = json.as_object_mut() {
+        if map.contains_key("batch_size") {
+            map.insert("batch_size".into(), serde_json::json!(batch));
+        }
+        if map.contains_key("sampling") {
+            map.insert("sampling".into(), serde_json::json!(sampling));
+        }
     }
     Ok(serde_json::from_value(json)?)
 }
@@ -258,7 +274,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
             .iter()
             .filter(|c| options.solvers.is_empty() || options.solvers.iter().any(|n| n == c.kind()))
         {
-            let config = with_batch(config, options.batch_size)?;
+            let config = with_batch(config, options.batch_size, &options.sampling)?;
             let outcome = match config.visit(Timer {
                 problem: &problem,
                 options,

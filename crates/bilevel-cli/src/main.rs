@@ -121,6 +121,10 @@ enum Command {
         /// Minibatch size for solvers that have one.
         #[arg(long, default_value_t = 64)]
         batch: usize,
+        /// Minibatch sampling: `contiguous` (the reference benchmark's blocks), `shuffled` or
+        /// `with_replacement`.
+        #[arg(long, default_value = "contiguous")]
+        sampling: String,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -206,6 +210,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             warmup,
             repeats,
             batch,
+            sampling,
             json,
         } => {
             let report = bench::run(&bench::BenchOptions {
@@ -215,6 +220,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 warmup,
                 repeats,
                 batch_size: batch,
+                sampling,
             })
             .map_err(|e| ConfigError(format!("{e:#}")))?;
             if json {

@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use bilevel::core::linalg::{normal_vector, rng_from_seed};
-use bilevel::core::{Batch, MinibatchSampler, SamplingMode, Solver, Vector};
+use bilevel::core::{Batch, Fused, MinibatchSampler, SamplingMode, Solver, Vector};
 use bilevel::linsolve::{CgParams, CgWorkspace, cg_in_place};
 use bilevel::prelude::*;
 use bilevel::problems::quadratic::QuadraticConfig;
@@ -54,6 +54,79 @@ fn oracles(c: &mut Criterion) {
     });
     group.bench_function("grad_y_full", |b| {
         b.iter(|| g.grad_y(black_box(&x), black_box(&y), Batch::Full, &mut out_y))
+    });
+    group.finish();
+}
+
+/// The ijcnn1 problem (real data: 49,990 × 22 train, 91,701 × 22 validation).
+fn ijcnn1() -> Problem {
+    bilevel::problems::logreg_hpo::LogregHpoConfig::default()
+        .build()
+        .expect("ijcnn1 loads (shared data directory)")
+}
+
+fn logreg_oracles(c: &mut Criterion) {
+    let problem = ijcnn1();
+    let (dx, dy) = problem.dims();
+    let (x, y) = problem.start();
+    let mut rng = rng_from_seed(4, 0);
+    let v = normal_vector(&mut rng, dy);
+    let n = problem.g().n_samples();
+    let contiguous: Vec<usize> = (1000..1064).collect();
+    let mut shuffled = MinibatchSampler::new(n, 64, SamplingMode::Shuffled, 5).expect("sampler");
+    let shuffled: Vec<usize> = shuffled.draw().to_vec();
+    let (mut gy, mut hv) = (Vector::zeros(dy), Vector::zeros(dy));
+    let mut cross = Vector::zeros(dx);
+    let (g, f) = (problem.g(), problem.f());
+    let mut group = c.benchmark_group("ijcnn1_oracles_batch64");
+    for (name, batch) in [("contiguous", &contiguous), ("shuffled", &shuffled)] {
+        group.bench_function(format!("g_grad_y_{name}"), |b| {
+            b.iter(|| g.grad_y(&x, black_box(&y), Batch::Indices(batch), &mut gy))
+        });
+        group.bench_function(format!("g_hvp_yy_{name}"), |b| {
+            b.iter(|| g.hvp_yy(&x, &y, black_box(&v), Batch::Indices(batch), &mut hv))
+        });
+        group.bench_function(format!("g_fused_grad_hvp_cross_{name}"), |b| {
+            b.iter(|| {
+                g.fused(
+                    &x,
+                    black_box(&y),
+                    Some(&v),
+                    Batch::Indices(batch),
+                    Fused {
+                        grad_y: Some(&mut gy),
+                        hvp_yy: Some(&mut hv),
+                        cross_xy: Some(&mut cross),
+                        ..Fused::default()
+                    },
+                )
+            })
+        });
+        group.bench_function(format!("g_separate_grad_hvp_cross_{name}"), |b| {
+            b.iter(|| {
+                g.grad_y(&x, black_box(&y), Batch::Indices(batch), &mut gy);
+                g.hvp_yy(&x, &y, &v, Batch::Indices(batch), &mut hv);
+                g.cross_xy(&x, &y, &v, Batch::Indices(batch), &mut cross);
+            })
+        });
+        group.bench_function(format!("f_grad_y_{name}"), |b| {
+            b.iter(|| f.grad_y(&x, black_box(&y), Batch::Indices(batch), &mut gy))
+        });
+    }
+    for bs in [1usize, 16, 256, 1024] {
+        let batch: Vec<usize> = (2000..2000 + bs).collect();
+        group.bench_function(format!("f_grad_y_contiguous_batch{bs}"), |b| {
+            b.iter(|| f.grad_y(&x, black_box(&y), Batch::Indices(&batch), &mut gy))
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("ijcnn1_full_batch");
+    group.sample_size(20);
+    group.bench_function("g_grad_y_full", |b| {
+        b.iter(|| g.grad_y(&x, black_box(&y), Batch::Full, &mut gy))
+    });
+    group.bench_function("g_hvp_yy_full", |b| {
+        b.iter(|| g.hvp_yy(&x, &y, black_box(&v), Batch::Full, &mut hv))
     });
     group.finish();
 }
@@ -113,5 +186,12 @@ fn solver_steps(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, oracles, conjugate_gradient, sampler, solver_steps);
+criterion_group!(
+    benches,
+    oracles,
+    logreg_oracles,
+    conjugate_gradient,
+    sampler,
+    solver_steps
+);
 criterion_main!(benches);

@@ -75,8 +75,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::linalg::{Scratch, axpy, rng_from_seed, serde_vector};
 use crate::core::{
-    Batch, Diagnostics, MinibatchSampler, Problem, Result, SamplingMode, Schedule, Solver, Vector,
-    VectorExt,
+    Batch, Diagnostics, Fused, MinibatchSampler, Problem, Result, SamplingMode, Schedule, Solver,
+    Vector, VectorExt,
 };
 
 /// What one SAGA memory row stands for.
@@ -335,6 +335,7 @@ impl Solver for Saba {
         let w = &mut s.work;
         let [
             val_y,
+            val_hv,
             val_x,
             acc_gy,
             acc_hv,
@@ -348,7 +349,7 @@ impl Solver for Saba {
             tmp_x,
         ] = w
             .vectors
-            .vectors([dy, dx, dy, dy, dx, dy, dx, dy, dy, dx, dy, dx]);
+            .vectors([dy, dy, dx, dy, dy, dx, dy, dx, dy, dy, dx, dy, dx]);
         s.inner.draw_into(&mut w.xi);
         s.outer.draw_into(&mut w.zeta);
         let layout = self.config.memory;
@@ -368,13 +369,23 @@ impl Solver for Saba {
         for (k, &(i, offset, len)) in w.units_g.iter().enumerate() {
             let unit = Batch::Indices(&w.xi[offset..offset + len]);
             let pending = &mut w.pending_g[k * row_g..(k + 1) * row_g];
-            g.grad_y(&s.x, &s.y, unit, val_y);
+            // ∇ᵧgᵢ, ∇²ᵧᵧgᵢ v and ∇²ₓᵧgᵢ v at one point: one fused call.
+            g.fused(
+                &s.x,
+                &s.y,
+                Some(&s.v),
+                unit,
+                Fused {
+                    grad_y: Some(val_y),
+                    hvp_yy: Some(val_hv),
+                    cross_xy: Some(val_x),
+                    ..Fused::default()
+                },
+            );
             m.g_grad_y.accumulate(i, val_y, acc_gy);
             pending[..dy].copy_from_slice(val_y.as_slice());
-            g.hvp_yy(&s.x, &s.y, &s.v, unit, val_y);
-            m.g_hvp.accumulate(i, val_y, acc_hv);
-            pending[dy..2 * dy].copy_from_slice(val_y.as_slice());
-            g.cross_xy(&s.x, &s.y, &s.v, unit, val_x);
+            m.g_hvp.accumulate(i, val_hv, acc_hv);
+            pending[dy..2 * dy].copy_from_slice(val_hv.as_slice());
             m.g_cross.accumulate(i, val_x, acc_cr);
             pending[2 * dy..].copy_from_slice(val_x.as_slice());
         }

@@ -58,8 +58,8 @@ use serde::{Deserialize, Serialize};
 use crate::core::error::check_at_least;
 use crate::core::linalg::{Scratch, rng_from_seed, serde_vector};
 use crate::core::{
-    Batch, Diagnostics, MinibatchSampler, Problem, Result, SamplingMode, Schedule, Solver, Vector,
-    VectorExt,
+    Batch, Diagnostics, Fused, MinibatchSampler, Problem, Result, SamplingMode, Schedule, Solver,
+    Vector, VectorExt,
 };
 
 /// Configuration of SRBA.
@@ -172,10 +172,19 @@ fn directions(
     cross: &mut Vector,
 ) {
     let (f, g) = (problem.f(), problem.g());
-    // D_y = ∇ᵧg ; D_v = ∇²ᵧᵧg v − ∇ᵧf ; D_x = ∇ₓf − ∇²ₓᵧg v
-    g.grad_y(x, y, xi, d_y);
-    g.hvp_yy(x, y, v, xi, d_v);
-    g.cross_xy(x, y, v, xi, cross);
+    // D_y = ∇ᵧg ; D_v = ∇²ᵧᵧg v − ∇ᵧf ; D_x = ∇ₓf − ∇²ₓᵧg v (the g terms in one fused call)
+    g.fused(
+        x,
+        y,
+        Some(v),
+        xi,
+        Fused {
+            grad_y: Some(d_y),
+            hvp_yy: Some(d_v),
+            cross_xy: Some(cross),
+            ..Fused::default()
+        },
+    );
     f.grad_xy(x, y, zeta, d_x, f_grad_y);
     d_v.axpy(-1.0, f_grad_y);
     d_x.axpy(-1.0, cross);

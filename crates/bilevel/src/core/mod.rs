@@ -10,7 +10,7 @@ pub mod solver;
 
 pub use error::{Error, Result};
 pub use linalg::{Matrix, Rng, Vector, VectorExt};
-pub use objective::{Batch, Objective};
+pub use objective::{Batch, Fused, Objective};
 pub use problem::{
     Counts, HeadRange, Metrics, OracleCounts, Problem, Reference, ReferencePoint, TaskMetrics,
     UnrolledSpec,

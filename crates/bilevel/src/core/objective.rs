@@ -29,6 +29,27 @@ impl Batch<'_> {
     }
 }
 
+/// Output buffers of a fused oracle call ([`Objective::fused`]): every buffer given receives its
+/// oracle (overwritten) at the one point and batch of the call.
+#[derive(Debug, Default)]
+pub struct Fused<'a> {
+    /// ∇ₓh (length dim x).
+    pub grad_x: Option<&'a mut Vector>,
+    /// ∇ᵧh (length dim y).
+    pub grad_y: Option<&'a mut Vector>,
+    /// ∇²ᵧᵧh · v (length dim y).
+    pub hvp_yy: Option<&'a mut Vector>,
+    /// ∇²ₓᵧh · v (length dim x).
+    pub cross_xy: Option<&'a mut Vector>,
+}
+
+impl Fused<'_> {
+    /// True when a product along v is requested.
+    pub fn needs_direction(&self) -> bool {
+        self.hvp_yy.is_some() || self.cross_xy.is_some()
+    }
+}
+
 /// A smooth function h(x, y) seen through oracles. The outer objective f and the inner objective
 /// g of a bilevel [`Problem`](super::Problem) are both `Objective`s.
 ///
@@ -37,7 +58,9 @@ impl Batch<'_> {
 /// right length; implementations may `assert!` it.
 ///
 /// Required: [`dims`](Self::dims), [`value`](Self::value), [`grad_x`](Self::grad_x),
-/// [`grad_y`](Self::grad_y). The second-order products default to central differences of the
+/// [`grad_y`](Self::grad_y). [`fused`](Self::fused) (several oracles at one point and batch) and
+/// [`grad_xy`](Self::grad_xy) default to the component calls; data-backed objectives override
+/// them to read each sample once. The second-order products default to central differences of the
 /// gradients (two gradient calls each, O(ε^{2/3}) relative error); override them when an exact
 /// product is cheap. [`testing::check_objective`](crate::testing::check_objective) compares them
 /// against finite differences.
@@ -70,6 +93,40 @@ pub trait Objective: Send + Sync {
     ) {
         self.grad_x(x, y, batch, out_x);
         self.grad_y(x, y, batch, out_y);
+    }
+    /// Any subset of {∇ₓh, ∇ᵧh, ∇²ᵧᵧh·v, ∇²ₓᵧh·v} at one point (x, y) on one batch, the products
+    /// along `v` (required when a product is requested). The result equals the component calls
+    /// to rounding; a [`Problem`](super::Problem) counts it as those calls. The default makes
+    /// the component calls (∇ₓh and ∇ᵧh together through [`grad_xy`](Self::grad_xy)).
+    fn fused(&self, x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
+        let v = || v.expect("Objective::fused: a product along v needs `v`");
+        match (out.grad_x, out.grad_y) {
+            (Some(gx), Some(gy)) => self.grad_xy(x, y, batch, gx, gy),
+            (Some(gx), None) => self.grad_x(x, y, batch, gx),
+            (None, Some(gy)) => self.grad_y(x, y, batch, gy),
+            (None, None) => {}
+        }
+        if let Some(out) = out.hvp_yy {
+            self.hvp_yy(x, y, v(), batch, out);
+        }
+        if let Some(out) = out.cross_xy {
+            self.cross_xy(x, y, v(), batch, out);
+        }
+    }
+    /// h(x, y) on `batch`, ∇ᵧh into `grad` and the dense Hessian ∇²ᵧᵧh (row-major,
+    /// dim y × dim y) into `hess`, for exact evaluations of small inner problems. `None` (the
+    /// default) when the objective has no dense Hessian: callers then use Hessian-vector
+    /// products. A [`Problem`](super::Problem) counts it as `value` + `grad_y` + dim y
+    /// `hvp_yy`.
+    fn value_grad_hess_yy(
+        &self,
+        _x: &Vector,
+        _y: &Vector,
+        _batch: Batch<'_>,
+        _grad: &mut Vector,
+        _hess: &mut [f64],
+    ) -> Option<f64> {
+        None
     }
     /// ∇²ᵧᵧh · v (y-space → y-space) into `out`.
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {

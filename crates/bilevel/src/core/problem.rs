@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
 use super::linalg::{Vector, VectorExt};
-use super::objective::{Batch, Objective};
+use super::objective::{Batch, Fused, Objective};
 
 /// Calls of each oracle on one objective, and the samples they touched.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +16,8 @@ use super::objective::{Batch, Objective};
 pub struct OracleCounts {
     /// `value` calls.
     pub value: u64,
-    /// `grad_x` calls (a fused `grad_xy` counts one here and one in `grad_y`).
+    /// `grad_x` calls (a fused `grad_xy` counts one here and one in `grad_y`; every fused call
+    /// counts as the component calls it replaces).
     pub grad_x: u64,
     /// `grad_y` calls.
     pub grad_y: u64,
@@ -167,6 +168,38 @@ impl Objective for Counted {
         self.touch(&self.counts.grad_x, batch);
         self.touch(&self.counts.grad_y, batch);
         self.inner.grad_xy(x, y, batch, out_x, out_y)
+    }
+    fn fused(&self, x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
+        // Counted as the component calls it replaces.
+        let c = &self.counts;
+        for (given, counter) in [
+            (out.grad_x.is_some(), &c.grad_x),
+            (out.grad_y.is_some(), &c.grad_y),
+            (out.hvp_yy.is_some(), &c.hvp_yy),
+            (out.cross_xy.is_some(), &c.cross_xy),
+        ] {
+            if given {
+                self.touch(counter, batch);
+            }
+        }
+        self.inner.fused(x, y, v, batch, out)
+    }
+    fn value_grad_hess_yy(
+        &self,
+        x: &Vector,
+        y: &Vector,
+        batch: Batch<'_>,
+        grad: &mut Vector,
+        hess: &mut [f64],
+    ) -> Option<f64> {
+        let value = self.inner.value_grad_hess_yy(x, y, batch, grad, hess)?;
+        // Counted as a value, a gradient and dim y Hessian-vector products (one per column).
+        self.touch(&self.counts.value, batch);
+        self.touch(&self.counts.grad_y, batch);
+        for _ in 0..y.nrows() {
+            self.touch(&self.counts.hvp_yy, batch);
+        }
+        Some(value)
     }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         self.touch(&self.counts.hvp_yy, batch);

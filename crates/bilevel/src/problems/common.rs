@@ -1,5 +1,5 @@
 //! Pieces shared by the data-backed problems: row access over dense and sparse designs, batch
-//! iteration, per-thread scratch buffers, numerically stable logistic kernels, and the generic
+//! iteration, per-thread scratch buffers, numerically stable logistic functions, and the generic
 //! high-accuracy [`NewtonReference`].
 
 use std::cell::RefCell;
@@ -11,26 +11,18 @@ use crate::core::error::{Error, Result};
 use crate::core::{Batch, Objective, Reference, ReferencePoint, Vector, VectorExt};
 use crate::data::{CsrMatrix, DenseMatrix, Design};
 use crate::linsolve::{CgParams, CgWorkspace, cg_in_place};
+use faer::linalg::solvers::Solve as _;
 
-/// Row access used by the per-row streaming loops of the oracles. `W` in the multi-output
-/// kernels is feature-major: entry (j, c) at `j * k + c`.
+/// Row access used by the per-row streaming loops of the least-squares oracles (the logistic
+/// kernels have their own, in [`logistic`](super::logistic)).
 pub(crate) trait Rows: Sync + Send {
-    /// Number of features.
-    fn n_cols(&self) -> usize;
     /// x_i · w.
     fn dot(&self, i: usize, w: &[f64]) -> f64;
     /// out ← out + α x_i.
     fn axpy(&self, i: usize, alpha: f64, out: &mut [f64]);
-    /// z ← z + W_{:d}ᵀ x_i, for W with `k` columns (z has length k).
-    fn gemv_k(&self, i: usize, w: &[f64], z: &mut [f64]);
-    /// out ← out + x_i rᵀ (out feature-major with r.len() columns).
-    fn ger_k(&self, i: usize, r: &[f64], out: &mut [f64]);
 }
 
 impl Rows for DenseMatrix {
-    fn n_cols(&self) -> usize {
-        self.cols()
-    }
     #[inline]
     fn dot(&self, i: usize, w: &[f64]) -> f64 {
         crate::core::linalg::dot(self.row(i), &w[..self.cols()])
@@ -39,34 +31,9 @@ impl Rows for DenseMatrix {
     fn axpy(&self, i: usize, alpha: f64, out: &mut [f64]) {
         crate::core::linalg::axpy(alpha, self.row(i), &mut out[..self.cols()]);
     }
-    #[inline]
-    fn gemv_k(&self, i: usize, w: &[f64], z: &mut [f64]) {
-        let k = z.len();
-        for (&a, wj) in self.row(i).iter().zip(w.chunks_exact(k)) {
-            if a != 0.0 {
-                for (zc, &wc) in z.iter_mut().zip(wj) {
-                    *zc += a * wc;
-                }
-            }
-        }
-    }
-    #[inline]
-    fn ger_k(&self, i: usize, r: &[f64], out: &mut [f64]) {
-        let k = r.len();
-        for (&a, oj) in self.row(i).iter().zip(out.chunks_exact_mut(k)) {
-            if a != 0.0 {
-                for (o, &rc) in oj.iter_mut().zip(r) {
-                    *o += a * rc;
-                }
-            }
-        }
-    }
 }
 
 impl Rows for CsrMatrix {
-    fn n_cols(&self) -> usize {
-        self.cols()
-    }
     #[inline]
     fn dot(&self, i: usize, w: &[f64]) -> f64 {
         let (idx, val) = self.row(i);
@@ -79,40 +46,7 @@ impl Rows for CsrMatrix {
             out[j as usize] += alpha * v;
         }
     }
-    #[inline]
-    fn gemv_k(&self, i: usize, w: &[f64], z: &mut [f64]) {
-        let k = z.len();
-        let (idx, val) = self.row(i);
-        for (&j, &a) in idx.iter().zip(val) {
-            let wj = &w[j as usize * k..(j as usize + 1) * k];
-            for (zc, &wc) in z.iter_mut().zip(wj) {
-                *zc += a * wc;
-            }
-        }
-    }
-    #[inline]
-    fn ger_k(&self, i: usize, r: &[f64], out: &mut [f64]) {
-        let k = r.len();
-        let (idx, val) = self.row(i);
-        for (&j, &a) in idx.iter().zip(val) {
-            let oj = &mut out[j as usize * k..(j as usize + 1) * k];
-            for (o, &rc) in oj.iter_mut().zip(r) {
-                *o += a * rc;
-            }
-        }
-    }
 }
-
-/// Runs `$body` with `$r` bound to the concrete row type of a [`Design`] (monomorphised twice).
-macro_rules! with_rows {
-    ($design:expr, |$r:ident| $body:expr) => {
-        match $design {
-            $crate::data::Design::Dense($r) => $body,
-            $crate::data::Design::Sparse($r) => $body,
-        }
-    };
-}
-pub(crate) use with_rows;
 
 /// Calls `f(i)` for each sample of the batch (each repeat counted) and returns 1/|batch|.
 #[inline]
@@ -166,7 +100,8 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R 
     })
 }
 
-/// log(1 + eᵗ), stable for every t.
+/// log(1 + eᵗ), stable for every t (the naive reference of the fused kernels' tests).
+#[cfg(test)]
 #[inline]
 pub(crate) fn softplus(t: f64) -> f64 {
     if t > 0.0 {
@@ -214,6 +149,10 @@ pub struct ReferenceConfig {
     pub accept: f64,
     /// Newton iterations at most.
     pub max_newton: usize,
+    /// Use the dense-Hessian path (Newton with Cholesky steps, a direct adjoint solve) when
+    /// dim y is at most this and the inner objective provides a dense Hessian; 0: always
+    /// Newton-CG with Hessian-vector products.
+    pub dense_max: usize,
 }
 
 impl Default for ReferenceConfig {
@@ -223,6 +162,7 @@ impl Default for ReferenceConfig {
             tol: 1e-12,
             accept: 1e-7,
             max_newton: 60,
+            dense_max: 512,
         }
     }
 }
@@ -245,7 +185,16 @@ struct Warm {
 }
 
 /// The exact bilevel quantities by high-accuracy solves on the full batch, for problems without
-/// a closed form: y*(x) by Newton's method with conjugate-gradient steps (inexact Newton, forcing
+/// a closed form.
+///
+/// **Dense path** (dim y ≤ [`ReferenceConfig::dense_max`] and an inner objective with
+/// [`Objective::value_grad_hess_yy`], e.g. binary logistic regression): Newton's method where one
+/// parallel pass over the data gives g, ∇ᵧg and the dense ∇²ᵧᵧg at once, steps solve with the
+/// Cholesky factor, the same line search as below, and the adjoint v = [∇²ᵧᵧg]⁻¹∇ᵧf is a direct
+/// solve with the factor at y* plus one step of iterative refinement. Conjugate gradients would
+/// need up to dim y Hessian products for the same accuracy.
+///
+/// **Newton-CG path** (otherwise): y*(x) by Newton's method with conjugate-gradient steps (inexact Newton, forcing
 /// term min(0.1, ‖∇ᵧg‖), so the final steps converge quadratically) and a line search (Armijo on
 /// g, or a halving of ‖∇ᵧg‖ once values stop resolving), then v = [∇²ᵧᵧg]⁻¹∇ᵧf by CG to relative
 /// residual 1e-13 (at most 10·dim y iterations, clamped to [200, 5000]; a residual above 1e-6
@@ -355,12 +304,103 @@ impl NewtonReference {
         }
     }
 
+    /// The dense path; `None` when the inner objective has no dense Hessian (or dim y is above
+    /// the limit).
+    fn compute_dense(&self, x: &Vector, mut y: Vector) -> Result<Option<(ReferencePoint, Vector)>> {
+        let (dx, dy) = self.g.dims();
+        if dy > self.config.dense_max {
+            return Ok(None);
+        }
+        let (f, g) = (&*self.f, &*self.g);
+        let mut grad = Vector::zeros(dy);
+        let mut hess = vec![0.0; dy * dy];
+        let Some(mut value) = g.value_grad_hess_yy(x, &y, Batch::Full, &mut grad, &mut hess) else {
+            return Ok(None);
+        };
+        let mut trial = Vector::zeros(dy);
+        let mut trial_grad = Vector::zeros(dy);
+        let mut trial_hess = vec![0.0; dy * dy];
+        let mut gnorm = grad.norm();
+        let mut iters = 0;
+        let llt = loop {
+            let llt = cholesky(&hess, dy)?;
+            if !(gnorm > self.config.tol && iters < self.config.max_newton) {
+                break llt;
+            }
+            iters += 1;
+            // Newton step: H s = −∇ᵧg.
+            let mut step = llt.solve(&grad);
+            step.scale(-1.0);
+            let slope = grad.dot(&step);
+            let mut t = 1.0;
+            let mut accepted = None;
+            for _ in 0..40 {
+                trial.assign(&y);
+                trial.axpy(t, &step);
+                let tv = g
+                    .value_grad_hess_yy(x, &trial, Batch::Full, &mut trial_grad, &mut trial_hess)
+                    .expect("invariant: the objective provided a dense Hessian before");
+                let tn = trial_grad.norm();
+                if tv.is_finite()
+                    && tn.is_finite()
+                    && (tv <= value + 1e-4 * t * slope || tn <= 0.5 * gnorm)
+                {
+                    accepted = Some(tv);
+                    break;
+                }
+                t *= 0.5;
+            }
+            let Some(tv) = accepted else {
+                break llt; // stagnation: values and gradients no longer resolve
+            };
+            value = tv;
+            std::mem::swap(&mut y, &mut trial);
+            std::mem::swap(&mut grad, &mut trial_grad);
+            std::mem::swap(&mut hess, &mut trial_hess);
+            gnorm = grad.norm();
+        };
+        if !(gnorm.is_finite() && gnorm <= self.config.accept) {
+            return Err(Error::NotConverged {
+                what: "reference inner solve (dense Newton)".into(),
+                iters,
+                rel_residual: gnorm,
+            });
+        }
+        // `llt` factors the Hessian at the final y (refactored after the last accepted step).
+        let llt = if iters > 0 { cholesky(&hess, dy)? } else { llt };
+        let mut fx = Vector::zeros(dx);
+        let mut fy = Vector::zeros(dy);
+        f.grad_xy(x, &y, Batch::Full, &mut fx, &mut fy);
+        let mut v = llt.solve(&fy);
+        // One step of iterative refinement: v ← v + H⁻¹(∇ᵧf − H v).
+        let mut r = fy.clone();
+        for (i, ri) in r.as_mut_slice().iter_mut().enumerate() {
+            *ri -= crate::core::linalg::dot(&hess[i * dy..(i + 1) * dy], v.as_slice());
+        }
+        v.axpy(1.0, &llt.solve(&r));
+        let mut cross = Vector::zeros(dx);
+        g.cross_xy(x, &y, &v, Batch::Full, &mut cross);
+        fx.axpy(-1.0, &cross);
+        let value = f.value(x, &y, Batch::Full);
+        Ok(Some((
+            ReferencePoint {
+                value,
+                hypergradient: fx,
+                y_star: Some(y),
+            },
+            v,
+        )))
+    }
+
     fn compute(
         &self,
         x: &Vector,
         mut y: Vector,
         mut v: Vector,
     ) -> Result<(ReferencePoint, Vector)> {
+        if let Some(done) = self.compute_dense(x, y.clone())? {
+            return Ok(done);
+        }
         let (dx, dy) = self.g.dims();
         self.solve_inner(x, &mut y)?;
         let (f, g) = (&*self.f, &*self.g);
@@ -433,6 +473,18 @@ impl Reference for NewtonReference {
     }
 }
 
+/// The Cholesky factor of a symmetric row-major `n × n` matrix; an error when it is not positive
+/// definite.
+fn cholesky(h: &[f64], n: usize) -> Result<faer::linalg::solvers::Llt<f64>> {
+    let m = crate::core::Matrix::from_fn(n, n, |i, j| h[i * n + j]);
+    m.llt(faer::Side::Lower).map_err(|_| Error::NotConverged {
+        what: "reference inner solve (dense Newton): the inner Hessian is not positive definite"
+            .into(),
+        iters: 0,
+        rel_residual: f64::NAN,
+    })
+}
+
 /// How features are preprocessed (statistics from the training rows only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -502,13 +554,9 @@ mod tests {
         let w: Vec<f64> = (0..6).map(|i| i as f64 * 0.5 - 1.0).collect();
         for i in 0..2 {
             assert_eq!(dense.dot(i, &w[..3]), sparse.dot(i, &w[..3]));
-            let (mut zd, mut zs) = ([0.0; 2], [0.0; 2]);
-            dense.gemv_k(i, &w, &mut zd);
-            sparse.gemv_k(i, &w, &mut zs);
-            assert_eq!(zd, zs);
-            let (mut od, mut os) = ([0.0; 6], [0.0; 6]);
-            dense.ger_k(i, &[1.0, -2.0], &mut od);
-            sparse.ger_k(i, &[1.0, -2.0], &mut os);
+            let (mut od, mut os) = ([0.0; 3], [0.0; 3]);
+            dense.axpy(i, -1.5, &mut od);
+            sparse.axpy(i, -1.5, &mut os);
             assert_eq!(od, os);
         }
     }

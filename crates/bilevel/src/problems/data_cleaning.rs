@@ -31,9 +31,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::common::{NewtonReference, Preprocess, ReferenceConfig, check_batch, sigmoid};
-use super::logistic::{LogisticData, Targets};
+use super::logistic::{LogisticData, OnSample, Targets};
 use crate::core::error::{Error, Result, check_in_range, check_non_negative};
-use crate::core::{Batch, Objective, Problem, Reference, TaskMetrics, Vector, VectorExt};
+use crate::core::{Batch, Fused, Objective, Problem, Reference, TaskMetrics, Vector, VectorExt};
 use crate::data::split::{Corruption, corrupt_labels};
 use crate::data::{Dataset, DatasetSpec};
 
@@ -148,21 +148,28 @@ impl Objective for CleaningInner {
         self.data.value(y.as_slice(), batch, |i| sigmoid(xs[i])) + self.regularization * y.norm_sq()
     }
     fn grad_x(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "data_cleaning g");
-        let xs = x.as_slice();
-        let o = out.as_mut_slice();
-        o.fill(0.0);
-        // ∂g/∂xᵢ = σ'(xᵢ) CEᵢ / |B| (per occurrence in the batch).
-        with_losses(&self.data, y.as_slice(), batch, |i, loss, inv| {
-            o[i] += dsigmoid(xs[i]) * loss * inv;
-        });
+        self.fused(
+            x,
+            y,
+            None,
+            batch,
+            Fused {
+                grad_x: Some(out),
+                ..Fused::default()
+            },
+        );
     }
     fn grad_y(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "data_cleaning g");
-        let xs = x.as_slice();
-        let o = out.as_mut_slice();
-        self.data.grad(y.as_slice(), batch, |i| sigmoid(xs[i]), o);
-        crate::core::linalg::axpy(2.0 * self.regularization, y.as_slice(), o);
+        self.fused(
+            x,
+            y,
+            None,
+            batch,
+            Fused {
+                grad_y: Some(out),
+                ..Fused::default()
+            },
+        );
     }
     fn grad_xy(
         &self,
@@ -172,39 +179,105 @@ impl Objective for CleaningInner {
         out_x: &mut Vector,
         out_y: &mut Vector,
     ) {
-        check_batch(batch, self.data.n(), "data_cleaning g");
-        let xs = x.as_slice();
-        let (ox, oy) = (out_x.as_mut_slice(), out_y.as_mut_slice());
-        ox.fill(0.0);
-        self.data.grad_with_losses(
-            y.as_slice(),
+        self.fused(
+            x,
+            y,
+            None,
             batch,
-            |i| sigmoid(xs[i]),
-            oy,
-            |i, loss, inv| {
-                ox[i] += dsigmoid(xs[i]) * loss * inv;
+            Fused {
+                grad_x: Some(out_x),
+                grad_y: Some(out_y),
+                ..Fused::default()
             },
         );
-        crate::core::linalg::axpy(2.0 * self.regularization, y.as_slice(), oy);
+    }
+    fn fused(&self, x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
+        check_batch(batch, self.data.n(), "data_cleaning g");
+        assert!(
+            v.is_some() || !out.needs_direction(),
+            "data_cleaning g: a product along v needs v"
+        );
+        let xs = x.as_slice();
+        let Fused {
+            grad_x,
+            grad_y,
+            hvp_yy,
+            cross_xy,
+        } = out;
+        let mut gx = grad_x.map(|o| o.as_mut_slice());
+        let mut cr = cross_xy.map(|o| o.as_mut_slice());
+        for o in [gx.as_deref_mut(), cr.as_deref_mut()].into_iter().flatten() {
+            o.fill(0.0);
+        }
+        let want_loss = gx.is_some();
+        let want_cross = cr.is_some();
+        let vs = if hvp_yy.is_some() || want_cross {
+            v.map(|v| v.as_slice())
+        } else {
+            None
+        };
+        let mut gy = grad_y.map(|o| o.as_mut_slice());
+        let mut hv = hvp_yy.map(|o| o.as_mut_slice());
+        if want_loss || vs.is_some() || gy.is_some() {
+            // Per sample (each occurrence in the batch): ∂g/∂xᵢ = σ'(xᵢ) CEᵢ / |B| and
+            // (∇²ₓᵧg v)ᵢ = σ'(xᵢ) ∇CEᵢ·v / |B|.
+            let mut per_sample = |i: usize, loss: f64, dd: f64, inv: f64| {
+                let ds = dsigmoid(xs[i]) * inv;
+                if let Some(o) = gx.as_deref_mut() {
+                    o[i] += ds * loss;
+                }
+                if let Some(o) = cr.as_deref_mut() {
+                    o[i] += ds * dd;
+                }
+            };
+            let on_sample: Option<OnSample<'_>> = if want_loss || want_cross {
+                Some(&mut per_sample)
+            } else {
+                None
+            };
+            self.data.pass(
+                y.as_slice(),
+                vs,
+                batch,
+                |i| sigmoid(xs[i]),
+                want_loss,
+                gy.as_deref_mut(),
+                hv.as_deref_mut(),
+                on_sample,
+            );
+        }
+        // The regulariser C‖W‖².
+        let two_c = 2.0 * self.regularization;
+        if let Some(o) = gy {
+            crate::core::linalg::axpy(two_c, y.as_slice(), o);
+        }
+        if let (Some(o), Some(vs)) = (hv, vs) {
+            crate::core::linalg::axpy(two_c, vs, o);
+        }
     }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "data_cleaning g");
-        let xs = x.as_slice();
-        let o = out.as_mut_slice();
-        self.data
-            .hvp(y.as_slice(), v.as_slice(), batch, |i| sigmoid(xs[i]), o);
-        crate::core::linalg::axpy(2.0 * self.regularization, v.as_slice(), o);
+        self.fused(
+            x,
+            y,
+            Some(v),
+            batch,
+            Fused {
+                hvp_yy: Some(out),
+                ..Fused::default()
+            },
+        );
     }
     fn cross_xy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "data_cleaning g");
-        let xs = x.as_slice();
-        let o = out.as_mut_slice();
-        o.fill(0.0);
-        // (∇²ₓᵧg v)ᵢ = σ'(xᵢ) ∇CEᵢ·v / |B|.
-        self.data
-            .directional(y.as_slice(), v.as_slice(), batch, |i, dd, inv| {
-                o[i] += dsigmoid(xs[i]) * dd * inv;
-            });
+        self.fused(
+            x,
+            y,
+            Some(v),
+            batch,
+            Fused {
+                cross_xy: Some(out),
+                ..Fused::default()
+            },
+        );
     }
     fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "data_cleaning g");
@@ -216,25 +289,6 @@ impl Objective for CleaningInner {
             |i| us[i] * dsigmoid(xs[i]),
             out.as_mut_slice(),
         );
-    }
-}
-
-/// Calls `f(i, CEᵢ, 1/|B|)` for every sample of the batch (one forward pass per sample).
-fn with_losses(
-    data: &LogisticData,
-    y: &[f64],
-    batch: Batch<'_>,
-    mut f: impl FnMut(usize, f64, f64),
-) {
-    let n = data.n();
-    let inv = 1.0 / batch.len(n).max(1) as f64;
-    let mut each = |i: usize| {
-        let loss = data.value(y, Batch::Indices(std::slice::from_ref(&i)), |_| 1.0);
-        f(i, loss, inv);
-    };
-    match batch {
-        Batch::Full => (0..n).for_each(&mut each),
-        Batch::Indices(idx) => idx.iter().for_each(|&i| each(i)),
     }
 }
 
@@ -268,6 +322,39 @@ impl Objective for CleaningOuter {
     ) {
         out_x.set_zero();
         self.grad_y(x, y, batch, out_y);
+    }
+    fn fused(&self, _x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
+        check_batch(batch, self.data.n(), "data_cleaning f");
+        let Fused {
+            grad_x,
+            grad_y,
+            hvp_yy,
+            cross_xy,
+        } = out;
+        // f does not depend on x.
+        for o in [grad_x, cross_xy].into_iter().flatten() {
+            o.set_zero();
+        }
+        if grad_y.is_some() || hvp_yy.is_some() {
+            let vs = if hvp_yy.is_some() {
+                Some(
+                    v.expect("data_cleaning f: a product along v needs v")
+                        .as_slice(),
+                )
+            } else {
+                None
+            };
+            self.data.pass(
+                y.as_slice(),
+                vs,
+                batch,
+                |_| 1.0,
+                false,
+                grad_y.map(|o| o.as_mut_slice()),
+                hvp_yy.map(|o| o.as_mut_slice()),
+                None,
+            );
+        }
     }
     fn hvp_yy(&self, _x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "data_cleaning f");
@@ -436,32 +523,35 @@ impl DataCleaningConfig {
         let val_class = multiclass(&validation, &classes, "validation labels")?;
         let test_class = multiclass(&test, &classes, "test labels")?;
         let g = Arc::new(CleaningInner::new(
-            LogisticData::new(
+            LogisticData::with_storage(
                 train.design,
                 Targets::Multiclass { class: noisy, k },
                 self.intercept,
+                !sparse,
             ),
             self.regularization,
         ));
         let dim_x = g.data.n();
         let f = Arc::new(CleaningOuter {
-            data: LogisticData::new(
+            data: LogisticData::with_storage(
                 validation.design,
                 Targets::Multiclass {
                     class: val_class,
                     k,
                 },
                 self.intercept,
+                !sparse,
             ),
             dim_x,
         });
-        let test = LogisticData::new(
+        let test = LogisticData::with_storage(
             test.design,
             Targets::Multiclass {
                 class: test_class,
                 k,
             },
             self.intercept,
+            !sparse,
         );
         Ok(CleaningParts {
             g,

@@ -1,4 +1,4 @@
-//! Logistic losses over a design matrix, as per-row streaming kernels shared by
+//! Logistic losses over a design matrix: the fused streaming kernels shared by
 //! [`logreg_hpo`](super::logreg_hpo) and [`data_cleaning`](super::data_cleaning).
 //!
 //! Binary: labels b ∈ {−1, +1}, model w ∈ ℝ^d (plus an intercept when enabled),
@@ -7,12 +7,35 @@
 //! ℓᵢ(W) = log Σ_c exp(zᵢc) − zᵢ,bᵢ with zᵢ = Wᵀxᵢ. Per-sample derivatives:
 //! ∇ℓᵢ = xᵢ ⊗ rᵢ with r = −b σ(−b z) (binary) or p − e_b (multiclass, p = softmax z), and
 //! ∇²ℓᵢ·V = xᵢ ⊗ (σ(z)σ(−z) u) or xᵢ ⊗ (p⊙u − p (p·u)) with u = Vᵀxᵢ.
+//!
+//! ## How the kernels run
+//! - **One pass** ([`LogisticData::pass`]) computes any subset of {losses, ∇, ∇²·v, ∇ℓᵢ·v per
+//!   sample} at one point on one batch: the margins x·w and x·v come from one read of each row,
+//!   the nonlinearity is applied to a chunk of 64 rows at once (a branch-free `exp` that
+//!   vectorises), and the gradient and Hessian-vector rows are accumulated in one more read of
+//!   the (now cached) rows.
+//! - **Storage**: dense rows are stored row-major and zero-padded to a multiple of 8 entries
+//!   (lane-aligned, no tail loops); a CSR design with at least [`DENSE_DENSITY`] non-zeros is
+//!   streamed from such a dense copy too (faster than index gathers), unless the caller asks
+//!   for the storage as given. Multiclass dense kernels work on a class-major copy of W.
+//! - **Minibatches** are read in place through their indices (no gather copies).
+//! - **Full batches** are split into fixed blocks of rows (their number depends on n and the
+//!   output size only, not on the thread count), the blocks run in parallel (rayon), and the
+//!   block sums are added in block order: results are deterministic and use every core.
+//! - **SIMD**: every pass runs under [`kernels::dispatch`] (AVX2 when available); values do not
+//!   depend on the instruction set.
 
-use super::common::{
-    Rows, for_each_sample, sigmoid, softmax_in_place, softplus, with_rows, with_scratch,
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::common::with_scratch;
+use super::kernels::{
+    self, LANES, Lanes, LanesMut, Simd8, WithLanes, axpy_full, axpy_row, axpy2_row, dot_full,
+    dot_row, dot2_row, padded_len,
 };
 use crate::core::Batch;
-use crate::data::Design;
+use crate::data::{CsrMatrix, Design};
 
 /// Targets of a logistic loss.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,26 +51,444 @@ pub enum Targets {
     },
 }
 
+/// A CSR design with at least this fraction of non-zeros is streamed from a dense copy (unless
+/// the storage is forced): a dense row costs one multiply-add per entry in lane-wide loops, a
+/// sparse one an index load and a gather per non-zero.
+pub const DENSE_DENSITY: f64 = 0.25;
+
+/// Rows per chunk of the minibatch pipeline (margins, then nonlinearity, then updates).
+const CHUNK: usize = 32;
+/// Full batches with fewer multiply-adds than this run on one thread.
+const PAR_MIN_WORK: usize = 1 << 16;
+/// Rows per parallel block of a full batch (before the caps below).
+const BLOCK_ROWS: usize = 2048;
+/// At most this many parallel blocks.
+const MAX_BLOCKS: usize = 64;
+/// Memory of the per-block partial sums, in f64 (limits the block count for big outputs).
+const PARTIAL_BUDGET: usize = 1 << 22;
+/// Largest K with stack buffers in the multiclass kernels (beyond it, one heap buffer per call).
+const STACK_K: usize = 32;
+
+/// Row-major rows zero-padded to a multiple of [`LANES`] entries.
+#[derive(Clone, Debug)]
+struct PaddedRows {
+    stride: usize,
+    values: Vec<f64>,
+}
+
+impl PaddedRows {
+    fn from_design(design: &Design) -> Self {
+        let (n, d) = (design.rows(), design.cols());
+        let stride = padded_len(d);
+        let mut values = vec![0.0; n * stride];
+        match design {
+            Design::Dense(m) => {
+                for i in 0..n {
+                    values[i * stride..i * stride + d].copy_from_slice(m.row(i));
+                }
+            }
+            Design::Sparse(m) => {
+                for i in 0..n {
+                    let (idx, val) = m.row(i);
+                    let row = &mut values[i * stride..(i + 1) * stride];
+                    for (&j, &v) in idx.iter().zip(val) {
+                        row[j as usize] = v;
+                    }
+                }
+            }
+        }
+        Self { stride, values }
+    }
+    #[inline(always)]
+    fn row(&self, i: usize) -> &[f64] {
+        &self.values[i * self.stride..(i + 1) * self.stride]
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Store {
+    Dense(PaddedRows),
+    Sparse(CsrMatrix),
+}
+
 /// A design with logistic targets.
 #[derive(Clone, Debug)]
 pub struct LogisticData {
-    pub(crate) design: Design,
-    pub(crate) targets: Targets,
-    pub(crate) intercept: bool,
+    store: Store,
+    targets: Targets,
+    intercept: bool,
+    n: usize,
+    d: usize,
+}
+
+/// Row access of the binary kernels.
+trait RowOps: Sync {
+    type In<'a>: Sync;
+    type Out<'a>;
+    fn input<'a>(&self, v: &'a [f64]) -> Self::In<'a>;
+    fn output<'a>(&self, v: &'a mut [f64]) -> Self::Out<'a>;
+    fn finish(&self, o: Self::Out<'_>);
+    fn dot(&self, i: usize, a: &Self::In<'_>) -> f64;
+    fn dot2(&self, i: usize, a: &Self::In<'_>, b: &Self::In<'_>) -> (f64, f64);
+    fn axpy(&self, i: usize, c: f64, o: &mut Self::Out<'_>);
+    fn axpy2(&self, i: usize, c1: f64, c2: f64, o1: &mut Self::Out<'_>, o2: &mut Self::Out<'_>);
+}
+
+impl RowOps for PaddedRows {
+    type In<'a> = Lanes<'a>;
+    type Out<'a> = LanesMut<'a>;
+    #[inline(always)]
+    fn input<'a>(&self, v: &'a [f64]) -> Lanes<'a> {
+        Lanes::new(v)
+    }
+    #[inline(always)]
+    fn output<'a>(&self, v: &'a mut [f64]) -> LanesMut<'a> {
+        LanesMut::new(v)
+    }
+    #[inline(always)]
+    fn finish(&self, o: LanesMut<'_>) {
+        o.finish()
+    }
+    #[inline(always)]
+    fn dot(&self, i: usize, a: &Lanes<'_>) -> f64 {
+        dot_row(self.row(i), a)
+    }
+    #[inline(always)]
+    fn dot2(&self, i: usize, a: &Lanes<'_>, b: &Lanes<'_>) -> (f64, f64) {
+        dot2_row(self.row(i), a, b)
+    }
+    #[inline(always)]
+    fn axpy(&self, i: usize, c: f64, o: &mut LanesMut<'_>) {
+        axpy_row(c, self.row(i), o)
+    }
+    #[inline(always)]
+    fn axpy2(&self, i: usize, c1: f64, c2: f64, o1: &mut LanesMut<'_>, o2: &mut LanesMut<'_>) {
+        axpy2_row(c1, c2, self.row(i), o1, o2)
+    }
+}
+
+/// Padded dense rows of exactly `NCH` lane chunks (d ≤ 8·NCH), with explicit SIMD (`S`): the
+/// model, the direction and the output accumulators live in registers for the whole block.
+struct Fixed<'a, const NCH: usize, S>(&'a PaddedRows, S);
+
+impl<const NCH: usize, S: Simd8> Fixed<'_, NCH, S> {
+    #[inline(always)]
+    fn row(&self, i: usize) -> &[[f64; LANES]; NCH] {
+        let s = self.0.stride;
+        <&[[f64; LANES]; NCH]>::try_from(self.0.values[i * s..(i + 1) * s].as_chunks::<LANES>().0)
+            .expect("invariant: the stride is NCH lane chunks")
+    }
+    #[inline(always)]
+    fn lanes(&self, v: &[f64]) -> [S::V; NCH] {
+        let mut a = [[0.0; LANES]; NCH];
+        for (j, &x) in v.iter().enumerate() {
+            a[j / LANES][j % LANES] = x;
+        }
+        a.map(|c| self.1.load(&c))
+    }
+}
+
+/// Output accumulators of [`Fixed`] and where they go.
+struct FixedOut<'a, const NCH: usize, V> {
+    acc: [V; NCH],
+    dst: &'a mut [f64],
+}
+
+impl<const NCH: usize, S: Simd8> RowOps for Fixed<'_, NCH, S> {
+    type In<'a> = [S::V; NCH];
+    type Out<'a> = FixedOut<'a, NCH, S::V>;
+    #[inline(always)]
+    fn input<'a>(&self, v: &'a [f64]) -> [S::V; NCH] {
+        self.lanes(v)
+    }
+    #[inline(always)]
+    fn output<'a>(&self, v: &'a mut [f64]) -> FixedOut<'a, NCH, S::V> {
+        FixedOut {
+            acc: self.lanes(v),
+            dst: v,
+        }
+    }
+    #[inline(always)]
+    fn finish(&self, o: FixedOut<'_, NCH, S::V>) {
+        let acc = o.acc.map(|v| self.1.store(v));
+        for (j, d) in o.dst.iter_mut().enumerate() {
+            *d = acc[j / LANES][j % LANES];
+        }
+    }
+    #[inline(always)]
+    fn dot(&self, i: usize, a: &[S::V; NCH]) -> f64 {
+        let (s, r) = (self.1, self.row(i));
+        let mut acc = s.mul(s.load(&r[0]), a[0]);
+        for c in 1..NCH {
+            acc = s.add(acc, s.mul(s.load(&r[c]), a[c]));
+        }
+        s.hsum(acc)
+    }
+    #[inline(always)]
+    fn dot2(&self, i: usize, a: &[S::V; NCH], b: &[S::V; NCH]) -> (f64, f64) {
+        let (s, r) = (self.1, self.row(i));
+        let x = s.load(&r[0]);
+        let (mut acc_a, mut acc_b) = (s.mul(x, a[0]), s.mul(x, b[0]));
+        for c in 1..NCH {
+            let x = s.load(&r[c]);
+            acc_a = s.add(acc_a, s.mul(x, a[c]));
+            acc_b = s.add(acc_b, s.mul(x, b[c]));
+        }
+        (s.hsum(acc_a), s.hsum(acc_b))
+    }
+    #[inline(always)]
+    fn axpy(&self, i: usize, c: f64, o: &mut FixedOut<'_, NCH, S::V>) {
+        let (s, r) = (self.1, self.row(i));
+        let cv = s.splat(c);
+        for ch in 0..NCH {
+            o.acc[ch] = s.add(o.acc[ch], s.mul(cv, s.load(&r[ch])));
+        }
+    }
+    #[inline(always)]
+    fn axpy2(
+        &self,
+        i: usize,
+        c1: f64,
+        c2: f64,
+        o1: &mut FixedOut<'_, NCH, S::V>,
+        o2: &mut FixedOut<'_, NCH, S::V>,
+    ) {
+        let (s, r) = (self.1, self.row(i));
+        let (cv1, cv2) = (s.splat(c1), s.splat(c2));
+        for ch in 0..NCH {
+            let x = s.load(&r[ch]);
+            o1.acc[ch] = s.add(o1.acc[ch], s.mul(cv1, x));
+            o2.acc[ch] = s.add(o2.acc[ch], s.mul(cv2, x));
+        }
+    }
+}
+
+impl RowOps for CsrMatrix {
+    type In<'a> = &'a [f64];
+    type Out<'a> = &'a mut [f64];
+    #[inline(always)]
+    fn input<'a>(&self, v: &'a [f64]) -> &'a [f64] {
+        v
+    }
+    #[inline(always)]
+    fn output<'a>(&self, v: &'a mut [f64]) -> &'a mut [f64] {
+        v
+    }
+    #[inline(always)]
+    fn finish(&self, _: &mut [f64]) {}
+    #[inline(always)]
+    fn dot(&self, i: usize, a: &&[f64]) -> f64 {
+        let (idx, val) = self.row(i);
+        let mut s = 0.0;
+        for (&j, &x) in idx.iter().zip(val) {
+            s += x * a[j as usize];
+        }
+        s
+    }
+    #[inline(always)]
+    fn dot2(&self, i: usize, a: &&[f64], b: &&[f64]) -> (f64, f64) {
+        let (idx, val) = self.row(i);
+        let (mut s, mut t) = (0.0, 0.0);
+        for (&j, &x) in idx.iter().zip(val) {
+            s += x * a[j as usize];
+            t += x * b[j as usize];
+        }
+        (s, t)
+    }
+    #[inline(always)]
+    fn axpy(&self, i: usize, c: f64, o: &mut &mut [f64]) {
+        let (idx, val) = self.row(i);
+        for (&j, &x) in idx.iter().zip(val) {
+            o[j as usize] += c * x;
+        }
+    }
+    #[inline(always)]
+    fn axpy2(&self, i: usize, c1: f64, c2: f64, o1: &mut &mut [f64], o2: &mut &mut [f64]) {
+        let (idx, val) = self.row(i);
+        for (&j, &x) in idx.iter().zip(val) {
+            o1[j as usize] += c1 * x;
+            o2[j as usize] += c2 * x;
+        }
+    }
+}
+
+/// Row access of the multiclass kernels, in the store's native layout of W: class-major padded
+/// (dense) or feature-major (CSR).
+trait MultiOps: Sync {
+    /// z ← W_nativeᵀ x_i (length k), no intercept.
+    fn outputs(&self, i: usize, w: &[f64], z: &mut [f64]);
+    /// out_native ← out_native + x_i ⊗ c.
+    fn back(&self, i: usize, c: &[f64], out: &mut [f64]);
+}
+
+impl MultiOps for PaddedRows {
+    #[inline(always)]
+    fn outputs(&self, i: usize, w: &[f64], z: &mut [f64]) {
+        let row = self.row(i);
+        for (zc, wc) in z.iter_mut().zip(w.chunks_exact(self.stride)) {
+            *zc = dot_full(row, wc);
+        }
+    }
+    #[inline(always)]
+    fn back(&self, i: usize, c: &[f64], out: &mut [f64]) {
+        let row = self.row(i);
+        for (&cc, oc) in c.iter().zip(out.chunks_exact_mut(self.stride)) {
+            axpy_full(cc, row, oc);
+        }
+    }
+}
+
+impl MultiOps for CsrMatrix {
+    #[inline(always)]
+    fn outputs(&self, i: usize, w: &[f64], z: &mut [f64]) {
+        let k = z.len();
+        z.fill(0.0);
+        let (idx, val) = self.row(i);
+        for (&j, &a) in idx.iter().zip(val) {
+            let wj = &w[j as usize * k..(j as usize + 1) * k];
+            for (zc, &wc) in z.iter_mut().zip(wj) {
+                *zc += a * wc;
+            }
+        }
+    }
+    #[inline(always)]
+    fn back(&self, i: usize, c: &[f64], out: &mut [f64]) {
+        let k = c.len();
+        let (idx, val) = self.row(i);
+        for (&j, &a) in idx.iter().zip(val) {
+            let oj = &mut out[j as usize * k..(j as usize + 1) * k];
+            for (o, &cc) in oj.iter_mut().zip(c) {
+                *o += a * cc;
+            }
+        }
+    }
+}
+
+/// Rows of one block: a range (full batch) or indices (minibatch).
+#[derive(Clone, Copy)]
+enum RowSet<'a> {
+    Range(usize, usize),
+    Indices(&'a [usize]),
+}
+
+impl RowSet<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        match self {
+            RowSet::Range(a, b) => b - a,
+            RowSet::Indices(idx) => idx.len(),
+        }
+    }
+    /// Writes rows pos..pos+n of the set into `idx`.
+    #[inline(always)]
+    fn fill(&self, pos: usize, idx: &mut [usize]) {
+        match self {
+            RowSet::Range(a, _) => {
+                for (k, slot) in idx.iter_mut().enumerate() {
+                    *slot = a + pos + k;
+                }
+            }
+            RowSet::Indices(all) => idx.copy_from_slice(&all[pos..pos + idx.len()]),
+        }
+    }
+}
+
+/// The per-sample callback: `(i, ℓᵢ, ∇ℓᵢ·v, 1/|B|)` (ℓᵢ only when losses are requested, 0
+/// otherwise; ∇ℓᵢ·v only with a direction v, 0 otherwise).
+pub(crate) type OnSample<'a> = &'a mut dyn FnMut(usize, f64, f64, f64);
+
+/// Inputs shared by the blocks of one pass (native layout).
+struct Job<'a, W> {
+    w: &'a [f64],
+    v: Option<&'a [f64]>,
+    weight: &'a W,
+    inv: f64,
+    want_loss: bool,
+}
+
+/// One [`LogisticData::pass`], waiting for its instruction set.
+struct PassOp<'a, 'o, 'p, W> {
+    data: &'a LogisticData,
+    job: Job<'a, W>,
+    rows: RowSet<'a>,
+    grad: Option<&'o mut [f64]>,
+    hvp: Option<&'o mut [f64]>,
+    on_sample: Option<OnSample<'p>>,
+}
+
+impl<W: Fn(usize) -> f64 + Sync> WithLanes for PassOp<'_, '_, '_, W> {
+    type Output = f64;
+    #[inline(always)]
+    fn run<S: Simd8>(self, s: S) -> f64 {
+        self.data
+            .pass_with(s, &self.job, self.rows, self.grad, self.hvp, self.on_sample)
+    }
+}
+
+/// Where each output sits in a block's partial buffer.
+#[derive(Clone, Copy)]
+struct Layout {
+    /// Native output length (model dimension in the native layout).
+    len: usize,
+    grad: bool,
+    hvp: bool,
+}
+
+impl Layout {
+    /// Partial length: gradient, Hessian product, then the weighted loss sum.
+    fn partial(&self) -> usize {
+        self.len * (usize::from(self.grad) + usize::from(self.hvp)) + 1
+    }
+    fn split<'a>(&self, part: &'a mut [f64]) -> (Option<&'a mut [f64]>, Option<&'a mut [f64]>) {
+        let (g, rest) = part.split_at_mut(if self.grad { self.len } else { 0 });
+        let (h, _) = rest.split_at_mut(if self.hvp { self.len } else { 0 });
+        (self.grad.then_some(g), self.hvp.then_some(h))
+    }
+}
+
+/// σ pieces of a binary margin m = b·z: (t = e^{−|m|}, σ(−m), σ(m)σ(−m)).
+#[inline(always)]
+fn binary_pieces(m: f64) -> (f64, f64, f64) {
+    let t = kernels::exp(-m.abs());
+    let q = 1.0 / (1.0 + t);
+    let s = if m >= 0.0 { t * q } else { q };
+    (t, s, t * q * q)
+}
+
+/// log(1 + e^{−m}) from m and t = e^{−|m|}.
+#[inline(always)]
+fn softplus_neg(m: f64, t: f64) -> f64 {
+    if m >= 0.0 { t.ln_1p() } else { -m + t.ln_1p() }
 }
 
 impl LogisticData {
     /// Data for a logistic loss; `intercept` adds a bias (a last row of W, a last entry of w).
+    /// A CSR design with at least [`DENSE_DENSITY`] non-zeros is streamed from a dense copy.
     pub fn new(design: Design, targets: Targets, intercept: bool) -> Self {
+        let dense = !design.is_sparse() || design.density() >= DENSE_DENSITY;
+        Self::with_storage(design, targets, intercept, dense)
+    }
+
+    /// As [`new`](Self::new), with the kernel storage chosen by the caller (`dense` false keeps a
+    /// CSR design sparse; a dense design is always dense).
+    pub fn with_storage(design: Design, targets: Targets, intercept: bool, dense: bool) -> Self {
+        let (n, d) = (design.rows(), design.cols());
+        let store = match design {
+            Design::Sparse(m) if !dense => Store::Sparse(m),
+            other => Store::Dense(PaddedRows::from_design(&other)),
+        };
         Self {
-            design,
+            store,
             targets,
             intercept,
+            n,
+            d,
         }
     }
+
     /// Samples.
     pub fn n(&self) -> usize {
-        self.design.rows()
+        self.n
     }
     /// Outputs per sample: 1 (binary) or K.
     pub fn k(&self) -> usize {
@@ -58,90 +499,25 @@ impl LogisticData {
     }
     /// Rows of the model (features, +1 with an intercept).
     pub fn model_rows(&self) -> usize {
-        self.design.cols() + usize::from(self.intercept)
+        self.d + usize::from(self.intercept)
     }
     /// Length of the model vector.
     pub fn dim(&self) -> usize {
         self.model_rows() * self.k()
     }
-
-    /// z ← model outputs of sample i (length k).
-    #[inline]
-    fn outputs<R: Rows>(&self, r: &R, i: usize, y: &[f64], z: &mut [f64]) {
-        let d = r.n_cols();
-        let k = z.len();
-        if k == 1 {
-            z[0] = r.dot(i, y);
-        } else {
-            z.fill(0.0);
-            r.gemv_k(i, y, z);
-        }
-        if self.intercept {
-            for (zc, &b) in z.iter_mut().zip(&y[d * k..(d + 1) * k]) {
-                *zc += b;
-            }
-        }
-    }
-
-    /// out ← out + α xᵢ ⊗ r (and the intercept row).
-    #[inline]
-    fn back<R: Rows>(&self, r: &R, i: usize, alpha: f64, res: &[f64], out: &mut [f64]) {
-        let d = r.n_cols();
-        let k = res.len();
-        if k == 1 {
-            r.axpy(i, alpha * res[0], out);
-        } else if alpha == 1.0 {
-            r.ger_k(i, res, out);
-        } else {
-            // Scaled copy of r on the stack would need k known; scale in place and restore.
-            with_alpha(res, alpha, |scaled| r.ger_k(i, scaled, out));
-        }
-        if self.intercept {
-            for (o, &rc) in out[d * k..(d + 1) * k].iter_mut().zip(res) {
-                *o += alpha * rc;
-            }
-        }
-    }
-
-    /// Turns the outputs `z` of sample i into the residual ∂ℓ/∂z and fills `p` with what the
-    /// curvature needs: σ(−bz) for binary (so σ(z)σ(−z) = p(1 − p)), the softmax for multiclass.
-    /// Returns the loss when `want_loss` (binary: one more exp/log1p; otherwise 0).
-    #[inline]
-    fn loss_residual(&self, i: usize, z: &mut [f64], p: &mut [f64], want_loss: bool) -> f64 {
-        match &self.targets {
-            Targets::Binary(b) => {
-                let m = b[i] * z[0];
-                let s = sigmoid(-m);
-                p[0] = s;
-                z[0] = -b[i] * s;
-                if want_loss { softplus(-m) } else { 0.0 }
-            }
-            Targets::Multiclass { class, .. } => {
-                let c = class[i] as usize;
-                let zc = z[c];
-                p.copy_from_slice(z);
-                let lse = softmax_in_place(p);
-                z.copy_from_slice(p);
-                z[c] -= 1.0;
-                lse - zc
-            }
-        }
+    /// True when the kernels stream dense rows.
+    pub fn is_dense(&self) -> bool {
+        matches!(self.store, Store::Dense(_))
     }
 
     /// Σ_B w(i) ℓᵢ / |B|.
-    pub(crate) fn value(&self, y: &[f64], batch: Batch<'_>, weight: impl Fn(usize) -> f64) -> f64 {
-        let k = self.k();
-        with_scratch(2 * k, |buf| {
-            let (z, p) = buf.split_at_mut(k);
-            with_rows!(&self.design, |r| {
-                let mut total = 0.0;
-                let scale = for_each_sample(batch, self.n(), |i| {
-                    self.outputs(r, i, y, z);
-                    total += weight(i) * self.loss_residual(i, z, p, true);
-                });
-                total * scale
-            })
-        })
+    pub(crate) fn value(
+        &self,
+        y: &[f64],
+        batch: Batch<'_>,
+        weight: impl Fn(usize) -> f64 + Sync,
+    ) -> f64 {
+        self.pass(y, None, batch, weight, true, None, None, None)
     }
 
     /// out ← Σ_B w(i) ∇ℓᵢ / |B| (losses not computed).
@@ -149,53 +525,10 @@ impl LogisticData {
         &self,
         y: &[f64],
         batch: Batch<'_>,
-        weight: impl Fn(usize) -> f64,
+        weight: impl Fn(usize) -> f64 + Sync,
         out: &mut [f64],
     ) {
-        self.grad_impl::<false>(y, batch, weight, out, |_, _, _| {});
-    }
-
-    /// As [`grad`](Self::grad), and `on_loss(i, ℓᵢ, 1/|B|)` sees every sample's loss.
-    pub(crate) fn grad_with_losses(
-        &self,
-        y: &[f64],
-        batch: Batch<'_>,
-        weight: impl Fn(usize) -> f64,
-        out: &mut [f64],
-        on_loss: impl FnMut(usize, f64, f64),
-    ) {
-        self.grad_impl::<true>(y, batch, weight, out, on_loss);
-    }
-
-    #[inline]
-    fn grad_impl<const LOSS: bool>(
-        &self,
-        y: &[f64],
-        batch: Batch<'_>,
-        weight: impl Fn(usize) -> f64,
-        out: &mut [f64],
-        mut on_loss: impl FnMut(usize, f64, f64),
-    ) {
-        let k = self.k();
-        out.fill(0.0);
-        let n = self.n();
-        let inv = 1.0 / batch.len(n).max(1) as f64;
-        with_scratch(2 * k, |buf| {
-            let (z, p) = buf.split_at_mut(k);
-            with_rows!(&self.design, |r| {
-                for_each_sample(batch, n, |i| {
-                    self.outputs(r, i, y, z);
-                    let loss = self.loss_residual(i, z, p, LOSS);
-                    if LOSS {
-                        on_loss(i, loss, inv);
-                    }
-                    let w = weight(i);
-                    if w != 0.0 {
-                        self.back(r, i, w * inv, z, out);
-                    }
-                });
-            })
-        })
+        self.pass(y, None, batch, weight, false, Some(out), None, None);
     }
 
     /// out ← Σ_B w(i) ∇²ℓᵢ v / |B|.
@@ -204,110 +537,813 @@ impl LogisticData {
         y: &[f64],
         v: &[f64],
         batch: Batch<'_>,
-        weight: impl Fn(usize) -> f64,
+        weight: impl Fn(usize) -> f64 + Sync,
         out: &mut [f64],
     ) {
-        let k = self.k();
-        out.fill(0.0);
-        let n = self.n();
-        let inv = 1.0 / batch.len(n).max(1) as f64;
-        with_scratch(3 * k, |buf| {
-            let (z, rest) = buf.split_at_mut(k);
-            let (p, u) = rest.split_at_mut(k);
-            with_rows!(&self.design, |r| {
-                for_each_sample(batch, n, |i| {
-                    let w = weight(i);
-                    if w == 0.0 {
-                        return;
-                    }
-                    self.outputs(r, i, y, z);
-                    self.loss_residual(i, z, p, false);
-                    self.outputs(r, i, v, u);
-                    if k == 1 {
-                        u[0] *= p[0] * (1.0 - p[0]);
-                    } else {
-                        let pu: f64 = p.iter().zip(u.iter()).map(|(a, b)| a * b).sum();
-                        for (uc, &pc) in u.iter_mut().zip(p.iter()) {
-                            *uc = pc * (*uc - pu);
-                        }
-                    }
-                    self.back(r, i, w * inv, u, out);
-                });
-            })
+        self.pass(y, Some(v), batch, weight, false, None, Some(out), None);
+    }
+
+    /// One fused pass over `batch` at model `y` (and direction `v`): returns Σ_B w(i) ℓᵢ / |B|
+    /// when `want_loss` (0 otherwise), writes Σ_B w(i) ∇ℓᵢ / |B| into `grad` and
+    /// Σ_B w(i) ∇²ℓᵢ v / |B| into `hvp` when given (overwritten), and calls `on_sample` with
+    /// every sample's (unweighted) loss and ∇ℓᵢ·v. `hvp` and the per-sample ∇ℓᵢ·v need `v`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pass(
+        &self,
+        y: &[f64],
+        v: Option<&[f64]>,
+        batch: Batch<'_>,
+        weight: impl Fn(usize) -> f64 + Sync,
+        want_loss: bool,
+        grad: Option<&mut [f64]>,
+        hvp: Option<&mut [f64]>,
+        on_sample: Option<OnSample<'_>>,
+    ) -> f64 {
+        let dim = self.dim();
+        assert_eq!(y.len(), dim, "logistic: model length");
+        if let Some(v) = v {
+            assert_eq!(v.len(), dim, "logistic: direction length");
+        }
+        assert!(
+            hvp.is_none() || v.is_some(),
+            "logistic: a Hessian product needs a direction"
+        );
+        let rows = match batch {
+            Batch::Full => RowSet::Range(0, self.n),
+            Batch::Indices(idx) => RowSet::Indices(idx),
+        };
+        let job = Job {
+            w: y,
+            v,
+            weight: &weight,
+            inv: 1.0 / rows.len().max(1) as f64,
+            want_loss,
+        };
+        kernels::dispatch_lanes(PassOp {
+            data: self,
+            job,
+            rows,
+            grad,
+            hvp,
+            on_sample,
         })
     }
 
-    /// Calls `f(i, ∇ℓᵢ·v, 1/|B|)` for every sample of the batch.
-    pub(crate) fn directional(
+    /// [`pass`](Self::pass) with the instruction set `s`.
+    #[inline(always)]
+    fn pass_with<S: Simd8, W: Fn(usize) -> f64 + Sync>(
         &self,
-        y: &[f64],
-        v: &[f64],
-        batch: Batch<'_>,
-        mut f: impl FnMut(usize, f64, f64),
-    ) {
-        let k = self.k();
-        let n = self.n();
-        let inv = 1.0 / batch.len(n).max(1) as f64;
-        with_scratch(3 * k, |buf| {
-            let (z, rest) = buf.split_at_mut(k);
-            let (p, u) = rest.split_at_mut(k);
-            with_rows!(&self.design, |r| {
-                for_each_sample(batch, n, |i| {
-                    self.outputs(r, i, y, z);
-                    self.loss_residual(i, z, p, false);
-                    self.outputs(r, i, v, u);
-                    let dd: f64 = z.iter().zip(u.iter()).map(|(a, b)| a * b).sum();
-                    f(i, dd, inv);
+        s: S,
+        job: &Job<'_, W>,
+        rows: RowSet<'_>,
+        grad: Option<&mut [f64]>,
+        hvp: Option<&mut [f64]>,
+        on_sample: Option<OnSample<'_>>,
+    ) -> f64 {
+        match (&self.store, &self.targets) {
+            (Store::Dense(r), Targets::Binary(labels)) => match r.stride / LANES {
+                1 => self.binary_pass(
+                    s,
+                    &Fixed::<1, S>(r, s),
+                    labels,
+                    job,
+                    rows,
+                    grad,
+                    hvp,
+                    on_sample,
+                ),
+                2 => self.binary_pass(
+                    s,
+                    &Fixed::<2, S>(r, s),
+                    labels,
+                    job,
+                    rows,
+                    grad,
+                    hvp,
+                    on_sample,
+                ),
+                3 => self.binary_pass(
+                    s,
+                    &Fixed::<3, S>(r, s),
+                    labels,
+                    job,
+                    rows,
+                    grad,
+                    hvp,
+                    on_sample,
+                ),
+                4 => self.binary_pass(
+                    s,
+                    &Fixed::<4, S>(r, s),
+                    labels,
+                    job,
+                    rows,
+                    grad,
+                    hvp,
+                    on_sample,
+                ),
+                _ => self.binary_pass(s, r, labels, job, rows, grad, hvp, on_sample),
+            },
+            (Store::Sparse(r), Targets::Binary(labels)) => {
+                self.binary_pass(s, r, labels, job, rows, grad, hvp, on_sample)
+            }
+            (Store::Dense(r), Targets::Multiclass { class, k }) => {
+                self.multi_dense(s, r, class, *k, job, rows, grad, hvp, on_sample)
+            }
+            (Store::Sparse(r), Targets::Multiclass { class, k }) => {
+                let bias_at = self.d * k;
+                self.drive(
+                    s,
+                    rows,
+                    self.dim(),
+                    grad,
+                    hvp,
+                    on_sample,
+                    #[inline(always)]
+                    |set, g, h, o| self.multi_block(r, class, *k, bias_at, job, set, g, h, o),
+                )
+            }
+        }
+    }
+
+    /// The number of parallel blocks of a pass over `rows` with outputs of length `len`.
+    fn blocks(&self, rows: RowSet<'_>, len: usize, per_sample: bool) -> usize {
+        match rows {
+            RowSet::Range(a, b) if !per_sample => {
+                let n = b - a;
+                if n.saturating_mul(self.dim()) < PAR_MIN_WORK {
+                    1
+                } else {
+                    (n / BLOCK_ROWS)
+                        .clamp(1, MAX_BLOCKS)
+                        .min((PARTIAL_BUDGET / len.max(1)).max(1))
+                }
+            }
+            _ => 1,
+        }
+    }
+
+    /// Runs `block` over `rows` into the (zeroed) outputs: in one piece, or in parallel blocks
+    /// whose partial sums are added in block order. Returns the summed scalar.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn drive<S: Simd8>(
+        &self,
+        s: S,
+        rows: RowSet<'_>,
+        len: usize,
+        mut grad: Option<&mut [f64]>,
+        mut hvp: Option<&mut [f64]>,
+        on_sample: Option<OnSample<'_>>,
+        block: impl Fn(RowSet<'_>, Option<&mut [f64]>, Option<&mut [f64]>, Option<OnSample<'_>>) -> f64
+        + Sync,
+    ) -> f64 {
+        for out in [grad.as_deref_mut(), hvp.as_deref_mut()]
+            .into_iter()
+            .flatten()
+        {
+            out.fill(0.0);
+        }
+        let layout = Layout {
+            len,
+            grad: grad.is_some(),
+            hvp: hvp.is_some(),
+        };
+        let nb = self.blocks(rows, len, on_sample.is_some());
+        let RowSet::Range(start, end) = rows else {
+            return block(rows, grad, hvp, on_sample);
+        };
+        if nb == 1 {
+            return block(rows, grad, hvp, on_sample);
+        }
+        let plen = layout.partial();
+        let n = end - start;
+        with_scratch(nb * plen, |partials| {
+            partials
+                .par_chunks_mut(plen)
+                .enumerate()
+                .for_each(|(b, part)| {
+                    let range = block_range(b, nb, n);
+                    let (g, h) = layout.split(part);
+                    part[plen - 1] = s.run(
+                        #[inline(always)]
+                        || {
+                            block(
+                                RowSet::Range(start + range.start, start + range.end),
+                                g,
+                                h,
+                                None,
+                            )
+                        },
+                    );
                 });
-            })
+            let mut total = 0.0;
+            for part in partials.chunks_exact(plen) {
+                let (g, h) = split_ref(&layout, part);
+                if let (Some(out), Some(p)) = (grad.as_deref_mut(), g) {
+                    kernels_add(out, p);
+                }
+                if let (Some(out), Some(p)) = (hvp.as_deref_mut(), h) {
+                    kernels_add(out, p);
+                }
+                total += part[plen - 1];
+            }
+            total
         })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn binary_pass<S: Simd8, R: RowOps, W: Fn(usize) -> f64 + Sync>(
+        &self,
+        s: S,
+        r: &R,
+        labels: &[f64],
+        job: &Job<'_, W>,
+        rows: RowSet<'_>,
+        grad: Option<&mut [f64]>,
+        hvp: Option<&mut [f64]>,
+        on_sample: Option<OnSample<'_>>,
+    ) -> f64 {
+        self.drive(
+            s,
+            rows,
+            job.w.len(),
+            grad,
+            hvp,
+            on_sample,
+            #[inline(always)]
+            |set, g, h, o| self.binary_block(r, labels, job, set, g, h, o),
+        )
+    }
+
+    /// The binary kernel on one block of rows (outputs accumulated).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn binary_block<R: RowOps>(
+        &self,
+        r: &R,
+        labels: &[f64],
+        job: &Job<'_, impl Fn(usize) -> f64>,
+        rows: RowSet<'_>,
+        grad: Option<&mut [f64]>,
+        hvp: Option<&mut [f64]>,
+        mut on_sample: Option<OnSample<'_>>,
+    ) -> f64 {
+        let d = self.d;
+        let (w, w_bias) = split_bias(job.w, d, self.intercept);
+        let yin = r.input(w);
+        let (vin, v_bias) = match job.v {
+            Some(v) => {
+                let (vw, vb) = split_bias(v, d, self.intercept);
+                (Some(r.input(vw)), vb)
+            }
+            None => (None, 0.0),
+        };
+        let (mut gout, mut gbias) = match grad {
+            Some(g) => {
+                let (gw, gb) = g.split_at_mut(d);
+                (Some(r.output(gw)), gb.first_mut())
+            }
+            None => (None, None),
+        };
+        let (mut hout, mut hbias) = match hvp {
+            Some(h) => {
+                let (hw, hb) = h.split_at_mut(d);
+                (Some(r.output(hw)), hb.first_mut())
+            }
+            None => (None, None),
+        };
+        let want_dd = on_sample.is_some() && vin.is_some();
+        let mut idx = [0usize; CHUNK];
+        let mut zy = [0.0; CHUNK];
+        let mut zv = [0.0; CHUNK];
+        let mut lab = [0.0; CHUNK];
+        let mut wt = [0.0; CHUNK];
+        let mut cg = [0.0; CHUNK];
+        let mut ch = [0.0; CHUNK];
+        let mut total = 0.0;
+        let len = rows.len();
+        let mut pos = 0;
+        while pos < len {
+            let n = (len - pos).min(CHUNK);
+            rows.fill(pos, &mut idx[..n]);
+            pos += n;
+            // Margins: x·w (and x·v) from one read of each row.
+            match &vin {
+                Some(vin) => {
+                    for k in 0..n {
+                        let (a, b) = r.dot2(idx[k], &yin, vin);
+                        zy[k] = a + w_bias;
+                        zv[k] = b + v_bias;
+                    }
+                }
+                None => {
+                    for k in 0..n {
+                        zy[k] = r.dot(idx[k], &yin) + w_bias;
+                    }
+                }
+            }
+            for k in 0..n {
+                lab[k] = labels[idx[k]];
+                wt[k] = (job.weight)(idx[k]) * job.inv;
+            }
+            // Nonlinearity on the whole chunk (vectorised): r = −b σ(−bz), σ(z)σ(−z).
+            if hout.is_some() {
+                for k in 0..n {
+                    let (_, s, curv) = binary_pieces(lab[k] * zy[k]);
+                    cg[k] = -(wt[k] * lab[k]) * s;
+                    ch[k] = wt[k] * curv * zv[k];
+                }
+            } else {
+                for k in 0..n {
+                    let (_, s, _) = binary_pieces(lab[k] * zy[k]);
+                    cg[k] = -(wt[k] * lab[k]) * s;
+                }
+            }
+            // Losses and per-sample values (value calls, per-sample callbacks): scalar.
+            if job.want_loss || on_sample.is_some() {
+                for k in 0..n {
+                    let m = lab[k] * zy[k];
+                    let (t, s, _) = binary_pieces(m);
+                    let l = if job.want_loss {
+                        softplus_neg(m, t)
+                    } else {
+                        0.0
+                    };
+                    total += wt[k] * l;
+                    if let Some(f) = on_sample.as_deref_mut() {
+                        let dk = if want_dd { -lab[k] * s * zv[k] } else { 0.0 };
+                        f(idx[k], l, dk, job.inv);
+                    }
+                }
+            }
+            // Updates: ∇ and ∇²·v rows from a second (cached) read of each row. The
+            // accumulators are moved into locals for the loop (so they stay in registers).
+            match (gout.take(), hout.take()) {
+                (Some(mut g), Some(mut h)) => {
+                    for k in 0..n {
+                        r.axpy2(idx[k], cg[k], ch[k], &mut g, &mut h);
+                    }
+                    gout = Some(g);
+                    hout = Some(h);
+                }
+                (Some(mut g), None) => {
+                    for k in 0..n {
+                        r.axpy(idx[k], cg[k], &mut g);
+                    }
+                    gout = Some(g);
+                }
+                (None, Some(mut h)) => {
+                    for k in 0..n {
+                        r.axpy(idx[k], ch[k], &mut h);
+                    }
+                    hout = Some(h);
+                }
+                (None, None) => {}
+            }
+            if let Some(b) = gbias.as_deref_mut() {
+                for &c in &cg[..n] {
+                    *b += c;
+                }
+            }
+            if let Some(b) = hbias.as_deref_mut() {
+                for &c in &ch[..n] {
+                    *b += c;
+                }
+            }
+        }
+        if let Some(g) = gout {
+            r.finish(g);
+        }
+        if let Some(h) = hout {
+            r.finish(h);
+        }
+        total
+    }
+
+    /// Multiclass over padded dense rows: converts W (and V) to class-major padded copies, runs
+    /// the blocks, converts the outputs back to feature-major.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn multi_dense<S: Simd8, W: Fn(usize) -> f64 + Sync>(
+        &self,
+        s: S,
+        r: &PaddedRows,
+        class: &[u32],
+        k: usize,
+        job: &Job<'_, W>,
+        rows: RowSet<'_>,
+        grad: Option<&mut [f64]>,
+        hvp: Option<&mut [f64]>,
+        on_sample: Option<OnSample<'_>>,
+    ) -> f64 {
+        let (y, v) = (job.w, job.v);
+        let (d, stride) = (self.d, r.stride);
+        // Native layout: k rows of `stride` (class-major, zero-padded), then the k biases.
+        let native = k * stride + if self.intercept { k } else { 0 };
+        let n_in = 1 + usize::from(v.is_some());
+        let n_out = usize::from(grad.is_some()) + usize::from(hvp.is_some());
+        with_scratch((n_in + n_out) * native, |buf| {
+            let (inputs, outputs) = buf.split_at_mut(n_in * native);
+            let (w_cm, v_cm) = inputs.split_at_mut(native);
+            to_class_major(y, d, k, stride, self.intercept, w_cm);
+            if let Some(v) = v {
+                to_class_major(v, d, k, stride, self.intercept, v_cm);
+            }
+            let job = Job {
+                w: w_cm,
+                v: v.map(|_| &*v_cm),
+                weight: job.weight,
+                inv: job.inv,
+                want_loss: job.want_loss,
+            };
+            let (g_cm, h_cm) = outputs.split_at_mut(if grad.is_some() { native } else { 0 });
+            let g_cm = grad.is_some().then_some(g_cm);
+            let h_cm = if hvp.is_some() {
+                Some(&mut h_cm[..native])
+            } else {
+                None
+            };
+            let bias_at = k * stride;
+            let total = self.drive(
+                s,
+                rows,
+                native,
+                g_cm,
+                h_cm,
+                on_sample,
+                #[inline(always)]
+                |set, g, h, s| self.multi_block(r, class, k, bias_at, &job, set, g, h, s),
+            );
+            let (g_cm, h_cm) = outputs.split_at(if grad.is_some() { native } else { 0 });
+            if let Some(g) = grad {
+                from_class_major(g_cm, d, k, stride, self.intercept, g);
+            }
+            if let Some(h) = hvp {
+                from_class_major(&h_cm[..native], d, k, stride, self.intercept, h);
+            }
+            total
+        })
+    }
+
+    /// The multiclass kernel on one block of rows, in the native layout of `r` (biases at
+    /// `bias_at`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn multi_block<R: MultiOps>(
+        &self,
+        r: &R,
+        class: &[u32],
+        k: usize,
+        bias_at: usize,
+        job: &Job<'_, impl Fn(usize) -> f64>,
+        rows: RowSet<'_>,
+        mut grad: Option<&mut [f64]>,
+        mut hvp: Option<&mut [f64]>,
+        mut on_sample: Option<OnSample<'_>>,
+    ) -> f64 {
+        let mut stack = [0.0; 4 * STACK_K];
+        let mut heap = Vec::new();
+        let buf: &mut [f64] = if k <= STACK_K {
+            &mut stack[..4 * k]
+        } else {
+            heap.resize(4 * k, 0.0);
+            &mut heap
+        };
+        let (z, rest) = buf.split_at_mut(k);
+        let (p, rest) = rest.split_at_mut(k);
+        let (u, c) = rest.split_at_mut(k);
+        let mut total = 0.0;
+        let mut idx = [0usize; CHUNK];
+        let len = rows.len();
+        let mut pos = 0;
+        while pos < len {
+            let n = (len - pos).min(CHUNK);
+            rows.fill(pos, &mut idx[..n]);
+            pos += n;
+            for &i in &idx[..n] {
+                let wi = (job.weight)(i) * job.inv;
+                r.outputs(i, job.w, z);
+                if self.intercept {
+                    for (zc, &b) in z.iter_mut().zip(&job.w[bias_at..bias_at + k]) {
+                        *zc += b;
+                    }
+                }
+                // p = softmax z, lse = log Σ exp z.
+                let cls = class[i] as usize;
+                let zc = z[cls];
+                let max = z.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                let mut sum = 0.0;
+                for (pc, &zz) in p.iter_mut().zip(z.iter()) {
+                    *pc = kernels::exp(zz - max);
+                    sum += *pc;
+                }
+                let inv_sum = 1.0 / sum;
+                for pc in p.iter_mut() {
+                    *pc *= inv_sum;
+                }
+                let loss = if job.want_loss {
+                    let l = max + sum.ln() - zc;
+                    total += wi * l;
+                    l
+                } else {
+                    0.0
+                };
+                // Residual r = p − e_b into z.
+                z.copy_from_slice(p);
+                z[cls] -= 1.0;
+                let mut dd = 0.0;
+                if let Some(v) = job.v {
+                    r.outputs(i, v, u);
+                    if self.intercept {
+                        for (uc, &b) in u.iter_mut().zip(&v[bias_at..bias_at + k]) {
+                            *uc += b;
+                        }
+                    }
+                    dd = z.iter().zip(u.iter()).map(|(a, b)| a * b).sum();
+                    if let Some(h) = hvp.as_deref_mut() {
+                        // c = w (p⊙u − p (p·u)).
+                        let pu: f64 = p.iter().zip(u.iter()).map(|(a, b)| a * b).sum();
+                        for ((cc, &pc), &uc) in c.iter_mut().zip(p.iter()).zip(u.iter()) {
+                            *cc = wi * pc * (uc - pu);
+                        }
+                        r.back(i, c, h);
+                        if self.intercept {
+                            for (o, &cc) in h[bias_at..bias_at + k].iter_mut().zip(c.iter()) {
+                                *o += cc;
+                            }
+                        }
+                    }
+                }
+                if let Some(f) = on_sample.as_deref_mut() {
+                    f(i, loss, dd, job.inv);
+                }
+                if let Some(g) = grad.as_deref_mut() {
+                    for (cc, &zc) in c.iter_mut().zip(z.iter()) {
+                        *cc = wi * zc;
+                    }
+                    r.back(i, c, g);
+                    if self.intercept {
+                        for (o, &cc) in g[bias_at..bias_at + k].iter_mut().zip(c.iter()) {
+                            *o += cc;
+                        }
+                    }
+                }
+            }
+        }
+        total
     }
 
     /// (mean loss, accuracy) of the model `y` on every sample (unweighted).
     pub fn evaluate(&self, y: &[f64]) -> (f64, f64) {
         let k = self.k();
-        with_scratch(2 * k, |buf| {
-            let (z, p) = buf.split_at_mut(k);
-            with_rows!(&self.design, |r| {
-                let (mut loss, mut correct) = (0.0, 0usize);
-                for i in 0..self.n() {
-                    self.outputs(r, i, y, z);
-                    let right =
-                        match &self.targets {
-                            Targets::Binary(b) => z[0] * b[i] > 0.0,
-                            Targets::Multiclass { class, .. } => {
-                                let best =
-                                    z.iter()
-                                        .enumerate()
-                                        .fold((0, f64::NEG_INFINITY), |a, (c, &v)| {
-                                            if v > a.1 { (c, v) } else { a }
-                                        })
-                                        .0;
-                                best == class[i] as usize
-                            }
-                        };
-                    correct += usize::from(right);
-                    loss += self.loss_residual(i, z, p, true);
+        let dim = self.dim();
+        assert_eq!(y.len(), dim, "logistic: model length");
+        let mut z = vec![0.0; k];
+        let mut correct = 0usize;
+        for i in 0..self.n {
+            self.outputs_slow(y, i, &mut z);
+            let right = match &self.targets {
+                Targets::Binary(b) => z[0] * b[i] > 0.0,
+                Targets::Multiclass { class, .. } => {
+                    let best = z
+                        .iter()
+                        .enumerate()
+                        .fold(
+                            (0, f64::NEG_INFINITY),
+                            |a, (c, &v)| {
+                                if v > a.1 { (c, v) } else { a }
+                            },
+                        )
+                        .0;
+                    best == class[i] as usize
                 }
-                let n = self.n().max(1) as f64;
-                (loss / n, correct as f64 / n)
-            })
-        })
+            };
+            correct += usize::from(right);
+        }
+        let loss = self.value(y, Batch::Full, |_| 1.0);
+        let n = self.n.max(1) as f64;
+        (loss, correct as f64 / n)
+    }
+
+    /// Model outputs of sample i (for metrics; not a hot path).
+    fn outputs_slow(&self, y: &[f64], i: usize, z: &mut [f64]) {
+        let (d, k) = (self.d, z.len());
+        z.fill(0.0);
+        match &self.store {
+            Store::Dense(r) => {
+                for (j, &a) in r.row(i)[..d].iter().enumerate() {
+                    for c in 0..k {
+                        z[c] += a * y[j * k + c];
+                    }
+                }
+            }
+            Store::Sparse(m) => {
+                let (idx, val) = m.row(i);
+                for (&j, &a) in idx.iter().zip(val) {
+                    for c in 0..k {
+                        z[c] += a * y[j as usize * k + c];
+                    }
+                }
+            }
+        }
+        if self.intercept {
+            for c in 0..k {
+                z[c] += y[d * k + c];
+            }
+        }
+    }
+
+    /// Binary targets, full batch: returns Σ w(i) ℓᵢ / n, writes Σ w(i) ∇ℓᵢ / n into `grad` and
+    /// the dense Hessian Σ w(i) ∇²ℓᵢ / n (row-major, dim × dim) into `hess`, in one parallel pass.
+    /// `None` for multiclass targets (their dense Hessian is d²K² per sample; use products).
+    pub(crate) fn value_grad_hess(
+        &self,
+        y: &[f64],
+        weight: impl Fn(usize) -> f64 + Sync,
+        grad: &mut [f64],
+        hess: &mut [f64],
+    ) -> Option<f64> {
+        let Targets::Binary(labels) = &self.targets else {
+            return None;
+        };
+        let dim = self.dim();
+        assert_eq!(y.len(), dim, "logistic: model length");
+        assert_eq!(grad.len(), dim, "logistic: gradient length");
+        assert_eq!(hess.len(), dim * dim, "logistic: Hessian size");
+        let n = self.n;
+        let inv = 1.0 / n.max(1) as f64;
+        // Partial: gradient (dim), Hessian in padded rows (dim × pd), loss.
+        let pd = padded_len(dim);
+        let plen = dim + dim * pd + 1;
+        let nb = if n.saturating_mul(dim * dim) < PAR_MIN_WORK {
+            1
+        } else {
+            (n / BLOCK_ROWS)
+                .clamp(1, MAX_BLOCKS)
+                .min((PARTIAL_BUDGET / plen).max(1))
+        };
+        let total = kernels::dispatch(
+            #[inline(always)]
+            || {
+                with_scratch(nb * plen + pd, |buf| {
+                    let (partials, _) = buf.split_at_mut(nb * plen);
+                    partials
+                        .par_chunks_mut(plen)
+                        .enumerate()
+                        .for_each(|(b, part)| {
+                            let range = block_range(b, nb, n);
+                            let (g, rest) = part.split_at_mut(dim);
+                            let (h, l) = rest.split_at_mut(dim * pd);
+                            l[0] = kernels::dispatch(
+                                #[inline(always)]
+                                || self.hess_block(labels, y, &weight, inv, range, g, h, pd),
+                            );
+                        });
+                    grad.fill(0.0);
+                    hess.fill(0.0);
+                    let mut total = 0.0;
+                    for part in partials.chunks_exact(plen) {
+                        let (g, rest) = part.split_at(dim);
+                        let (h, l) = rest.split_at(dim * pd);
+                        kernels_add(grad, g);
+                        for a in 0..dim {
+                            // Lower triangle (row a, columns 0..=a).
+                            let (out, src) = (&mut hess[a * dim..a * dim + a + 1], &h[a * pd..]);
+                            kernels_add(out, &src[..a + 1]);
+                        }
+                        total += l[0];
+                    }
+                    total
+                })
+            },
+        );
+        for a in 0..dim {
+            for b in a + 1..dim {
+                hess[a * dim + b] = hess[b * dim + a];
+            }
+        }
+        Some(total)
+    }
+
+    /// One block of [`value_grad_hess`](Self::value_grad_hess): the lower triangle of the
+    /// Hessian (row a in `h[a·pd ..]`, columns 0..=a) accumulated as Σ c xxᵀ.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn hess_block(
+        &self,
+        labels: &[f64],
+        y: &[f64],
+        weight: &(impl Fn(usize) -> f64 + Sync),
+        inv: f64,
+        range: Range<usize>,
+        grad: &mut [f64],
+        h: &mut [f64],
+        pd: usize,
+    ) -> f64 {
+        let (d, dim) = (self.d, y.len());
+        let mut x = vec![0.0; pd];
+        let mut yp = vec![0.0; pd];
+        yp[..dim].copy_from_slice(y);
+        let mut total = 0.0;
+        for i in range {
+            x.fill(0.0);
+            match &self.store {
+                Store::Dense(r) => x[..d].copy_from_slice(&r.row(i)[..d]),
+                Store::Sparse(m) => {
+                    let (idx, val) = m.row(i);
+                    for (&j, &a) in idx.iter().zip(val) {
+                        x[j as usize] = a;
+                    }
+                }
+            }
+            if self.intercept {
+                x[d] = 1.0;
+            }
+            let z = dot_full(&x, &yp);
+            let b = labels[i];
+            let m = b * z;
+            let (t, s, curv) = binary_pieces(m);
+            let wi = weight(i) * inv;
+            total += wi * softplus_neg(m, t);
+            let res = -b * s;
+            for (o, &xa) in grad.iter_mut().zip(&x[..dim]) {
+                *o += wi * res * xa;
+            }
+            let c = wi * curv;
+            for a in 0..dim {
+                let ca = c * x[a];
+                if ca != 0.0 {
+                    let cols = padded_len(a + 1);
+                    axpy_full(ca, &x[..cols], &mut h[a * pd..a * pd + cols]);
+                }
+            }
+        }
+        total
     }
 }
 
-/// Runs `f` on α·r using a small stack buffer (K ≤ 64) or a heap copy beyond.
-#[inline]
-fn with_alpha(res: &[f64], alpha: f64, f: impl FnOnce(&[f64])) {
-    let k = res.len();
-    if k <= 64 {
-        let mut buf = [0.0f64; 64];
-        for (b, &r) in buf.iter_mut().zip(res) {
-            *b = alpha * r;
-        }
-        f(&buf[..k]);
+/// out ← out + p.
+#[inline(always)]
+fn kernels_add(out: &mut [f64], p: &[f64]) {
+    for (o, &a) in out.iter_mut().zip(p) {
+        *o += a;
+    }
+}
+
+/// The parts of a partial buffer, read-only.
+fn split_ref<'a>(layout: &Layout, part: &'a [f64]) -> (Option<&'a [f64]>, Option<&'a [f64]>) {
+    let (g, rest) = part.split_at(if layout.grad { layout.len } else { 0 });
+    let (h, _) = rest.split_at(if layout.hvp { layout.len } else { 0 });
+    (layout.grad.then_some(g), layout.hvp.then_some(h))
+}
+
+/// Rows of block b of nb over 0..n (sizes differ by at most one).
+fn block_range(b: usize, nb: usize, n: usize) -> Range<usize> {
+    (b * n / nb)..((b + 1) * n / nb)
+}
+
+/// (weights, bias) of a binary model.
+#[inline(always)]
+fn split_bias(w: &[f64], d: usize, intercept: bool) -> (&[f64], f64) {
+    if intercept {
+        (&w[..d], w[d])
     } else {
-        let scaled: Vec<f64> = res.iter().map(|r| alpha * r).collect();
-        f(&scaled);
+        (&w[..d], 0.0)
+    }
+}
+
+/// Feature-major W (d × k, then the bias row) → class-major padded rows, then the biases.
+fn to_class_major(w: &[f64], d: usize, k: usize, stride: usize, intercept: bool, out: &mut [f64]) {
+    for c in 0..k {
+        let row = &mut out[c * stride..(c + 1) * stride];
+        for j in 0..d {
+            row[j] = w[j * k + c];
+        }
+        row[d..].fill(0.0);
+    }
+    if intercept {
+        out[k * stride..k * stride + k].copy_from_slice(&w[d * k..(d + 1) * k]);
+    }
+}
+
+/// The inverse of [`to_class_major`].
+fn from_class_major(
+    cm: &[f64],
+    d: usize,
+    k: usize,
+    stride: usize,
+    intercept: bool,
+    out: &mut [f64],
+) {
+    for c in 0..k {
+        let row = &cm[c * stride..c * stride + d];
+        for j in 0..d {
+            out[j * k + c] = row[j];
+        }
+    }
+    if intercept {
+        out[d * k..(d + 1) * k].copy_from_slice(&cm[k * stride..k * stride + k]);
     }
 }

@@ -33,10 +33,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::common::{NewtonReference, Preprocess, ReferenceConfig, check_batch};
+use super::kernels;
 use super::logistic::{LogisticData, Targets};
 use crate::core::error::{Error, Result, check_in_range};
 use crate::core::linalg::{normal_vector, rng_from_seed, uniform01};
-use crate::core::{Batch, Objective, Problem, TaskMetrics, Vector, VectorExt};
+use crate::core::{Batch, Fused, Objective, Problem, TaskMetrics, Vector, VectorExt};
 use crate::data::split::split_fractions;
 use crate::data::{Dataset, DatasetSpec};
 
@@ -155,11 +156,137 @@ impl PenaltyMap {
     fn both(&self, xk: f64) -> (f64, f64) {
         match self.param {
             Parametrization::Exp => {
-                let e = xk.exp();
+                let e = kernels::exp(xk);
                 (e, e)
             }
             Parametrization::Linear => (xk, 1.0),
         }
+    }
+    /// λ and λ' of a chunk of groups (vectorisable; `x.len()` ≤ the buffers' length).
+    #[inline(always)]
+    fn lambdas(&self, x: &[f64], lam: &mut [f64], dlam: &mut [f64]) {
+        match self.param {
+            Parametrization::Exp => {
+                for ((l, dl), &xg) in lam.iter_mut().zip(dlam.iter_mut()).zip(x) {
+                    let e = kernels::exp(xg);
+                    *l = e;
+                    *dl = e;
+                }
+            }
+            Parametrization::Linear => {
+                for ((l, dl), &xg) in lam.iter_mut().zip(dlam.iter_mut()).zip(x) {
+                    *l = xg;
+                    *dl = 1.0;
+                }
+            }
+        }
+    }
+    /// The penalty ½ Σ_m λ_{π(m)} y_m² in one sweep over the model: adds λy to `out.gy` and
+    /// λv to `out.hv`, overwrites `out.gx` with ½ Σ_{π(m)=g} λ'_g y_m² and `out.cross` with
+    /// Σ_{π(m)=g} λ'_g y_m v_m, and returns ½ Σ λ y² (the sums run over m in increasing order).
+    /// One exponential per group.
+    #[inline(always)]
+    pub(crate) fn apply(
+        &self,
+        x: &[f64],
+        y: &[f64],
+        v: Option<&[f64]>,
+        mut out: PenaltyOut<'_>,
+    ) -> f64 {
+        const CH: usize = 64;
+        let (mut lam, mut dlam) = ([0.0; CH], [0.0; CH]);
+        for o in [out.gx.as_deref_mut(), out.cross.as_deref_mut()]
+            .into_iter()
+            .flatten()
+        {
+            o.fill(0.0);
+        }
+        let vv = |m: usize| v.map_or(0.0, |v| v[m]);
+        let mut value = 0.0;
+        // Returns λ y_m² (summed by the caller).
+        let visit = |m: usize, g: usize, l: f64, dl: f64, out: &mut PenaltyOut<'_>| {
+            let ym = y[m];
+            if let Some(o) = out.gy.as_deref_mut() {
+                o[m] += l * ym;
+            }
+            if let Some(o) = out.hv.as_deref_mut() {
+                o[m] += l * vv(m);
+            }
+            if let Some(o) = out.gx.as_deref_mut() {
+                o[g] += 0.5 * dl * ym * ym;
+            }
+            if let Some(o) = out.cross.as_deref_mut() {
+                o[g] += dl * ym * vv(m);
+            }
+            l * ym * ym
+        };
+        match self.kind {
+            Penalty::PerFeature if self.k == 1 => {
+                // One entry per group: plain vectorisable loops over chunks of groups.
+                for (c, xs) in x.chunks(CH).enumerate() {
+                    let n = xs.len();
+                    let g0 = c * CH;
+                    self.lambdas(xs, &mut lam[..n], &mut dlam[..n]);
+                    let ys = &y[g0..g0 + n];
+                    for (&l, &yy) in lam[..n].iter().zip(ys) {
+                        value += l * yy * yy;
+                    }
+                    if let Some(o) = out.gy.as_deref_mut() {
+                        for ((o, &l), &yy) in o[g0..g0 + n].iter_mut().zip(&lam[..n]).zip(ys) {
+                            *o += l * yy;
+                        }
+                    }
+                    if let (Some(o), Some(v)) = (out.hv.as_deref_mut(), v) {
+                        let vs = &v[g0..g0 + n];
+                        for ((o, &l), &vm) in o[g0..g0 + n].iter_mut().zip(&lam[..n]).zip(vs) {
+                            *o += l * vm;
+                        }
+                    }
+                    if let Some(o) = out.gx.as_deref_mut() {
+                        for ((o, &dl), &yy) in o[g0..g0 + n].iter_mut().zip(&dlam[..n]).zip(ys) {
+                            *o += 0.5 * dl * yy * yy;
+                        }
+                    }
+                    if let (Some(o), Some(v)) = (out.cross.as_deref_mut(), v) {
+                        let vs = &v[g0..g0 + n];
+                        for (((o, &dl), &yy), &vm) in
+                            o[g0..g0 + n].iter_mut().zip(&dlam[..n]).zip(ys).zip(vs)
+                        {
+                            *o += dl * yy * vm;
+                        }
+                    }
+                }
+            }
+            Penalty::PerFeature => {
+                for (c, xs) in x.chunks(CH).enumerate() {
+                    let n = xs.len();
+                    self.lambdas(xs, &mut lam[..n], &mut dlam[..n]);
+                    for (i, (&l, &dl)) in lam[..n].iter().zip(&dlam[..n]).enumerate() {
+                        let g = c * CH + i;
+                        for m in g * self.k..(g + 1) * self.k {
+                            value += visit(m, g, l, dl, &mut out);
+                        }
+                    }
+                }
+            }
+            Penalty::PerClass => {
+                // Groups are classes (entry m in class m mod K).
+                let mut l_all = vec![0.0; self.k];
+                let mut dl_all = vec![0.0; self.k];
+                self.lambdas(x, &mut l_all, &mut dl_all);
+                for m in 0..y.len() {
+                    let g = m % self.k;
+                    value += visit(m, g, l_all[g], dl_all[g], &mut out);
+                }
+            }
+            Penalty::Scalar => {
+                self.lambdas(&x[..1], &mut lam[..1], &mut dlam[..1]);
+                for m in 0..y.len() {
+                    value += visit(m, 0, lam[0], dlam[0], &mut out);
+                }
+            }
+        }
+        0.5 * value
     }
     /// dim x for a model with `rows` rows.
     pub(crate) fn dim_x(&self, rows: usize) -> usize {
@@ -203,6 +330,19 @@ impl PenaltyMap {
     }
 }
 
+/// Outputs of [`PenaltyMap::apply`].
+#[derive(Default)]
+pub(crate) struct PenaltyOut<'a> {
+    /// ∇ᵧ (added to).
+    pub gy: Option<&'a mut [f64]>,
+    /// ∇²ᵧᵧ · v (added to).
+    pub hv: Option<&'a mut [f64]>,
+    /// ∇ₓ (overwritten).
+    pub gx: Option<&'a mut [f64]>,
+    /// ∇²ₓᵧ · v (overwritten).
+    pub cross: Option<&'a mut [f64]>,
+}
+
 /// The inner objective: training loss + ½Σ λ y².
 pub struct LogregInner {
     data: LogisticData,
@@ -244,29 +384,38 @@ impl Objective for LogregInner {
         check_batch(batch, self.data.n(), "logreg_hpo g");
         let ys = y.as_slice();
         let loss = self.data.value(ys, batch, |_| 1.0);
-        let mut pen = 0.0;
-        self.penalty.for_each(x.as_slice(), ys.len(), |m, _, l, _| {
-            pen += l * ys[m] * ys[m]
-        });
-        loss + 0.5 * pen
+        let pen = kernels::dispatch(
+            #[inline(always)]
+            || {
+                self.penalty
+                    .apply(x.as_slice(), ys, None, PenaltyOut::default())
+            },
+        );
+        loss + pen
     }
     fn grad_x(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "logreg_hpo g");
-        let ys = y.as_slice();
-        let o = out.as_mut_slice();
-        o.fill(0.0);
-        self.penalty
-            .for_each(x.as_slice(), ys.len(), |m, k, _, dl| {
-                o[k] += 0.5 * dl * ys[m] * ys[m]
-            });
+        self.fused(
+            x,
+            y,
+            None,
+            batch,
+            Fused {
+                grad_x: Some(out),
+                ..Fused::default()
+            },
+        );
     }
     fn grad_y(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "logreg_hpo g");
-        let ys = y.as_slice();
-        let o = out.as_mut_slice();
-        self.data.grad(ys, batch, |_| 1.0, o);
-        self.penalty
-            .for_each(x.as_slice(), ys.len(), |m, _, l, _| o[m] += l * ys[m]);
+        self.fused(
+            x,
+            y,
+            None,
+            batch,
+            Fused {
+                grad_y: Some(out),
+                ..Fused::default()
+            },
+        );
     }
     fn grad_xy(
         &self,
@@ -276,34 +425,128 @@ impl Objective for LogregInner {
         out_x: &mut Vector,
         out_y: &mut Vector,
     ) {
+        self.fused(
+            x,
+            y,
+            None,
+            batch,
+            Fused {
+                grad_x: Some(out_x),
+                grad_y: Some(out_y),
+                ..Fused::default()
+            },
+        );
+    }
+    fn fused(&self, x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
         check_batch(batch, self.data.n(), "logreg_hpo g");
         let ys = y.as_slice();
-        let (ox, oy) = (out_x.as_mut_slice(), out_y.as_mut_slice());
-        self.data.grad(ys, batch, |_| 1.0, oy);
-        ox.fill(0.0);
-        self.penalty
-            .for_each(x.as_slice(), ys.len(), |m, k, l, dl| {
-                oy[m] += l * ys[m];
-                ox[k] += 0.5 * dl * ys[m] * ys[m];
-            });
+        let vs = v.map(|v| v.as_slice());
+        assert!(
+            vs.is_some() || !out.needs_direction(),
+            "logreg_hpo g: a product along v needs v"
+        );
+        let Fused {
+            grad_x,
+            grad_y,
+            hvp_yy,
+            cross_xy,
+        } = out;
+        let mut gy = grad_y.map(|o| o.as_mut_slice());
+        let mut hv = hvp_yy.map(|o| o.as_mut_slice());
+        // The data term (the loss does not depend on x): one pass for ∇ᵧ and ∇²ᵧᵧ·v.
+        if gy.is_some() || hv.is_some() {
+            self.data.pass(
+                ys,
+                if hv.is_some() { vs } else { None },
+                batch,
+                |_| 1.0,
+                false,
+                gy.as_deref_mut(),
+                hv.as_deref_mut(),
+                None,
+            );
+        }
+        // The penalty, one exponential per hyperparameter, for all four outputs.
+        kernels::dispatch(
+            #[inline(always)]
+            || {
+                self.penalty.apply(
+                    x.as_slice(),
+                    ys,
+                    vs,
+                    PenaltyOut {
+                        gy,
+                        hv,
+                        gx: grad_x.map(|o| o.as_mut_slice()),
+                        cross: cross_xy.map(|o| o.as_mut_slice()),
+                    },
+                )
+            },
+        );
+    }
+    fn value_grad_hess_yy(
+        &self,
+        x: &Vector,
+        y: &Vector,
+        batch: Batch<'_>,
+        grad: &mut Vector,
+        hess: &mut [f64],
+    ) -> Option<f64> {
+        if !matches!(batch, Batch::Full) {
+            return None;
+        }
+        let ys = y.as_slice();
+        let dim = ys.len();
+        let loss = self
+            .data
+            .value_grad_hess(ys, |_| 1.0, grad.as_mut_slice(), hess)?;
+        let gy = grad.as_mut_slice();
+        let pen = kernels::dispatch(
+            #[inline(always)]
+            || {
+                self.penalty.apply(
+                    x.as_slice(),
+                    ys,
+                    None,
+                    PenaltyOut {
+                        gy: Some(gy),
+                        ..PenaltyOut::default()
+                    },
+                )
+            },
+        );
+        // The Hessian of the penalty is diag(λ_{π(m)}).
+        let mut m = 0;
+        self.penalty.for_each(x.as_slice(), dim, |mm, _, l, _| {
+            debug_assert_eq!(m, mm);
+            hess[mm * dim + mm] += l;
+            m += 1;
+        });
+        Some(loss + pen)
     }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "logreg_hpo g");
-        let (ys, vs) = (y.as_slice(), v.as_slice());
-        let o = out.as_mut_slice();
-        self.data.hvp(ys, vs, batch, |_| 1.0, o);
-        self.penalty
-            .for_each(x.as_slice(), ys.len(), |m, _, l, _| o[m] += l * vs[m]);
+        self.fused(
+            x,
+            y,
+            Some(v),
+            batch,
+            Fused {
+                hvp_yy: Some(out),
+                ..Fused::default()
+            },
+        );
     }
     fn cross_xy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "logreg_hpo g");
-        let (ys, vs) = (y.as_slice(), v.as_slice());
-        let o = out.as_mut_slice();
-        o.fill(0.0);
-        self.penalty
-            .for_each(x.as_slice(), ys.len(), |m, k, _, dl| {
-                o[k] += dl * ys[m] * vs[m]
-            });
+        self.fused(
+            x,
+            y,
+            Some(v),
+            batch,
+            Fused {
+                cross_xy: Some(out),
+                ..Fused::default()
+            },
+        );
     }
     fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "logreg_hpo g");
@@ -346,6 +589,39 @@ impl Objective for LogregOuter {
     ) {
         out_x.set_zero();
         self.grad_y(x, y, batch, out_y);
+    }
+    fn fused(&self, _x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
+        check_batch(batch, self.data.n(), "logreg_hpo f");
+        let Fused {
+            grad_x,
+            grad_y,
+            hvp_yy,
+            cross_xy,
+        } = out;
+        // f does not depend on x.
+        for o in [grad_x, cross_xy].into_iter().flatten() {
+            o.set_zero();
+        }
+        if grad_y.is_some() || hvp_yy.is_some() {
+            let vs = if hvp_yy.is_some() {
+                Some(
+                    v.expect("logreg_hpo f: a product along v needs v")
+                        .as_slice(),
+                )
+            } else {
+                None
+            };
+            self.data.pass(
+                y.as_slice(),
+                vs,
+                batch,
+                |_| 1.0,
+                false,
+                grad_y.map(|o| o.as_mut_slice()),
+                hvp_yy.map(|o| o.as_mut_slice()),
+                None,
+            );
+        }
     }
     fn hvp_yy(&self, _x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), "logreg_hpo f");

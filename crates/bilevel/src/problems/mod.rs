@@ -19,6 +19,7 @@
 pub mod common;
 pub mod data_cleaning;
 pub mod hyper_representation;
+pub(crate) mod kernels;
 pub mod lancbio_synthetic;
 pub mod least_squares;
 pub mod logistic;
