@@ -371,15 +371,16 @@ pub(crate) fn axpy_full(c: f64, x: &[f64], out: &mut [f64]) {
 
 /// eˣ, branch-free so that loops over it vectorise: Cody–Waite reduction x = k ln 2 + r with
 /// |r| ≤ ln 2 / 2, the degree-13 Taylor polynomial of eʳ (truncation error below 5e-18
-/// relative, evaluated by Estrin's scheme), and 2ᵏ applied in two halves so that gradual underflow and overflow come out right.
+/// relative, evaluated by Estrin's scheme), and 2ᵏ applied in two halves so that gradual
+/// underflow and overflow come out right.
 /// Agrees with the correctly rounded value to a few ulps over the whole range; exp(−∞) = 0,
 /// exp(+∞) = +∞, NaN → NaN.
 #[inline(always)]
 pub(crate) fn exp(x: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     // fdlibm's split of ln 2: the high part has 32 significant bits, so k · LN2_HI is exact.
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000); // 0.693147180369123816490
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // 1.90821492927058770002e-10
     // 1.5 · 2⁵²: adding it rounds to an integer held in the low mantissa bits.
     const SHIFT: f64 = 6_755_399_441_055_744.0;
     // Beyond these bounds the result is 0 or +∞ anyway (NaN passes through `clamp`).

@@ -198,7 +198,7 @@ impl<const NCH: usize, S: Simd8> RowOps for Fixed<'_, NCH, S> {
     type In<'a> = [S::V; NCH];
     type Out<'a> = FixedOut<'a, NCH, S::V>;
     #[inline(always)]
-    fn input<'a>(&self, v: &'a [f64]) -> [S::V; NCH] {
+    fn input(&self, v: &[f64]) -> [S::V; NCH] {
         self.lanes(v)
     }
     #[inline(always)]
