@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use bilevel::algorithms::{SolverConfig, SolverVisitor};
 use bilevel::core::{Problem, Solver};
 use bilevel::problems::ProblemConfig;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::alloc_count;
 use crate::report::quantile;
@@ -41,6 +41,42 @@ pub fn shapes() -> Vec<Shape> {
             },
         },
         Shape {
+            name: "covtype-shape",
+            about: "logreg_hpo on the covtype twin, 371,847 x 54 train (sparse), 7 classes, \
+                    one L2 hyperparameter per class",
+            config: || {
+                use bilevel::data::{DatasetSpec, synthetic::Twin};
+                use bilevel::problems::logreg_hpo::{LogregHpoConfig, Penalty};
+                Ok(ProblemConfig::LogregHpo(LogregHpoConfig {
+                    dataset: DatasetSpec::twin(Twin::Covtype, 1.0),
+                    // 64 % of 581,012 rows train, as in the benchmark: 20 % test, 16 %
+                    // validation.
+                    validation_fraction: 0.16,
+                    test_fraction: 0.2,
+                    penalty: Penalty::PerClass,
+                    ..Default::default()
+                }))
+            },
+        },
+        Shape {
+            name: "hyperclean-shape",
+            about: "data_cleaning on the MNIST twin, 20,000 x 784 train, 10 classes, one weight \
+                    per training sample",
+            config: || {
+                use bilevel::data::{DatasetSpec, synthetic::Twin};
+                use bilevel::problems::data_cleaning::DataCleaningConfig;
+                Ok(ProblemConfig::DataCleaning(DataCleaningConfig {
+                    train: DatasetSpec::twin(Twin::Mnist, 0.4),
+                    heldout_from_train: true,
+                    n_train: 20_000,
+                    n_validation: 2_000,
+                    n_test: 2_000,
+                    corruption: 0.5,
+                    ..Default::default()
+                }))
+            },
+        },
+        Shape {
             name: "quadratic",
             about: "benchmark quadratic, d_y = 100, d_x = 10, 1024 + 1024 samples",
             config: || {
@@ -56,31 +92,43 @@ pub fn shapes() -> Vec<Shape> {
     ]
 }
 
+/// JSON writes a NaN as `null` (a solver that could not run); read it back as NaN.
+fn nan_from_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Option::<f64>::deserialize(d).map(|v| v.unwrap_or(f64::NAN))
+}
+
 /// Timing of one solver on one shape.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SolverTiming {
     /// Solver kind.
     pub solver: String,
     /// Median µs per iteration over the repeats.
+    #[serde(deserialize_with = "nan_from_null")]
     pub us_per_iter_median: f64,
     /// Fastest repeat.
+    #[serde(deserialize_with = "nan_from_null")]
     pub us_per_iter_min: f64,
     /// Slowest repeat.
+    #[serde(deserialize_with = "nan_from_null")]
     pub us_per_iter_max: f64,
     /// Oracle calls per iteration (f and g, all kinds).
+    #[serde(deserialize_with = "nan_from_null")]
     pub oracle_calls_per_iter: f64,
     /// Samples touched per iteration.
+    #[serde(deserialize_with = "nan_from_null")]
     pub samples_per_iter: f64,
     /// Heap allocations per iteration (counting global allocator).
+    #[serde(deserialize_with = "nan_from_null")]
     pub allocs_per_iter: f64,
     /// Heap bytes allocated per iteration.
+    #[serde(deserialize_with = "nan_from_null")]
     pub bytes_per_iter: f64,
     /// Status: "ok", or why the solver could not run on this shape.
     pub status: String,
 }
 
 /// Results of one shape.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ShapeResult {
     /// Shape name.
     pub shape: String,
@@ -92,13 +140,15 @@ pub struct ShapeResult {
     pub build_s: f64,
     /// Per solver.
     pub solvers: Vec<SolverTiming>,
-    /// One exact evaluation (F and ∇F at the start), milliseconds: [median, min, max] over
-    /// repeats, the first repeat cold, the others warm-started as in a run.
+    /// One exact evaluation (F and ∇F), warm-started from the previous point as in a run,
+    /// milliseconds: [median, min, max] over `repeats` distinct points.
     pub exact_eval_ms: Option<[f64; 3]>,
+    /// The first exact evaluation (at the start, cold: no previous y* or v), milliseconds.
+    pub exact_eval_cold_ms: Option<f64>,
 }
 
 /// Everything `bilevel bench --json` prints.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchReport {
     /// CPUs visible to the process.
     pub cpus: usize,
@@ -114,8 +164,47 @@ pub struct BenchReport {
     pub repeats: usize,
     /// Minibatch size used where a solver has one.
     pub batch_size: usize,
+    /// The command line that produced the report.
+    pub command: String,
     /// Per shape.
     pub shapes: Vec<ShapeResult>,
+    /// The scaling grid (`--scaling`), empty otherwise.
+    pub scaling: Vec<ScalingPoint>,
+}
+
+/// One point of the scaling grid: a solver on the ijcnn1-shaped twin at width d and batch b.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScalingPoint {
+    /// Solver kind.
+    pub solver: String,
+    /// d, the number of features.
+    pub features: usize,
+    /// Minibatch size.
+    pub batch: usize,
+    /// Iterations per timed repeat (fewer at large b·d, see [`scaling_iters`]).
+    pub iters: u64,
+    /// Median µs per iteration over the repeats.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub us_per_iter_median: f64,
+    /// The median divided by b·d, in nanoseconds: flat when the cost is linear in both.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub ns_per_sample_feature: f64,
+    /// Heap allocations per iteration.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub allocs_per_iter: f64,
+}
+
+/// Widths of the scaling grid.
+pub const SCALING_FEATURES: [usize; 4] = [22, 100, 500, 2_000];
+/// Batch sizes of the scaling grid.
+pub const SCALING_BATCHES: [usize; 4] = [16, 64, 256, 1_024];
+
+/// Iterations per repeat at width `d` and batch `b`: `iters` at the ijcnn1 point (d = 22,
+/// b = 64), fewer in proportion to b·d elsewhere (at least 20), so every point costs about the
+/// same time.
+pub fn scaling_iters(iters: u64, d: usize, b: usize) -> u64 {
+    let ratio = (22.0 * 64.0) / (d as f64 * b as f64);
+    ((iters as f64 * ratio).round() as u64).clamp(20.min(iters), iters)
 }
 
 /// Options of `bilevel bench`.
@@ -134,6 +223,10 @@ pub struct BenchOptions {
     pub batch_size: usize,
     /// Sampling mode for solvers that have one (`contiguous`, `shuffled`, `with_replacement`).
     pub sampling: String,
+    /// Run the scaling grid (d × batch on the ijcnn1-shaped twin) instead of the shapes.
+    pub scaling: bool,
+    /// The command line, recorded in the report.
+    pub command: String,
 }
 
 fn cpu_model() -> String {
@@ -176,9 +269,10 @@ impl SolverVisitor for Timer<'_> {
         for _ in 0..self.options.warmup {
             solver.step(&problem, &mut state)?;
         }
+        // Allocated before the allocation snapshot, so that only the steps are counted.
+        let mut per_iter = Vec::with_capacity(self.options.repeats);
         let counts_before = problem.counts();
         let (allocs_before, bytes_before) = alloc_count::snapshot();
-        let mut per_iter = Vec::with_capacity(self.options.repeats);
         for _ in 0..self.options.repeats {
             let started = Instant::now();
             for _ in 0..self.options.iters {
@@ -250,8 +344,14 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         warmup: options.warmup,
         repeats: options.repeats,
         batch_size: options.batch_size,
+        command: options.command.clone(),
         shapes: Vec::new(),
+        scaling: Vec::new(),
     };
+    if options.scaling {
+        report.scaling = run_scaling(options, &defaults)?;
+        return Ok(report);
+    }
     for shape in all_shapes
         .iter()
         .filter(|s| options.shapes.is_empty() || options.shapes.iter().any(|n| n == s.name))
@@ -269,6 +369,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
             build_s,
             solvers: Vec::new(),
             exact_eval_ms: None,
+            exact_eval_cold_ms: None,
         };
         for config in defaults
             .iter()
@@ -299,27 +400,150 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
             result.solvers.push(timing);
         }
         if let Some(reference) = problem.reference() {
-            let (x0, _) = problem.start();
-            let mut times = Vec::new();
-            for _ in 0..options.repeats.max(3) {
-                let started = Instant::now();
-                reference.evaluate(&x0)?;
-                times.push(started.elapsed().as_secs_f64() * 1e3);
-            }
-            result.exact_eval_ms = Some([
-                quantile(&times, 0.5).unwrap_or(f64::NAN),
-                times.iter().copied().fold(f64::INFINITY, f64::min),
-                times.iter().copied().fold(0.0, f64::max),
-            ]);
+            let (cold, warm) = time_exact_evaluation(&problem, reference, options.repeats)?;
+            result.exact_eval_cold_ms = Some(cold);
+            result.exact_eval_ms = Some(warm);
         }
         report.shapes.push(result);
     }
     Ok(report)
 }
 
+/// The scaling grid: every selected solver (default SOBA and FSLA) at every width of
+/// [`SCALING_FEATURES`] and batch of [`SCALING_BATCHES`], on `logreg_hpo` over the ijcnn1-shaped
+/// twin (14,169 rows, half train, half validation, per-feature L2).
+fn run_scaling(options: &BenchOptions, defaults: &[SolverConfig]) -> Result<Vec<ScalingPoint>> {
+    use bilevel::data::{DatasetSpec, synthetic::Twin};
+    use bilevel::problems::common::ReferenceConfig;
+    use bilevel::problems::logreg_hpo::LogregHpoConfig;
+    let solvers: Vec<&str> = if options.solvers.is_empty() {
+        vec!["soba", "fsla"]
+    } else {
+        options.solvers.iter().map(String::as_str).collect()
+    };
+    let mut points = Vec::new();
+    for d in SCALING_FEATURES {
+        let problem = ProblemConfig::LogregHpo(LogregHpoConfig {
+            dataset: DatasetSpec {
+                n_features: Some(d),
+                ..DatasetSpec::twin(Twin::Ijcnn1, 0.1)
+            },
+            validation_fraction: 0.5,
+            reference: ReferenceConfig {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .build()
+        .with_context(|| format!("building the scaling problem at d = {d}"))?;
+        for batch in SCALING_BATCHES {
+            let iters = scaling_iters(options.iters, d, batch);
+            let point_options = BenchOptions {
+                shapes: Vec::new(),
+                solvers: Vec::new(),
+                iters,
+                warmup: options.warmup.min(iters),
+                repeats: options.repeats,
+                batch_size: batch,
+                sampling: options.sampling.clone(),
+                scaling: true,
+                command: String::new(),
+            };
+            for &name in &solvers {
+                let config = defaults
+                    .iter()
+                    .find(|c| c.kind() == name)
+                    .expect("invariant: solver names were checked");
+                let config = with_batch(config, batch, &options.sampling)?;
+                let timing = config.visit(Timer {
+                    problem: &problem,
+                    options: &point_options,
+                })??;
+                points.push(ScalingPoint {
+                    solver: timing.solver,
+                    features: d,
+                    batch,
+                    iters,
+                    us_per_iter_median: timing.us_per_iter_median,
+                    ns_per_sample_feature: timing.us_per_iter_median * 1e3 / (batch * d) as f64,
+                    allocs_per_iter: timing.allocs_per_iter,
+                });
+            }
+        }
+    }
+    Ok(points)
+}
+
+/// Times exact evaluations (F and ∇F by the problem's reference): the first at the start, cold;
+/// then `repeats` at distinct points x₀ + r·δ (r = 1, 2, …, δ = 0.01 per coordinate with
+/// alternating signs), each warm-started from the previous one as consecutive evaluation points
+/// of a run are. A reference caches the last point, so evaluating one x twice would time a
+/// lookup: every timed point is new.
+fn time_exact_evaluation(
+    problem: &Problem,
+    reference: &dyn bilevel::core::Reference,
+    repeats: usize,
+) -> Result<(f64, [f64; 3])> {
+    let (x0, _) = problem.start();
+    let started = Instant::now();
+    reference
+        .evaluate(&x0)
+        .context("exact evaluation at the start")?;
+    let cold = started.elapsed().as_secs_f64() * 1e3;
+    let mut times = Vec::with_capacity(repeats);
+    for r in 1..=repeats.max(3) {
+        let mut x = x0.clone();
+        for (j, xj) in x.as_mut_slice().iter_mut().enumerate() {
+            let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
+            *xj += sign * 0.01 * r as f64;
+        }
+        let started = Instant::now();
+        reference
+            .evaluate(&x)
+            .with_context(|| format!("exact evaluation at point {r}"))?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((
+        cold,
+        [
+            quantile(&times, 0.5).unwrap_or(f64::NAN),
+            times.iter().copied().fold(f64::INFINITY, f64::min),
+            times.iter().copied().fold(0.0, f64::max),
+        ],
+    ))
+}
+
 /// A plain-text table of the report.
 pub fn table(report: &BenchReport) -> String {
-    let mut out = format!(
+    let mut out = String::new();
+    if !report.scaling.is_empty() {
+        out.push_str(&format!(
+            "{} CPU(s), {}; scaling grid, {} repeats\n{:<10} {:>6} {:>6} {:>8} {:>14} {:>16}\n",
+            report.cpus,
+            report.cpu_model,
+            report.repeats,
+            "solver",
+            "d",
+            "batch",
+            "iters",
+            "median us/it",
+            "ns/(sample·feat)"
+        ));
+        for p in &report.scaling {
+            out.push_str(&format!(
+                "{:<10} {:>6} {:>6} {:>8} {:>14.2} {:>16.3}\n",
+                p.solver,
+                p.features,
+                p.batch,
+                p.iters,
+                p.us_per_iter_median,
+                p.ns_per_sample_feature
+            ));
+        }
+        return out;
+    }
+    out.push_str(&format!(
         "{} CPU(s), {}; {} warm-up + {} x {} iterations, batch {}\n",
         report.cpus,
         report.cpu_model,
@@ -327,7 +551,7 @@ pub fn table(report: &BenchReport) -> String {
         report.repeats,
         report.iters,
         report.batch_size
-    );
+    ));
     for shape in &report.shapes {
         out.push_str(&format!(
             "\n{} ({}; built in {:.2} s)\n{:<16} {:>12} {:>12} {:>12} {:>10} {:>10}\n",
@@ -358,9 +582,25 @@ pub fn table(report: &BenchReport) -> String {
         }
         if let Some([median, min, max]) = shape.exact_eval_ms {
             out.push_str(&format!(
-                "exact evaluation (F, ∇F): median {median:.3} ms [min {min:.3}, max {max:.3}]\n"
+                "exact evaluation (F, ∇F), warm-started at new points: median {median:.3} ms \
+                 [min {min:.3}, max {max:.3}]; cold at the start {:.3} ms\n",
+                shape.exact_eval_cold_ms.unwrap_or(f64::NAN)
             ));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scaling_iters;
+
+    #[test]
+    fn scaling_iterations_keep_the_work_per_point_about_constant() {
+        assert_eq!(scaling_iters(1000, 22, 64), 1000);
+        assert_eq!(scaling_iters(1000, 100, 64), 220);
+        assert_eq!(scaling_iters(1000, 22, 16), 1000); // never more than asked
+        assert_eq!(scaling_iters(1000, 2000, 1024), 20); // at least 20
+        assert_eq!(scaling_iters(5, 2000, 1024), 5); // …unless fewer were asked
+    }
 }

@@ -12,6 +12,7 @@
 
 mod alloc_count;
 mod bench;
+mod bench_md;
 mod data_cmd;
 mod execute;
 mod experiment;
@@ -128,6 +129,20 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Run the scaling grid instead of the shapes: d in {22, 100, 500, 2000} x batch in
+        /// {16, 64, 256, 1024} on the ijcnn1-shaped twin (default solvers: soba, fsla).
+        #[arg(long)]
+        scaling: bool,
+    },
+    /// Write BENCHMARKS.md from `bilevel bench --json` reports, with the reference figures and
+    /// the ratio to each.
+    BenchMd {
+        /// JSON reports of `bilevel bench --json`.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Output file (written atomically).
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
     },
     /// Regenerate `summary.csv` and `report.md` of an experiment directory (no figures).
     Report {
@@ -212,6 +227,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             batch,
             sampling,
             json,
+            scaling,
         } => {
             let report = bench::run(&bench::BenchOptions {
                 shapes: problem,
@@ -221,6 +237,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 repeats,
                 batch_size: batch,
                 sampling,
+                scaling,
+                command: command_line(),
             })
             .map_err(|e| ConfigError(format!("{e:#}")))?;
             if json {
@@ -228,6 +246,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", bench::table(&report));
             }
+            Ok(())
+        }
+        Command::BenchMd { reports, out } => {
+            let loaded = bench_md::load(&reports).map_err(|e| ConfigError(format!("{e:#}")))?;
+            let markdown = bench_md::render(&loaded, &out);
+            bilevel::run::write_atomic(&out, markdown.as_bytes())?;
+            eprintln!("wrote {}", out.display());
             Ok(())
         }
         Command::Report { dir } => {
@@ -250,6 +275,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The command line as typed (program name shortened to `bilevel`), for reports.
+fn command_line() -> String {
+    let mut words = vec!["bilevel".to_owned()];
+    words.extend(std::env::args().skip(1));
+    words.join(" ")
 }
 
 fn default_jobs() -> usize {

@@ -107,12 +107,13 @@ pub struct DatasetSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
     /// LIBSVM: force the feature count. `news20` twin: the vocabulary size (default 130,107).
+    /// `ijcnn1` twin: the width (default 22).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_features: Option<usize>,
     /// LIBSVM: index numbering (`auto`, `zero`, `one`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index_base: Option<IndexBase>,
-    /// A synthetic twin (`covtype`, `news20`, `mnist`), drawn from the problem's seed.
+    /// A synthetic twin (`covtype`, `news20`, `mnist`, `ijcnn1`), drawn from the problem's seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub twin: Option<Twin>,
     /// Twin: fraction of the full row count, in (0, 1] (default 1).
@@ -293,10 +294,14 @@ impl DatasetSpec {
                 ));
             }
         }
-        if self.n_features.is_some() && self.twin.is_some_and(|t| t != Twin::News20) {
+        if self.n_features.is_some()
+            && self
+                .twin
+                .is_some_and(|t| !matches!(t, Twin::News20 | Twin::Ijcnn1))
+        {
             return Err(Error::config(
                 format!("{field}.n_features"),
-                "applies to LIBSVM files and the news20 twin only",
+                "applies to LIBSVM files and the news20 and ijcnn1 twins only",
             ));
         }
         if let Some(d) = &self.delimiter
@@ -389,6 +394,11 @@ impl DatasetSpec {
                     let scale = self.scale.unwrap_or(1.0);
                     let rows = ((twin.full_rows() as f64 * scale).round() as usize).max(1);
                     super::synthetic::news20(rows, cols, seed)
+                }
+                (Twin::Ijcnn1, Some(cols)) => {
+                    let scale = self.scale.unwrap_or(1.0);
+                    let rows = ((twin.full_rows() as f64 * scale).round() as usize).max(1);
+                    super::synthetic::dense_binary(rows, cols, seed)
                 }
                 _ => twin.generate(self.scale.unwrap_or(1.0), seed)?,
             };

@@ -9,6 +9,10 @@
 //! | [`Twin::Covtype`] | 581,012 (the benchmark trains on 371,847 = 64 %) | 54 | 7 | sparse: 10 continuous (standard normal, unlike the raw UCI units) + one of 4 wilderness + one of 40 soil indicators per row; class priors of the real data |
 //! | [`Twin::News20`] | 18,846 | 130,107 | 20 | sparse tf-idf-like rows: 40–190 distinct words, Zipf-distributed word ids plus class topic words, rows L2-normalised (≈ 2.2 M nonzeros) |
 //! | [`Twin::Mnist`] | 60,000 (the full training split) | 784 | 10 | dense 0–255 "images": a smooth random stroke prototype per class, shifted by up to 2 px, with noise; about 20 % nonzero pixels |
+//! | [`Twin::Ijcnn1`] | 141,691 (ijcnn1 train + test) | 22 (any width with `n_features`) | 2 (±1, 10 % positive like ijcnn1) | dense, values in [−1, 1]; labels from a random linear model with 5 % flipped |
+//!
+//! The real ijcnn1 is shipped (`{ shared = "ijcnn1" }`); its twin exists for the same kind of
+//! data at other widths (`n_features`, the d = 22 … 2,000 scaling benchmark).
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +30,8 @@ pub enum Twin {
     News20,
     /// MNIST training split, 60,000 × 784, 10 classes.
     Mnist,
+    /// ijcnn1-shaped dense binary data, 141,691 × 22 (other widths with `n_features`).
+    Ijcnn1,
 }
 
 impl Twin {
@@ -35,14 +41,16 @@ impl Twin {
             Twin::Covtype => 581_012,
             Twin::News20 => 18_846,
             Twin::Mnist => 60_000,
+            Twin::Ijcnn1 => 141_691,
         }
     }
-    /// Features.
+    /// Features (at the default width).
     pub fn features(self) -> usize {
         match self {
             Twin::Covtype => 54,
             Twin::News20 => 130_107,
             Twin::Mnist => 784,
+            Twin::Ijcnn1 => 22,
         }
     }
     /// Classes.
@@ -51,6 +59,7 @@ impl Twin {
             Twin::Covtype => 7,
             Twin::News20 => 20,
             Twin::Mnist => 10,
+            Twin::Ijcnn1 => 2,
         }
     }
     /// Draws the twin with round(scale · full rows) rows (at least 1); `scale` in (0, 1].
@@ -66,6 +75,7 @@ impl Twin {
             Twin::Covtype => covtype(rows, seed),
             Twin::News20 => news20(rows, self.features(), seed),
             Twin::Mnist => mnist(rows, seed),
+            Twin::Ijcnn1 => dense_binary(rows, self.features(), seed),
         })
     }
 }
@@ -123,6 +133,45 @@ pub fn covtype(rows: usize, seed: u64) -> Dataset {
         .expect("invariant: rows are built sorted and in range");
     Dataset {
         design: Design::Sparse(csr),
+        labels,
+    }
+}
+
+/// The ijcnn1-shaped twin with `rows` rows and `cols` dense features: xᵢⱼ = tanh(zᵢⱼ) with
+/// zᵢⱼ standard normal, label +1 when w·xᵢ + b > 0 for a random w (‖w‖ = 3) and b set so that
+/// about 10 % of the rows are positive, then 5 % of the labels flipped.
+pub fn dense_binary(rows: usize, cols: usize, seed: u64) -> Dataset {
+    let cols = cols.max(1);
+    let mut rng = rng_from_seed(seed, 24);
+    let mut weights: Vec<f64> = (0..cols).map(|_| standard_normal(&mut rng)).collect();
+    let norm = weights
+        .iter()
+        .map(|w| w * w)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    weights.iter_mut().for_each(|w| *w *= 3.0 / norm);
+    // w·x has standard deviation ≈ 3 · E[tanh(z)²]^½ ≈ 3 · 0.63; 10 % above b ⇒ b ≈ 1.28 σ.
+    let bias = -1.28 * 3.0 * 0.627;
+    let mut values = Vec::with_capacity(rows * cols);
+    let mut labels = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let mut margin = bias;
+        for w in &weights {
+            let v = standard_normal(&mut rng).tanh();
+            margin += w * v;
+            values.push(v);
+        }
+        let mut label = if margin > 0.0 { 1.0 } else { -1.0 };
+        if uniform01(&mut rng) < 0.05 {
+            label = -label;
+        }
+        labels.push(label);
+    }
+    Dataset {
+        design: Design::Dense(
+            DenseMatrix::new(rows, cols, values).expect("invariant: rows · cols values"),
+        ),
         labels,
     }
 }
@@ -268,5 +317,15 @@ mod tests {
         assert!((0.08..0.4).contains(&frac), "{frac}");
         assert_eq!(Twin::Mnist.generate(0.005, 1).unwrap(), m);
         assert!(Twin::Mnist.generate(0.0, 1).is_err());
+        let j = Twin::Ijcnn1.generate(0.02, 1).unwrap();
+        assert_eq!((j.len(), j.n_features()), (2834, 22));
+        let positive = j.labels.iter().filter(|&&l| l == 1.0).count() as f64 / j.len() as f64;
+        // ≈ 10 % by the bias, ± the 5 % flips and the sampling noise of 2,834 rows.
+        assert!((0.06..0.2).contains(&positive), "{positive}");
+        assert!(j.labels.iter().all(|&l| l == 1.0 || l == -1.0));
+        let wide = dense_binary(50, 2000, 3);
+        assert_eq!((wide.len(), wide.n_features()), (50, 2000));
+        let values = wide.design.to_dense();
+        assert!(values.values().iter().all(|v| (-1.0..=1.0).contains(v)));
     }
 }

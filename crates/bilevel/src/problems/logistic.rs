@@ -9,7 +9,7 @@
 //! ∇²ℓᵢ·V = xᵢ ⊗ (σ(z)σ(−z) u) or xᵢ ⊗ (p⊙u − p (p·u)) with u = Vᵀxᵢ.
 //!
 //! ## How the kernels run
-//! - **One pass** ([`LogisticData::pass`]) computes any subset of {losses, ∇, ∇²·v, ∇ℓᵢ·v per
+//! - **One pass** (`LogisticData::pass`) computes any subset of {losses, ∇, ∇²·v, ∇ℓᵢ·v per
 //!   sample} at one point on one batch: the margins x·w and x·v come from one read of each row,
 //!   the nonlinearity is applied to a chunk of 64 rows at once (a branch-free `exp` that
 //!   vectorises), and the gradient and Hessian-vector rows are accumulated in one more read of
@@ -22,7 +22,7 @@
 //! - **Full batches** are split into fixed blocks of rows (their number depends on n and the
 //!   output size only, not on the thread count), the blocks run in parallel (rayon), and the
 //!   block sums are added in block order: results are deterministic and use every core.
-//! - **SIMD**: every pass runs under [`kernels::dispatch`] (AVX2 when available); values do not
+//! - **SIMD**: every pass runs under `kernels::dispatch` (AVX2 when available); values do not
 //!   depend on the instruction set.
 
 use std::ops::Range;
