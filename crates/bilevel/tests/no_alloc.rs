@@ -9,6 +9,8 @@
 mod common;
 
 use bilevel::prelude::*;
+use bilevel::problems::ProblemConfig;
+use bilevel::problems::logreg_hpo::LogregHpoConfig;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
@@ -21,12 +23,12 @@ const WARMUP: usize = 3;
 /// window includes several epoch refreshes of the permutation (done in place).
 const STEPS: usize = 200;
 
-struct AllocationsPerSteps;
+struct AllocationsPerSteps<'a>(&'a Problem);
 
-impl SolverVisitor for AllocationsPerSteps {
+impl SolverVisitor for AllocationsPerSteps<'_> {
     type Output = stats_alloc::Stats;
     fn visit<S: Solver>(self, solver: S) -> stats_alloc::Stats {
-        let problem = common::quadratic_10x20();
+        let problem = self.0.fresh();
         let (x0, y0) = problem.start();
         let mut state = solver.init(&problem, x0, y0, 0).expect("init");
         for _ in 0..WARMUP {
@@ -73,10 +75,43 @@ fn single_loop_steps_do_not_allocate() {
         }),
     ];
     let mut failures = Vec::new();
+    let quadratic = common::quadratic_10x20();
     for config in &configs {
-        let stats = config.visit(AllocationsPerSteps).expect("build");
+        let stats = config
+            .visit(AllocationsPerSteps(&quadratic))
+            .expect("build");
         if stats.allocations + stats.reallocations + stats.deallocations != 0 {
-            failures.push(format!("{}: {stats:?}", config.kind()));
+            failures.push(format!("quadratic, {}: {stats:?}", config.kind()));
+        }
+    }
+    // The performance issue's shape: per-feature L2 logistic regression on the real ijcnn1
+    // (49,990 × 22 train, 91,701 × 22 validation), batch 64, through the fused data kernels.
+    let ijcnn1 = ProblemConfig::LogregHpo(LogregHpoConfig::default())
+        .build()
+        .expect("the shipped ijcnn1 loads");
+    for sampling in [SamplingMode::Contiguous, SamplingMode::Shuffled] {
+        let configs = [
+            SolverConfig::Soba(SobaConfig {
+                batch_size: 64,
+                sampling,
+                ..Default::default()
+            }),
+            SolverConfig::Fsla(FslaConfig {
+                batch_size: 64,
+                sampling,
+                ..Default::default()
+            }),
+            SolverConfig::Mrbo(MrboConfig {
+                batch_size: 64,
+                sampling,
+                ..Default::default()
+            }),
+        ];
+        for config in &configs {
+            let stats = config.visit(AllocationsPerSteps(&ijcnn1)).expect("build");
+            if stats.allocations + stats.reallocations + stats.deallocations != 0 {
+                failures.push(format!("ijcnn1 {sampling:?}, {}: {stats:?}", config.kind()));
+            }
         }
     }
     // The counter works: a step that must allocate is seen.
