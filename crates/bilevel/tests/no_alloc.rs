@@ -8,9 +8,12 @@
 
 mod common;
 
+use bilevel::data::DatasetSpec;
+use bilevel::data::synthetic::Twin;
 use bilevel::prelude::*;
 use bilevel::problems::ProblemConfig;
-use bilevel::problems::logreg_hpo::LogregHpoConfig;
+use bilevel::problems::common::ReferenceConfig;
+use bilevel::problems::logreg_hpo::{LogregHpoConfig, Penalty};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
@@ -112,6 +115,30 @@ fn single_loop_steps_do_not_allocate() {
             if stats.allocations + stats.reallocations + stats.deallocations != 0 {
                 failures.push(format!("ijcnn1 {sampling:?}, {}: {stats:?}", config.kind()));
             }
+        }
+    }
+    // Multiclass, sparse CSR rows, one hyperparameter per class (the covtype shape, small).
+    let covtype = ProblemConfig::LogregHpo(LogregHpoConfig {
+        dataset: DatasetSpec::twin(Twin::Covtype, 0.005),
+        validation_fraction: 0.16,
+        test_fraction: 0.2,
+        penalty: Penalty::PerClass,
+        reference: ReferenceConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .build()
+    .expect("covtype twin");
+    for config in [
+        SolverConfig::Soba(SobaConfig::default()),
+        SolverConfig::Fsla(FslaConfig::default()),
+        SolverConfig::Mrbo(MrboConfig::default()),
+    ] {
+        let stats = config.visit(AllocationsPerSteps(&covtype)).expect("build");
+        if stats.allocations + stats.reallocations + stats.deallocations != 0 {
+            failures.push(format!("covtype, {}: {stats:?}", config.kind()));
         }
     }
     // The counter works: a step that must allocate is seen.

@@ -271,9 +271,16 @@ impl PenaltyMap {
             }
             Penalty::PerClass => {
                 // Groups are classes (entry m in class m mod K).
-                let mut l_all = vec![0.0; self.k];
-                let mut dl_all = vec![0.0; self.k];
-                self.lambdas(x, &mut l_all, &mut dl_all);
+                // On the stack up to 64 classes (no allocation per oracle call).
+                let (mut heap_l, mut heap_dl) = (Vec::new(), Vec::new());
+                let (l_all, dl_all): (&mut [f64], &mut [f64]) = if self.k <= CH {
+                    (&mut lam[..self.k], &mut dlam[..self.k])
+                } else {
+                    heap_l.resize(self.k, 0.0);
+                    heap_dl.resize(self.k, 0.0);
+                    (&mut heap_l, &mut heap_dl)
+                };
+                self.lambdas(x, l_all, dl_all);
                 for m in 0..y.len() {
                     let g = m % self.k;
                     value += visit(m, g, l_all[g], dl_all[g], &mut out);
