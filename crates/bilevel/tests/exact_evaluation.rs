@@ -7,8 +7,11 @@
 //! 1e-13; the Hessian's condition number here is below 1e4, so each ∇F is accurate to about
 //! 1e-9 relative and the two must agree to the required 1e-8.
 
-use bilevel::core::{Problem, Vector, VectorExt};
+use std::sync::Arc;
+
+use bilevel::core::{Batch, Fused, Objective, Problem, Reference, Vector, VectorExt};
 use bilevel::problems::ProblemConfig;
+use bilevel::problems::common::NewtonReference;
 use bilevel::problems::common::ReferenceConfig;
 use bilevel::problems::logreg_hpo::LogregHpoConfig;
 
@@ -63,4 +66,106 @@ fn fast_exact_evaluation_matches_a_tight_newton_cg_solve() {
     assert!(relative(&w.hypergradient, &c.hypergradient) <= 1e-8);
     // And the gradient is not trivially small: the comparison has something to compare.
     assert!(c.hypergradient.norm() > 1e-6);
+}
+
+/// The inner or outer objective of a problem, shared (the problem's oracles, forwarded).
+struct Side(Arc<Problem>, bool);
+
+impl Side {
+    fn h(&self) -> &dyn Objective {
+        if self.1 { self.0.g() } else { self.0.f() }
+    }
+}
+
+impl Objective for Side {
+    fn dims(&self) -> (usize, usize) {
+        self.h().dims()
+    }
+    fn n_samples(&self) -> usize {
+        self.h().n_samples()
+    }
+    fn value(&self, x: &Vector, y: &Vector, b: Batch<'_>) -> f64 {
+        self.h().value(x, y, b)
+    }
+    fn grad_x(&self, x: &Vector, y: &Vector, b: Batch<'_>, out: &mut Vector) {
+        self.h().grad_x(x, y, b, out)
+    }
+    fn grad_y(&self, x: &Vector, y: &Vector, b: Batch<'_>, out: &mut Vector) {
+        self.h().grad_y(x, y, b, out)
+    }
+    fn grad_xy(&self, x: &Vector, y: &Vector, b: Batch<'_>, ox: &mut Vector, oy: &mut Vector) {
+        self.h().grad_xy(x, y, b, ox, oy)
+    }
+    fn fused(&self, x: &Vector, y: &Vector, v: Option<&Vector>, b: Batch<'_>, out: Fused<'_>) {
+        self.h().fused(x, y, v, b, out)
+    }
+    fn value_grad_hess_yy(
+        &self,
+        x: &Vector,
+        y: &Vector,
+        b: Batch<'_>,
+        grad: &mut Vector,
+        hess: &mut [f64],
+    ) -> Option<f64> {
+        self.h().value_grad_hess_yy(x, y, b, grad, hess)
+    }
+    fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, b: Batch<'_>, out: &mut Vector) {
+        self.h().hvp_yy(x, y, v, b, out)
+    }
+    fn cross_xy(&self, x: &Vector, y: &Vector, v: &Vector, b: Batch<'_>, out: &mut Vector) {
+        self.h().cross_xy(x, y, v, b, out)
+    }
+    fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, b: Batch<'_>, out: &mut Vector) {
+        self.h().cross_yx(x, y, u, b, out)
+    }
+}
+
+/// Consecutive nearby points take the warm chord path (no new Hessian) and agree with the
+/// tight Newton-CG path to 1e-8; a far jump makes the chord steps fail and falls back to dense
+/// Newton, still exact.
+#[test]
+fn warm_chord_path_is_taken_near_the_last_point_and_stays_exact() {
+    let no_reference = ReferenceConfig {
+        enabled: false,
+        ..Default::default()
+    };
+    let problem = Arc::new(ijcnn1(no_reference));
+    let (x0, y0) = problem.start();
+    let reference = NewtonReference::new(
+        Arc::new(Side(problem.clone(), false)),
+        Arc::new(Side(problem.clone(), true)),
+        Vector::zeros(y0.nrows()),
+        ReferenceConfig::default(),
+    );
+    let slow = ijcnn1(ReferenceConfig {
+        dense_max: 0,
+        tol: 1e-13,
+        ..Default::default()
+    });
+    let shifted = |step: f64| {
+        let mut x = x0.clone();
+        for (j, v) in x.as_mut_slice().iter_mut().enumerate() {
+            *v += if j % 2 == 0 { step } else { -step };
+        }
+        x
+    };
+    for (i, x) in [shifted(0.0), shifted(0.01), shifted(0.02), shifted(3.0)]
+        .iter()
+        .enumerate()
+    {
+        let fast = reference.evaluate(x).unwrap();
+        let tight = slow.reference().unwrap().evaluate(x).unwrap();
+        let err = relative(&fast.hypergradient, &tight.hypergradient);
+        assert!(err <= 1e-8, "point {i}: ∇F relative error {err:e}");
+        let paths = reference.paths();
+        match i {
+            0 => assert_eq!(
+                (paths.dense_newton, paths.chord),
+                (1, 0),
+                "cold: dense Newton"
+            ),
+            1 | 2 => assert_eq!(paths.chord, i, "nearby: chord steps, {paths:?}"),
+            _ => assert_eq!(paths.dense_newton, 2, "far jump falls back, {paths:?}"),
+        }
+    }
 }

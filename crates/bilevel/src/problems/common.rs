@@ -182,6 +182,21 @@ struct Warm {
     y: Vector,
     v: Vector,
     point: Option<ReferencePoint>,
+    /// The dense inner Hessian of the last dense-path solve (row-major), possibly from an
+    /// earlier point than `y`: the chord steps and the adjoint preconditioner of the next
+    /// evaluation.
+    hess: Option<Vec<f64>>,
+}
+
+/// How many evaluations took each path of the dense reference (see [`NewtonReference`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReferencePaths {
+    /// Warm: chord steps and preconditioned CG with a previous Hessian (no new Hessian).
+    pub chord: usize,
+    /// Newton with a fresh dense Hessian per step (cold, or a chord step that failed).
+    pub dense_newton: usize,
+    /// Newton-CG with Hessian-vector products (no dense Hessian available).
+    pub newton_cg: usize,
 }
 
 /// The exact bilevel quantities by high-accuracy solves on the full batch, for problems without
@@ -200,6 +215,16 @@ struct Warm {
 /// residual 1e-13 (at most 10·dim y iterations, clamped to [200, 5000]; a residual above 1e-6
 /// is an error), and ∇F = ∇ₓf − ∇²ₓᵧg·v, F = f(x, y*).
 ///
+/// **Warm dense path** (the evaluation after a dense one, as at consecutive evaluation points of
+/// a run): the previous Hessian H₀, from a nearby point, stands in for the current one. Chord
+/// (simplified Newton) steps y ← y − H₀⁻¹∇ᵧg(x, y) need one gradient pass each instead of a
+/// Hessian pass; each must halve ‖∇ᵧg‖, otherwise the evaluation falls back to dense Newton from
+/// where it stands (a stale H₀ is detected, never trusted). The adjoint is then preconditioned
+/// conjugate gradients on ∇²ᵧᵧg(x, y*) v = ∇ᵧf with exact Hessian-vector products, H₀ as
+/// preconditioner, from the previous v, to relative residual 1e-13 (at most 40 products; more
+/// also falls back). The stopping rules are those of the other paths, so the result is as
+/// exact; only the work differs ([`NewtonReference::paths`] counts which path ran).
+///
 /// Warm start: the last y* and v are kept (behind a mutex, per problem instance) and start the
 /// next evaluation; the last point is cached, so evaluating the same x twice costs nothing.
 /// Results agree with a cold start to the solve tolerance, not bit for bit.
@@ -209,6 +234,7 @@ pub struct NewtonReference {
     config: ReferenceConfig,
     warm: Mutex<Option<Warm>>,
     y_init: Vector,
+    paths: Mutex<ReferencePaths>,
 }
 
 impl NewtonReference {
@@ -225,7 +251,105 @@ impl NewtonReference {
             config,
             warm: Mutex::new(None),
             y_init,
+            paths: Mutex::new(ReferencePaths::default()),
         }
+    }
+
+    /// How many evaluations took each path so far.
+    pub fn paths(&self) -> ReferencePaths {
+        *self.paths.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count_path(&self, which: impl FnOnce(&mut ReferencePaths) -> &mut usize) {
+        *which(&mut self.paths.lock().unwrap_or_else(|p| p.into_inner())) += 1;
+    }
+
+    /// The warm dense path: chord steps with the previous Hessian `h0`, then preconditioned CG
+    /// for the adjoint from `v`. `None` when a chord step fails to halve ‖∇ᵧg‖ or PCG does not
+    /// converge in 40 products: the caller falls back to dense Newton from the returned `y`
+    /// (as far as the chord steps got).
+    fn dense_warm(
+        &self,
+        x: &Vector,
+        y: &mut Vector,
+        v: &Vector,
+        h0: &[f64],
+    ) -> Result<Option<(ReferencePoint, Vector)>> {
+        let (dx, dy) = self.g.dims();
+        let (f, g) = (&*self.f, &*self.g);
+        let llt = cholesky(h0, dy)?;
+        let mut grad = Vector::zeros(dy);
+        let mut trial = Vector::zeros(dy);
+        let mut trial_grad = Vector::zeros(dy);
+        g.grad_y(x, y, Batch::Full, &mut grad);
+        let mut gnorm = grad.norm();
+        let mut steps = 0;
+        while gnorm > self.config.tol {
+            if steps == self.config.max_newton || !gnorm.is_finite() {
+                return Ok(None);
+            }
+            steps += 1;
+            let step = llt.solve(&grad);
+            trial.assign(y);
+            trial.axpy(-1.0, &step);
+            g.grad_y(x, &trial, Batch::Full, &mut trial_grad);
+            let tn = trial_grad.norm();
+            if !(tn.is_finite() && tn <= 0.5 * gnorm) {
+                return Ok(None);
+            }
+            std::mem::swap(y, &mut trial);
+            std::mem::swap(&mut grad, &mut trial_grad);
+            gnorm = tn;
+        }
+        // Adjoint: PCG on H v = ∇ᵧf, preconditioner H₀⁻¹.
+        let mut fx = Vector::zeros(dx);
+        let mut fy = Vector::zeros(dy);
+        f.grad_xy(x, y, Batch::Full, &mut fx, &mut fy);
+        let bnorm = fy.norm();
+        let mut v = v.clone();
+        let mut hp = Vector::zeros(dy);
+        g.hvp_yy(x, y, &v, Batch::Full, &mut hp);
+        let mut r = fy.clone();
+        r.axpy(-1.0, &hp);
+        let mut z = llt.solve(&r);
+        let mut p = z.clone();
+        let mut rz = r.dot(&z);
+        let mut converged = false;
+        for _ in 0..40 {
+            if r.norm() <= 1e-13 * bnorm {
+                converged = true;
+                break;
+            }
+            g.hvp_yy(x, y, &p, Batch::Full, &mut hp);
+            let php = p.dot(&hp);
+            if !(php > 0.0 && php.is_finite()) {
+                break;
+            }
+            let alpha = rz / php;
+            v.axpy(alpha, &p);
+            r.axpy(-alpha, &hp);
+            z = llt.solve(&r);
+            let rz_next = r.dot(&z);
+            let beta = rz_next / rz;
+            rz = rz_next;
+            p.scale(beta);
+            p.axpy(1.0, &z);
+        }
+        if !converged {
+            return Ok(None);
+        }
+        let mut cross = Vector::zeros(dx);
+        g.cross_xy(x, y, &v, Batch::Full, &mut cross);
+        fx.axpy(-1.0, &cross);
+        let value = f.value(x, y, Batch::Full);
+        Ok(Some((
+            ReferencePoint {
+                value,
+                hypergradient: fx,
+                y_star: Some(y.clone()),
+            },
+            v,
+        )))
     }
 
     fn cg_params(dim: usize, rel_tol: f64) -> CgParams {
@@ -306,7 +430,12 @@ impl NewtonReference {
 
     /// The dense path; `None` when the inner objective has no dense Hessian (or dim y is above
     /// the limit).
-    fn compute_dense(&self, x: &Vector, mut y: Vector) -> Result<Option<(ReferencePoint, Vector)>> {
+    #[allow(clippy::type_complexity)]
+    fn compute_dense(
+        &self,
+        x: &Vector,
+        mut y: Vector,
+    ) -> Result<Option<(ReferencePoint, Vector, Vec<f64>)>> {
         let (dx, dy) = self.g.dims();
         if dy > self.config.dense_max {
             return Ok(None);
@@ -389,18 +518,31 @@ impl NewtonReference {
                 y_star: Some(y),
             },
             v,
+            hess,
         )))
     }
 
+    /// The evaluation at `x` from (y, v); returns the point, the adjoint and the Hessian to keep
+    /// for the next warm evaluation (`None` off the dense path).
+    #[allow(clippy::type_complexity)]
     fn compute(
         &self,
         x: &Vector,
         mut y: Vector,
         mut v: Vector,
-    ) -> Result<(ReferencePoint, Vector)> {
-        if let Some(done) = self.compute_dense(x, y.clone())? {
-            return Ok(done);
+        h0: Option<Vec<f64>>,
+    ) -> Result<(ReferencePoint, Vector, Option<Vec<f64>>)> {
+        if let Some(h0) = h0 {
+            if let Some((point, v)) = self.dense_warm(x, &mut y, &v, &h0)? {
+                self.count_path(|p| &mut p.chord);
+                return Ok((point, v, Some(h0)));
+            }
         }
+        if let Some((point, v, hess)) = self.compute_dense(x, y.clone())? {
+            self.count_path(|p| &mut p.dense_newton);
+            return Ok((point, v, Some(hess)));
+        }
+        self.count_path(|p| &mut p.newton_cg);
         let (dx, dy) = self.g.dims();
         self.solve_inner(x, &mut y)?;
         let (f, g) = (&*self.f, &*self.g);
@@ -433,6 +575,7 @@ impl NewtonReference {
                 y_star: Some(y),
             },
             v,
+            None,
         ))
     }
 }
@@ -453,11 +596,11 @@ impl Reference for NewtonReference {
                 Some(w) if w.x.as_slice() == x.as_slice() && w.point.is_some() => {
                     return Ok(w.point.clone().expect("invariant: checked is_some"));
                 }
-                Some(w) => (w.y.clone(), w.v.clone()),
-                None => (self.y_init.clone(), Vector::zeros(dy)),
+                Some(w) => (w.y.clone(), w.v.clone(), w.hess.clone()),
+                None => (self.y_init.clone(), Vector::zeros(dy), None),
             }
         };
-        let (point, v) = self.compute(x, start.0, start.1)?;
+        let (point, v, hess) = self.compute(x, start.0, start.1, start.2)?;
         let y = point
             .y_star
             .clone()
@@ -468,6 +611,7 @@ impl Reference for NewtonReference {
             y,
             v,
             point: Some(point.clone()),
+            hess,
         });
         Ok(point)
     }
