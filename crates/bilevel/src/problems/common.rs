@@ -532,11 +532,11 @@ impl NewtonReference {
         mut v: Vector,
         h0: Option<Vec<f64>>,
     ) -> Result<(ReferencePoint, Vector, Option<Vec<f64>>)> {
-        if let Some(h0) = h0 {
-            if let Some((point, v)) = self.dense_warm(x, &mut y, &v, &h0)? {
-                self.count_path(|p| &mut p.chord);
-                return Ok((point, v, Some(h0)));
-            }
+        if let Some(h0) = h0
+            && let Some((point, v)) = self.dense_warm(x, &mut y, &v, &h0)?
+        {
+            self.count_path(|p| &mut p.chord);
+            return Ok((point, v, Some(h0)));
         }
         if let Some((point, v, hess)) = self.compute_dense(x, y.clone())? {
             self.count_path(|p| &mut p.dense_newton);
