@@ -426,7 +426,7 @@ fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// The 0-based [[problem]] tables named by a solver table's `problems` (1-based in the file: an
+/// The 0-based `[[problem]]` tables named by a solver table's `problems` (1-based in the file: an
 /// integer or an array of integers).
 fn problem_filter(value: &toml::Value, tables: usize) -> Result<Vec<usize>, String> {
     let items = match value {

@@ -2,52 +2,10 @@
 //! and `--fail-on-not-done`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn bilevel() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bilevel"))
-}
+mod common;
 
-fn run_ok(args: &[&str]) -> Output {
-    let out = bilevel().args(args).output().expect("bilevel runs");
-    assert!(
-        out.status.success(),
-        "bilevel {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// The file's budget is 200 iterations, evaluated every 50; the second SOBA step size diverges.
-const SMALL: &str = r#"
-name = "small"
-seeds = [1, 2]
-[problem]
-kind = "quadratic"
-dim_x = 4
-dim_y = 8
-n_inner = 64
-n_outer = 64
-[run]
-max_iters = 200
-eval_every = 50
-[[solver]]
-kind = "aid_cg"
-inner_lr = 1.0
-outer_lr = 1.0
-[[solver]]
-kind = "soba"
-batch_size = 8
-outer_lr = [0.1, 1e6]
-inner_lr = 0.1
-"#;
+use common::{SMALL, bilevel, run_ok, write};
 
 /// Every run of SMALL converges.
 fn stable() -> String {

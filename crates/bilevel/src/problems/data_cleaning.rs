@@ -31,7 +31,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::common::{NewtonReference, Preprocess, ReferenceConfig, check_batch, sigmoid};
-use super::logistic::{LogisticData, OnSample, Targets};
+use super::logistic::{LogisticData, OnSample, Targets, ValidationLoss};
 use crate::core::error::{Error, Result, check_in_range, check_non_negative};
 use crate::core::{Batch, Fused, Objective, Problem, Reference, TaskMetrics, Vector, VectorExt};
 use crate::data::split::{Corruption, corrupt_labels};
@@ -114,10 +114,7 @@ pub struct CleaningInner {
 }
 
 /// The outer objective: validation cross-entropy (independent of x).
-pub struct CleaningOuter {
-    data: LogisticData,
-    dim_x: usize,
-}
+pub type CleaningOuter = ValidationLoss;
 
 impl CleaningInner {
     /// The inner objective on noisy `data` (multiclass targets) with regularisation C.
@@ -292,88 +289,6 @@ impl Objective for CleaningInner {
     }
 }
 
-impl Objective for CleaningOuter {
-    fn dims(&self) -> (usize, usize) {
-        (self.dim_x, self.data.dim())
-    }
-    fn n_samples(&self) -> usize {
-        self.data.n()
-    }
-    fn value(&self, _x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
-        check_batch(batch, self.data.n(), "data_cleaning f");
-        self.data.value(y.as_slice(), batch, |_| 1.0)
-    }
-    fn grad_x(&self, _x: &Vector, _y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "data_cleaning f");
-        out.set_zero();
-    }
-    fn grad_y(&self, _x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "data_cleaning f");
-        self.data
-            .grad(y.as_slice(), batch, |_| 1.0, out.as_mut_slice());
-    }
-    fn grad_xy(
-        &self,
-        x: &Vector,
-        y: &Vector,
-        batch: Batch<'_>,
-        out_x: &mut Vector,
-        out_y: &mut Vector,
-    ) {
-        out_x.set_zero();
-        self.grad_y(x, y, batch, out_y);
-    }
-    fn fused(&self, _x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
-        check_batch(batch, self.data.n(), "data_cleaning f");
-        let Fused {
-            grad_x,
-            grad_y,
-            hvp_yy,
-            cross_xy,
-        } = out;
-        // f does not depend on x.
-        for o in [grad_x, cross_xy].into_iter().flatten() {
-            o.set_zero();
-        }
-        if grad_y.is_some() || hvp_yy.is_some() {
-            let vs = if hvp_yy.is_some() {
-                Some(
-                    v.expect("data_cleaning f: a product along v needs v")
-                        .as_slice(),
-                )
-            } else {
-                None
-            };
-            self.data.pass(
-                y.as_slice(),
-                vs,
-                batch,
-                |_| 1.0,
-                false,
-                grad_y.map(|o| o.as_mut_slice()),
-                hvp_yy.map(|o| o.as_mut_slice()),
-                None,
-            );
-        }
-    }
-    fn hvp_yy(&self, _x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "data_cleaning f");
-        self.data.hvp(
-            y.as_slice(),
-            v.as_slice(),
-            batch,
-            |_| 1.0,
-            out.as_mut_slice(),
-        );
-    }
-    fn cross_xy(&self, _x: &Vector, _y: &Vector, _v: &Vector, _b: Batch<'_>, out: &mut Vector) {
-        out.set_zero();
-    }
-    fn cross_yx(&self, _x: &Vector, _y: &Vector, _u: &Vector, _b: Batch<'_>, out: &mut Vector) {
-        out.set_zero();
-    }
-}
-
 /// Everything a built hyper-cleaning problem knows besides its objectives.
 pub struct CleaningParts {
     /// The inner objective.
@@ -395,7 +310,7 @@ struct CleaningMetrics {
 impl TaskMetrics for CleaningMetrics {
     fn evaluate(&self, x: &Vector, y: &Vector) -> Vec<(String, f64)> {
         let (test_loss, test_acc) = self.test.evaluate(y.as_slice());
-        let (_, val_acc) = self.validation.data.evaluate(y.as_slice());
+        let (_, val_acc) = self.validation.data().evaluate(y.as_slice());
         let (mut flag_bad, mut bad, mut flag_good, mut good) = (0usize, 0usize, 0usize, 0usize);
         let mut weight_sum = 0.0;
         for (&xi, &c) in x.as_slice().iter().zip(&self.is_corrupted) {
@@ -532,8 +447,8 @@ impl DataCleaningConfig {
             self.regularization,
         ));
         let dim_x = g.data.n();
-        let f = Arc::new(CleaningOuter {
-            data: LogisticData::with_storage(
+        let f = Arc::new(ValidationLoss::new(
+            LogisticData::with_storage(
                 validation.design,
                 Targets::Multiclass {
                     class: val_class,
@@ -543,7 +458,8 @@ impl DataCleaningConfig {
                 !sparse,
             ),
             dim_x,
-        });
+            "data_cleaning f",
+        ));
         let test = LogisticData::with_storage(
             test.design,
             Targets::Multiclass {

@@ -29,12 +29,12 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::common::with_scratch;
+use super::common::{check_batch, with_scratch};
 use super::kernels::{
     self, LANES, Lanes, LanesMut, Simd8, WithLanes, axpy_full, axpy_row, axpy2_row, dot_full,
     dot_row, dot2_row, padded_len,
 };
-use crate::core::Batch;
+use crate::core::{Batch, Fused, Objective, Vector, VectorExt};
 use crate::data::{CsrMatrix, Design};
 
 /// Targets of a logistic loss.
@@ -1345,5 +1345,106 @@ fn from_class_major(
     }
     if intercept {
         out[d * k..(d + 1) * k].copy_from_slice(&cm[k * stride..k * stride + k]);
+    }
+}
+
+/// An outer objective that is a plain logistic loss on held-out data, independent of x (the
+/// validation loss of `logreg_hpo` and `data_cleaning`): ∇ₓ and the cross products are zero.
+pub struct ValidationLoss {
+    data: LogisticData,
+    dim_x: usize,
+    /// Names the objective in batch errors.
+    what: &'static str,
+}
+
+impl ValidationLoss {
+    /// The loss on `data`, in a problem whose x has `dim_x` entries; `what` names it in errors.
+    pub fn new(data: LogisticData, dim_x: usize, what: &'static str) -> Self {
+        Self { data, dim_x, what }
+    }
+    /// The held-out data.
+    pub fn data(&self) -> &LogisticData {
+        &self.data
+    }
+}
+
+impl Objective for ValidationLoss {
+    fn dims(&self) -> (usize, usize) {
+        (self.dim_x, self.data.dim())
+    }
+    fn n_samples(&self) -> usize {
+        self.data.n()
+    }
+    fn value(&self, _x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
+        check_batch(batch, self.data.n(), self.what);
+        self.data.value(y.as_slice(), batch, |_| 1.0)
+    }
+    fn grad_x(&self, _x: &Vector, _y: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), self.what);
+        out.set_zero();
+    }
+    fn grad_y(&self, _x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), self.what);
+        self.data
+            .grad(y.as_slice(), batch, |_| 1.0, out.as_mut_slice());
+    }
+    fn grad_xy(
+        &self,
+        x: &Vector,
+        y: &Vector,
+        batch: Batch<'_>,
+        out_x: &mut Vector,
+        out_y: &mut Vector,
+    ) {
+        out_x.set_zero();
+        self.grad_y(x, y, batch, out_y);
+    }
+    fn fused(&self, _x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
+        check_batch(batch, self.data.n(), self.what);
+        let Fused {
+            grad_x,
+            grad_y,
+            hvp_yy,
+            cross_xy,
+        } = out;
+        for o in [grad_x, cross_xy].into_iter().flatten() {
+            o.set_zero();
+        }
+        if grad_y.is_some() || hvp_yy.is_some() {
+            let vs = if hvp_yy.is_some() {
+                Some(
+                    v.unwrap_or_else(|| panic!("{}: a product along v needs v", self.what))
+                        .as_slice(),
+                )
+            } else {
+                None
+            };
+            self.data.pass(
+                y.as_slice(),
+                vs,
+                batch,
+                |_| 1.0,
+                false,
+                grad_y.map(|o| o.as_mut_slice()),
+                hvp_yy.map(|o| o.as_mut_slice()),
+                None,
+            );
+        }
+    }
+    fn hvp_yy(&self, _x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        check_batch(batch, self.data.n(), self.what);
+        self.data.hvp(
+            y.as_slice(),
+            v.as_slice(),
+            batch,
+            |_| 1.0,
+            out.as_mut_slice(),
+        );
+    }
+    fn cross_xy(&self, _x: &Vector, _y: &Vector, _v: &Vector, _b: Batch<'_>, out: &mut Vector) {
+        out.set_zero();
+    }
+    fn cross_yx(&self, _x: &Vector, _y: &Vector, _u: &Vector, _b: Batch<'_>, out: &mut Vector) {
+        out.set_zero();
     }
 }

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{NewtonReference, Preprocess, ReferenceConfig, check_batch};
 use super::kernels;
-use super::logistic::{LogisticData, Targets};
+use super::logistic::{LogisticData, Targets, ValidationLoss};
 use crate::core::error::{Error, Result, check_in_range};
 use crate::core::linalg::{normal_vector, rng_from_seed, uniform01};
 use crate::core::{Batch, Fused, Objective, Problem, TaskMetrics, Vector, VectorExt};
@@ -358,10 +358,7 @@ pub struct LogregInner {
 }
 
 /// The outer objective: validation loss (independent of x).
-pub struct LogregOuter {
-    data: LogisticData,
-    dim_x: usize,
-}
+pub type LogregOuter = ValidationLoss;
 
 impl LogregInner {
     /// The inner objective on `data` with `penalty` and `parametrization`.
@@ -566,88 +563,6 @@ impl Objective for LogregInner {
     }
 }
 
-impl Objective for LogregOuter {
-    fn dims(&self) -> (usize, usize) {
-        (self.dim_x, self.data.dim())
-    }
-    fn n_samples(&self) -> usize {
-        self.data.n()
-    }
-    fn value(&self, _x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
-        check_batch(batch, self.data.n(), "logreg_hpo f");
-        self.data.value(y.as_slice(), batch, |_| 1.0)
-    }
-    fn grad_x(&self, _x: &Vector, _y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "logreg_hpo f");
-        out.set_zero();
-    }
-    fn grad_y(&self, _x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "logreg_hpo f");
-        self.data
-            .grad(y.as_slice(), batch, |_| 1.0, out.as_mut_slice());
-    }
-    fn grad_xy(
-        &self,
-        x: &Vector,
-        y: &Vector,
-        batch: Batch<'_>,
-        out_x: &mut Vector,
-        out_y: &mut Vector,
-    ) {
-        out_x.set_zero();
-        self.grad_y(x, y, batch, out_y);
-    }
-    fn fused(&self, _x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
-        check_batch(batch, self.data.n(), "logreg_hpo f");
-        let Fused {
-            grad_x,
-            grad_y,
-            hvp_yy,
-            cross_xy,
-        } = out;
-        // f does not depend on x.
-        for o in [grad_x, cross_xy].into_iter().flatten() {
-            o.set_zero();
-        }
-        if grad_y.is_some() || hvp_yy.is_some() {
-            let vs = if hvp_yy.is_some() {
-                Some(
-                    v.expect("logreg_hpo f: a product along v needs v")
-                        .as_slice(),
-                )
-            } else {
-                None
-            };
-            self.data.pass(
-                y.as_slice(),
-                vs,
-                batch,
-                |_| 1.0,
-                false,
-                grad_y.map(|o| o.as_mut_slice()),
-                hvp_yy.map(|o| o.as_mut_slice()),
-                None,
-            );
-        }
-    }
-    fn hvp_yy(&self, _x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        check_batch(batch, self.data.n(), "logreg_hpo f");
-        self.data.hvp(
-            y.as_slice(),
-            v.as_slice(),
-            batch,
-            |_| 1.0,
-            out.as_mut_slice(),
-        );
-    }
-    fn cross_xy(&self, _x: &Vector, _y: &Vector, _v: &Vector, _b: Batch<'_>, out: &mut Vector) {
-        out.set_zero();
-    }
-    fn cross_yx(&self, _x: &Vector, _y: &Vector, _u: &Vector, _b: Batch<'_>, out: &mut Vector) {
-        out.set_zero();
-    }
-}
-
 /// Validation and test metrics of the current model.
 struct LogregMetrics {
     validation: Arc<LogregOuter>,
@@ -656,7 +571,7 @@ struct LogregMetrics {
 
 impl TaskMetrics for LogregMetrics {
     fn evaluate(&self, _x: &Vector, y: &Vector) -> Vec<(String, f64)> {
-        let (_, acc) = self.validation.data.evaluate(y.as_slice());
+        let (_, acc) = self.validation.data().evaluate(y.as_slice());
         let mut out = vec![("validation_accuracy".to_owned(), acc)];
         if let Some(test) = &self.test {
             let (loss, acc) = test.evaluate(y.as_slice());
@@ -841,10 +756,7 @@ impl LogregHpoConfig {
             self.parametrization,
         ));
         let (dx, dy) = g.dims();
-        let f = Arc::new(LogregOuter {
-            data: val_data,
-            dim_x: dx,
-        });
+        let f = Arc::new(ValidationLoss::new(val_data, dx, "logreg_hpo f"));
         let mut rng = rng_from_seed(self.seed, 33);
         let y0 = if self.y0_random {
             normal_vector(&mut rng, dy)
