@@ -153,7 +153,9 @@ fn warm_chord_path_is_taken_near_the_last_point_and_stays_exact() {
         .iter()
         .enumerate()
     {
+        let before = problem.counts();
         let fast = reference.evaluate(x).unwrap();
+        let used = problem.counts().since(&before).g;
         let tight = slow.reference().unwrap().evaluate(x).unwrap();
         let err = relative(&fast.hypergradient, &tight.hypergradient);
         assert!(err <= 1e-8, "point {i}: ∇F relative error {err:e}");
@@ -164,7 +166,13 @@ fn warm_chord_path_is_taken_near_the_last_point_and_stays_exact() {
                 (1, 0),
                 "cold: dense Newton"
             ),
-            1 | 2 => assert_eq!(paths.chord, i, "nearby: chord steps, {paths:?}"),
+            1 | 2 => {
+                assert_eq!(paths.chord, i, "nearby: chord steps, {paths:?}");
+                // No dense Hessian (counted as a value, a gradient and 22 products) and no
+                // line search: gradient passes and fewer products than one Hessian.
+                assert_eq!(used.value, 0, "{used:?}");
+                assert!(used.hvp_yy < 22 && used.grad_y <= 12, "{used:?}");
+            }
             _ => assert_eq!(paths.dense_newton, 2, "far jump falls back, {paths:?}"),
         }
     }
