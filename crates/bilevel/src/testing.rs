@@ -4,7 +4,7 @@
 
 use crate::algorithms::{SolverConfig, SolverVisitor};
 use crate::core::linalg::{normal_vector, rng_from_seed};
-use crate::core::{Batch, Counts, Objective, Problem, Solver, Vector, VectorExt};
+use crate::core::{Batch, Counts, Fused, Objective, Problem, Solver, Vector, VectorExt};
 
 /// Largest relative error of each oracle against finite differences.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,6 +21,9 @@ pub struct FdReport {
     pub cross_xy: f64,
     /// ∇²ᵧₓh u against differences of ∇ᵧh.
     pub cross_yx: f64,
+    /// [`Objective::fused`] (all five outputs at once, and {h, ∇ₓh, ∇ᵧh} alone) against the
+    /// component calls.
+    pub fused: f64,
 }
 
 impl FdReport {
@@ -33,6 +36,7 @@ impl FdReport {
             self.hvp_yy,
             self.cross_xy,
             self.cross_yx,
+            self.fused,
         ]
         .into_iter()
         .fold(0.0, f64::max)
@@ -139,6 +143,56 @@ pub fn check_objective(
     h.cross_yx(x, y, &u, batch, &mut cu);
     let fd = fd_directional(|p, o| h.grad_y(p, y, batch, o), x, &u, dy);
     report.cross_yx = rel_error(&cu, &fd);
+    let value = h.value(x, y, batch);
+    // A value the fused call did not write stays NaN: an infinite error (f64::max would drop
+    // a NaN).
+    let value_error = |fused: f64| {
+        let e = (fused - value).abs() / value.abs().max(1e-6);
+        if e.is_nan() { f64::INFINITY } else { e }
+    };
+    let (mut val, mut ox, mut oy, mut ohv, mut ocv) = (
+        f64::NAN,
+        Vector::zeros(dx),
+        Vector::zeros(dy),
+        Vector::zeros(dy),
+        Vector::zeros(dx),
+    );
+    h.fused(
+        x,
+        y,
+        Some(&v),
+        batch,
+        Fused {
+            value: Some(&mut val),
+            grad_x: Some(&mut ox),
+            grad_y: Some(&mut oy),
+            hvp_yy: Some(&mut ohv),
+            cross_xy: Some(&mut ocv),
+        },
+    );
+    report.fused = value_error(val)
+        .max(rel_error(&gx, &ox))
+        .max(rel_error(&gy, &oy))
+        .max(rel_error(&hv, &ohv))
+        .max(rel_error(&cv, &ocv));
+    let (mut val, mut ox, mut oy) = (f64::NAN, Vector::zeros(dx), Vector::zeros(dy));
+    h.fused(
+        x,
+        y,
+        None,
+        batch,
+        Fused {
+            value: Some(&mut val),
+            grad_x: Some(&mut ox),
+            grad_y: Some(&mut oy),
+            ..Fused::default()
+        },
+    );
+    report.fused = report
+        .fused
+        .max(value_error(val))
+        .max(rel_error(&gx, &ox))
+        .max(rel_error(&gy, &oy));
     report
 }
 

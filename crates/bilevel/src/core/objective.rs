@@ -33,6 +33,8 @@ impl Batch<'_> {
 /// oracle (overwritten) at the one point and batch of the call.
 #[derive(Debug, Default)]
 pub struct Fused<'a> {
+    /// h(x, y) on the batch.
+    pub value: Option<&'a mut f64>,
     /// ∇ₓh (length dim x).
     pub grad_x: Option<&'a mut Vector>,
     /// ∇ᵧh (length dim y).
@@ -94,12 +96,15 @@ pub trait Objective: Send + Sync {
         self.grad_x(x, y, batch, out_x);
         self.grad_y(x, y, batch, out_y);
     }
-    /// Any subset of {∇ₓh, ∇ᵧh, ∇²ᵧᵧh·v, ∇²ₓᵧh·v} at one point (x, y) on one batch, the products
+    /// Any subset of {h, ∇ₓh, ∇ᵧh, ∇²ᵧᵧh·v, ∇²ₓᵧh·v} at one point (x, y) on one batch, the products
     /// along `v` (required when a product is requested). The result equals the component calls
     /// to rounding; a [`Problem`](super::Problem) counts it as those calls. The default makes
     /// the component calls (∇ₓh and ∇ᵧh together through [`grad_xy`](Self::grad_xy)).
     fn fused(&self, x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
         let v = || v.expect("Objective::fused: a product along v needs `v`");
+        if let Some(value) = out.value {
+            *value = self.value(x, y, batch);
+        }
         match (out.grad_x, out.grad_y) {
             (Some(gx), Some(gy)) => self.grad_xy(x, y, batch, gx, gy),
             (Some(gx), None) => self.grad_x(x, y, batch, gx),

@@ -173,6 +173,7 @@ impl Objective for Counted {
         // Counted as the component calls it replaces.
         let c = &self.counts;
         for (given, counter) in [
+            (out.value.is_some(), &c.value),
             (out.grad_x.is_some(), &c.grad_x),
             (out.grad_y.is_some(), &c.grad_y),
             (out.hvp_yy.is_some(), &c.hvp_yy),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, Result};
-use crate::core::{Batch, Objective, Reference, ReferencePoint, Vector, VectorExt};
+use crate::core::{Batch, Fused, Objective, Reference, ReferencePoint, Vector, VectorExt};
 use crate::data::{CsrMatrix, DenseMatrix, Design};
 use crate::linsolve::{CgParams, CgWorkspace, cg_in_place};
 use faer::linalg::solvers::Solve as _;
@@ -273,11 +273,12 @@ impl NewtonReference {
         x: &Vector,
         y: &mut Vector,
         v: &Vector,
-        h0: &[f64],
+        h0: &mut [f64],
     ) -> Result<Option<(ReferencePoint, Vector)>> {
         let (dx, dy) = self.g.dims();
         let (f, g) = (&*self.f, &*self.g);
-        let llt = cholesky(h0, dy)?;
+        let mut llt = cholesky(h0, dy)?;
+        let mut hs = vec![0.0; dy];
         let mut grad = Vector::zeros(dy);
         let mut trial = Vector::zeros(dy);
         let mut trial_grad = Vector::zeros(dy);
@@ -297,6 +298,31 @@ impl NewtonReference {
             if !(tn.is_finite() && tn <= 0.5 * gnorm) {
                 return Ok(None);
             }
+            // BFGS update of H₀ with the secant pair (s, Δ) = (−step, ∇g(trial) − ∇g(y)): the
+            // chord steps become quasi-Newton steps (superlinear), and the preconditioner and the
+            // Hessian kept for the next evaluation learn the directions that moved. Skipped when
+            // the curvature sᵀΔ is not safely positive (then H₀ stays as it was).
+            let mut delta = trial_grad.clone();
+            delta.axpy(-1.0, &grad);
+            let s_dot_delta = -step.dot(&delta);
+            for (i, o) in hs.iter_mut().enumerate() {
+                *o = -crate::core::linalg::dot(&h0[i * dy..(i + 1) * dy], step.as_slice());
+            }
+            let s_h_s = -crate::core::linalg::dot(&hs, step.as_slice());
+            if s_dot_delta > 1e-10 * step.norm() * delta.norm() && s_h_s > 0.0 {
+                let (dl, hsl) = (delta.as_slice(), &hs);
+                let mut updated = h0.to_vec();
+                for i in 0..dy {
+                    for j in 0..dy {
+                        updated[i * dy + j] +=
+                            dl[i] * dl[j] / s_dot_delta - hsl[i] * hsl[j] / s_h_s;
+                    }
+                }
+                if let Ok(factor) = cholesky(&updated, dy) {
+                    h0.copy_from_slice(&updated);
+                    llt = factor;
+                }
+            }
             std::mem::swap(y, &mut trial);
             std::mem::swap(&mut grad, &mut trial_grad);
             gnorm = tn;
@@ -304,7 +330,20 @@ impl NewtonReference {
         // Adjoint: PCG on H v = ∇ᵧf, preconditioner H₀⁻¹.
         let mut fx = Vector::zeros(dx);
         let mut fy = Vector::zeros(dy);
-        f.grad_xy(x, y, Batch::Full, &mut fx, &mut fy);
+        // F and ∇f in one pass over the outer data.
+        let mut value = 0.0;
+        f.fused(
+            x,
+            y,
+            None,
+            Batch::Full,
+            Fused {
+                value: Some(&mut value),
+                grad_x: Some(&mut fx),
+                grad_y: Some(&mut fy),
+                ..Fused::default()
+            },
+        );
         let bnorm = fy.norm();
         let mut v = v.clone();
         let mut hp = Vector::zeros(dy);
@@ -341,7 +380,6 @@ impl NewtonReference {
         let mut cross = Vector::zeros(dx);
         g.cross_xy(x, y, &v, Batch::Full, &mut cross);
         fx.axpy(-1.0, &cross);
-        let value = f.value(x, y, Batch::Full);
         Ok(Some((
             ReferencePoint {
                 value,
@@ -499,7 +537,20 @@ impl NewtonReference {
         let llt = if iters > 0 { cholesky(&hess, dy)? } else { llt };
         let mut fx = Vector::zeros(dx);
         let mut fy = Vector::zeros(dy);
-        f.grad_xy(x, &y, Batch::Full, &mut fx, &mut fy);
+        // F and ∇f in one pass over the outer data.
+        let mut value = 0.0;
+        f.fused(
+            x,
+            &y,
+            None,
+            Batch::Full,
+            Fused {
+                value: Some(&mut value),
+                grad_x: Some(&mut fx),
+                grad_y: Some(&mut fy),
+                ..Fused::default()
+            },
+        );
         let mut v = llt.solve(&fy);
         // One step of iterative refinement: v ← v + H⁻¹(∇ᵧf − H v).
         let mut r = fy.clone();
@@ -510,7 +561,6 @@ impl NewtonReference {
         let mut cross = Vector::zeros(dx);
         g.cross_xy(x, &y, &v, Batch::Full, &mut cross);
         fx.axpy(-1.0, &cross);
-        let value = f.value(x, &y, Batch::Full);
         Ok(Some((
             ReferencePoint {
                 value,
@@ -532,8 +582,8 @@ impl NewtonReference {
         mut v: Vector,
         h0: Option<Vec<f64>>,
     ) -> Result<(ReferencePoint, Vector, Option<Vec<f64>>)> {
-        if let Some(h0) = h0
-            && let Some((point, v)) = self.dense_warm(x, &mut y, &v, &h0)?
+        if let Some(mut h0) = h0
+            && let Some((point, v)) = self.dense_warm(x, &mut y, &v, &mut h0)?
         {
             self.count_path(|p| &mut p.chord);
             return Ok((point, v, Some(h0)));
@@ -548,7 +598,20 @@ impl NewtonReference {
         let (f, g) = (&*self.f, &*self.g);
         let mut fx = Vector::zeros(dx);
         let mut fy = Vector::zeros(dy);
-        f.grad_xy(x, &y, Batch::Full, &mut fx, &mut fy);
+        // F and ∇f in one pass over the outer data.
+        let mut value = 0.0;
+        f.fused(
+            x,
+            &y,
+            None,
+            Batch::Full,
+            Fused {
+                value: Some(&mut value),
+                grad_x: Some(&mut fx),
+                grad_y: Some(&mut fy),
+                ..Fused::default()
+            },
+        );
         let mut ws = CgWorkspace::new(dy);
         let info = cg_in_place(
             |p, out| g.hvp_yy(x, &y, p, Batch::Full, out),
@@ -567,7 +630,6 @@ impl NewtonReference {
         let mut cross = Vector::zeros(dx);
         g.cross_xy(x, &y, &v, Batch::Full, &mut cross);
         fx.axpy(-1.0, &cross);
-        let value = f.value(x, &y, Batch::Full);
         Ok((
             ReferencePoint {
                 value,

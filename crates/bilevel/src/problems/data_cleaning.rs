@@ -196,11 +196,15 @@ impl Objective for CleaningInner {
         );
         let xs = x.as_slice();
         let Fused {
+            value,
             grad_x,
             grad_y,
             hvp_yy,
             cross_xy,
         } = out;
+        if let Some(value) = value {
+            *value = self.value(x, y, batch);
+        }
         let mut gx = grad_x.map(|o| o.as_mut_slice());
         let mut cr = cross_xy.map(|o| o.as_mut_slice());
         for o in [gx.as_deref_mut(), cr.as_deref_mut()].into_iter().flatten() {

@@ -1402,6 +1402,7 @@ impl Objective for ValidationLoss {
     fn fused(&self, _x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
         check_batch(batch, self.data.n(), self.what);
         let Fused {
+            value,
             grad_x,
             grad_y,
             hvp_yy,
@@ -1410,7 +1411,7 @@ impl Objective for ValidationLoss {
         for o in [grad_x, cross_xy].into_iter().flatten() {
             o.set_zero();
         }
-        if grad_y.is_some() || hvp_yy.is_some() {
+        if value.is_some() || grad_y.is_some() || hvp_yy.is_some() {
             let vs = if hvp_yy.is_some() {
                 Some(
                     v.unwrap_or_else(|| panic!("{}: a product along v needs v", self.what))
@@ -1419,16 +1420,20 @@ impl Objective for ValidationLoss {
             } else {
                 None
             };
-            self.data.pass(
+            // One pass for the loss and the derivatives.
+            let loss = self.data.pass(
                 y.as_slice(),
                 vs,
                 batch,
                 |_| 1.0,
-                false,
+                value.is_some(),
                 grad_y.map(|o| o.as_mut_slice()),
                 hvp_yy.map(|o| o.as_mut_slice()),
                 None,
             );
+            if let Some(value) = value {
+                *value = loss;
+            }
         }
     }
     fn hvp_yy(&self, _x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {

@@ -450,11 +450,15 @@ impl Objective for LogregInner {
             "logreg_hpo g: a product along v needs v"
         );
         let Fused {
+            value,
             grad_x,
             grad_y,
             hvp_yy,
             cross_xy,
         } = out;
+        if let Some(value) = value {
+            *value = self.value(x, y, batch);
+        }
         let mut gy = grad_y.map(|o| o.as_mut_slice());
         let mut hv = hvp_yy.map(|o| o.as_mut_slice());
         // The data term (the loss does not depend on x): one pass for ∇ᵧ and ∇²ᵧᵧ·v.
