@@ -191,9 +191,10 @@ struct Warm {
 /// How many evaluations took each path of the dense reference (see [`NewtonReference`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReferencePaths {
-    /// Warm: chord steps and preconditioned CG with a previous Hessian (no new Hessian).
+    /// Quasi-Newton (chord + BFGS) steps and preconditioned CG from one Hessian: the previous
+    /// evaluation's (warm, no new Hessian) or the start point's (cold, one Hessian).
     pub chord: usize,
-    /// Newton with a fresh dense Hessian per step (cold, or a chord step that failed).
+    /// Newton with a fresh dense Hessian per step (when the quasi-Newton steps stalled).
     pub dense_newton: usize,
     /// Newton-CG with Hessian-vector products (no dense Hessian available).
     pub newton_cg: usize,
@@ -215,11 +216,12 @@ pub struct ReferencePaths {
 /// residual 1e-13 (at most 10·dim y iterations, clamped to [200, 5000]; a residual above 1e-6
 /// is an error), and ∇F = ∇ₓf − ∇²ₓᵧg·v, F = f(x, y*).
 ///
-/// **Warm dense path** (the evaluation after a dense one, as at consecutive evaluation points of
-/// a run): the previous Hessian H₀, from a nearby point, stands in for the current one. Chord
-/// (simplified Newton) steps y ← y − H₀⁻¹∇ᵧg(x, y) need one gradient pass each instead of a
-/// Hessian pass; each must halve ‖∇ᵧg‖, otherwise the evaluation falls back to dense Newton from
-/// where it stands (a stale H₀ is detected, never trusted). The adjoint is then preconditioned
+/// **Quasi-Newton dense path** (tried first whenever a dense Hessian is available): a Hessian H₀
+/// stands in for the current one — the previous evaluation's when warm (consecutive evaluation
+/// points of a run are close), else one computed at the start point. Chord steps
+/// y ← y − H₀⁻¹∇ᵧg(x, y), with a BFGS secant update of H₀ after each, need one gradient pass each
+/// instead of a Hessian pass; each must halve ‖∇ᵧg‖, otherwise the evaluation falls back to
+/// dense Newton from where it stands (a stale H₀ is detected, never trusted). The adjoint is then preconditioned
 /// conjugate gradients on ∇²ᵧᵧg(x, y*) v = ∇ᵧf with exact Hessian-vector products, H₀ as
 /// preconditioner, from the previous v, to relative residual 1e-13 (at most 40 products; more
 /// also falls back). The stopping rules are those of the other paths, so the result is as
@@ -262,6 +264,21 @@ impl NewtonReference {
 
     fn count_path(&self, which: impl FnOnce(&mut ReferencePaths) -> &mut usize) {
         *which(&mut self.paths.lock().unwrap_or_else(|p| p.into_inner())) += 1;
+    }
+
+    /// ∇²ᵧᵧg(x, y) as a dense row-major matrix, when dim y is within the dense limit and the
+    /// inner objective provides it.
+    fn dense_hessian(&self, x: &Vector, y: &Vector) -> Result<Option<Vec<f64>>> {
+        let dy = y.nrows();
+        if dy > self.config.dense_max {
+            return Ok(None);
+        }
+        let mut grad = Vector::zeros(dy);
+        let mut hess = vec![0.0; dy * dy];
+        Ok(self
+            .g
+            .value_grad_hess_yy(x, y, Batch::Full, &mut grad, &mut hess)
+            .map(|_| hess))
     }
 
     /// The warm dense path: chord steps with the previous Hessian `h0`, then preconditioned CG
@@ -582,6 +599,12 @@ impl NewtonReference {
         mut v: Vector,
         h0: Option<Vec<f64>>,
     ) -> Result<(ReferencePoint, Vector, Option<Vec<f64>>)> {
+        // Cold: one dense Hessian at the start point seeds the same quasi-Newton steps (one
+        // Hessian pass instead of one per Newton step); dense Newton takes over if they stall.
+        let h0 = match h0 {
+            Some(h0) => Some(h0),
+            None => self.dense_hessian(x, &y)?,
+        };
         if let Some(mut h0) = h0
             && let Some((point, v)) = self.dense_warm(x, &mut y, &v, &mut h0)?
         {
