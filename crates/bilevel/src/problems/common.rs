@@ -266,6 +266,45 @@ impl NewtonReference {
         *which(&mut self.paths.lock().unwrap_or_else(|p| p.into_inner())) += 1;
     }
 
+    /// F = f(x, y), ∇ₓf and ∇ᵧf on the full outer data, in one fused pass.
+    fn outer_pass(&self, x: &Vector, y: &Vector) -> (f64, Vector, Vector) {
+        let (dx, dy) = self.f.dims();
+        let (mut fx, mut fy) = (Vector::zeros(dx), Vector::zeros(dy));
+        let mut value = 0.0;
+        self.f.fused(
+            x,
+            y,
+            None,
+            Batch::Full,
+            Fused {
+                value: Some(&mut value),
+                grad_x: Some(&mut fx),
+                grad_y: Some(&mut fy),
+                ..Fused::default()
+            },
+        );
+        (value, fx, fy)
+    }
+
+    /// The point at y* with adjoint v: ∇F = ∇ₓf − ∇²ₓᵧg·v.
+    fn assemble(
+        &self,
+        x: &Vector,
+        y: Vector,
+        v: &Vector,
+        value: f64,
+        mut fx: Vector,
+    ) -> ReferencePoint {
+        let mut cross = Vector::zeros(fx.nrows());
+        self.g.cross_xy(x, &y, v, Batch::Full, &mut cross);
+        fx.axpy(-1.0, &cross);
+        ReferencePoint {
+            value,
+            hypergradient: fx,
+            y_star: Some(y),
+        }
+    }
+
     /// ∇²ᵧᵧg(x, y) as a dense row-major matrix, when dim y is within the dense limit and the
     /// inner objective provides it.
     fn dense_hessian(&self, x: &Vector, y: &Vector) -> Result<Option<Vec<f64>>> {
@@ -292,8 +331,8 @@ impl NewtonReference {
         v: &Vector,
         h0: &mut [f64],
     ) -> Result<Option<(ReferencePoint, Vector)>> {
-        let (dx, dy) = self.g.dims();
-        let (f, g) = (&*self.f, &*self.g);
+        let dy = self.g.dims().1;
+        let g = &*self.g;
         let mut llt = cholesky(h0, dy)?;
         let mut hs = vec![0.0; dy];
         let mut grad = Vector::zeros(dy);
@@ -345,22 +384,7 @@ impl NewtonReference {
             gnorm = tn;
         }
         // Adjoint: PCG on H v = ∇ᵧf, preconditioner H₀⁻¹.
-        let mut fx = Vector::zeros(dx);
-        let mut fy = Vector::zeros(dy);
-        // F and ∇f in one pass over the outer data.
-        let mut value = 0.0;
-        f.fused(
-            x,
-            y,
-            None,
-            Batch::Full,
-            Fused {
-                value: Some(&mut value),
-                grad_x: Some(&mut fx),
-                grad_y: Some(&mut fy),
-                ..Fused::default()
-            },
-        );
+        let (value, fx, fy) = self.outer_pass(x, y);
         let bnorm = fy.norm();
         let mut v = v.clone();
         let mut hp = Vector::zeros(dy);
@@ -394,17 +418,7 @@ impl NewtonReference {
         if !converged {
             return Ok(None);
         }
-        let mut cross = Vector::zeros(dx);
-        g.cross_xy(x, y, &v, Batch::Full, &mut cross);
-        fx.axpy(-1.0, &cross);
-        Ok(Some((
-            ReferencePoint {
-                value,
-                hypergradient: fx,
-                y_star: Some(y.clone()),
-            },
-            v,
-        )))
+        Ok(Some((self.assemble(x, y.clone(), &v, value, fx), v)))
     }
 
     fn cg_params(dim: usize, rel_tol: f64) -> CgParams {
@@ -491,11 +505,11 @@ impl NewtonReference {
         x: &Vector,
         mut y: Vector,
     ) -> Result<Option<(ReferencePoint, Vector, Vec<f64>)>> {
-        let (dx, dy) = self.g.dims();
+        let dy = self.g.dims().1;
         if dy > self.config.dense_max {
             return Ok(None);
         }
-        let (f, g) = (&*self.f, &*self.g);
+        let g = &*self.g;
         let mut grad = Vector::zeros(dy);
         let mut hess = vec![0.0; dy * dy];
         let Some(mut value) = g.value_grad_hess_yy(x, &y, Batch::Full, &mut grad, &mut hess) else {
@@ -552,22 +566,7 @@ impl NewtonReference {
         }
         // `llt` factors the Hessian at the final y (refactored after the last accepted step).
         let llt = if iters > 0 { cholesky(&hess, dy)? } else { llt };
-        let mut fx = Vector::zeros(dx);
-        let mut fy = Vector::zeros(dy);
-        // F and ∇f in one pass over the outer data.
-        let mut value = 0.0;
-        f.fused(
-            x,
-            &y,
-            None,
-            Batch::Full,
-            Fused {
-                value: Some(&mut value),
-                grad_x: Some(&mut fx),
-                grad_y: Some(&mut fy),
-                ..Fused::default()
-            },
-        );
+        let (value, fx, fy) = self.outer_pass(x, &y);
         let mut v = llt.solve(&fy);
         // One step of iterative refinement: v ← v + H⁻¹(∇ᵧf − H v).
         let mut r = fy.clone();
@@ -575,18 +574,7 @@ impl NewtonReference {
             *ri -= crate::core::linalg::dot(&hess[i * dy..(i + 1) * dy], v.as_slice());
         }
         v.axpy(1.0, &llt.solve(&r));
-        let mut cross = Vector::zeros(dx);
-        g.cross_xy(x, &y, &v, Batch::Full, &mut cross);
-        fx.axpy(-1.0, &cross);
-        Ok(Some((
-            ReferencePoint {
-                value,
-                hypergradient: fx,
-                y_star: Some(y),
-            },
-            v,
-            hess,
-        )))
+        Ok(Some((self.assemble(x, y, &v, value, fx), v, hess)))
     }
 
     /// The evaluation at `x` from (y, v); returns the point, the adjoint and the Hessian to keep
@@ -616,25 +604,10 @@ impl NewtonReference {
             return Ok((point, v, Some(hess)));
         }
         self.count_path(|p| &mut p.newton_cg);
-        let (dx, dy) = self.g.dims();
+        let dy = self.g.dims().1;
         self.solve_inner(x, &mut y)?;
-        let (f, g) = (&*self.f, &*self.g);
-        let mut fx = Vector::zeros(dx);
-        let mut fy = Vector::zeros(dy);
-        // F and ∇f in one pass over the outer data.
-        let mut value = 0.0;
-        f.fused(
-            x,
-            &y,
-            None,
-            Batch::Full,
-            Fused {
-                value: Some(&mut value),
-                grad_x: Some(&mut fx),
-                grad_y: Some(&mut fy),
-                ..Fused::default()
-            },
-        );
+        let g = &*self.g;
+        let (value, fx, fy) = self.outer_pass(x, &y);
         let mut ws = CgWorkspace::new(dy);
         let info = cg_in_place(
             |p, out| g.hvp_yy(x, &y, p, Batch::Full, out),
@@ -650,18 +623,7 @@ impl NewtonReference {
                 rel_residual: info.rel_residual,
             });
         }
-        let mut cross = Vector::zeros(dx);
-        g.cross_xy(x, &y, &v, Batch::Full, &mut cross);
-        fx.axpy(-1.0, &cross);
-        Ok((
-            ReferencePoint {
-                value,
-                hypergradient: fx,
-                y_star: Some(y),
-            },
-            v,
-            None,
-        ))
+        Ok((self.assemble(x, y, &v, value, fx), v, None))
     }
 }
 
