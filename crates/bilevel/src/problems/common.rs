@@ -327,6 +327,7 @@ impl NewtonReference {
     fn dense_warm(
         &self,
         x: &Vector,
+        x_prev: Option<&Vector>,
         y: &mut Vector,
         v: &Vector,
         h0: &mut [f64],
@@ -334,6 +335,19 @@ impl NewtonReference {
         let dy = self.g.dims().1;
         let g = &*self.g;
         let mut llt = cholesky(h0, dy)?;
+        // Warm: a first-order predictor of y*(x) from the last point (implicit function
+        // theorem), y ← y − H₀⁻¹ ∇²ᵧₓg·(x − x_prev); the steps below correct it.
+        if let Some(x_prev) = x_prev {
+            let mut u = x.clone();
+            u.axpy(-1.0, x_prev);
+            let mut c = Vector::zeros(dy);
+            g.cross_yx(x, y, &u, Batch::Full, &mut c);
+            let mut predicted = y.clone();
+            predicted.axpy(-1.0, &llt.solve(&c));
+            if predicted.as_slice().iter().all(|p| p.is_finite()) {
+                *y = predicted;
+            }
+        }
         let mut hs = vec![0.0; dy];
         let mut grad = Vector::zeros(dy);
         let mut trial = Vector::zeros(dy);
@@ -586,15 +600,16 @@ impl NewtonReference {
         mut y: Vector,
         mut v: Vector,
         h0: Option<Vec<f64>>,
+        x_prev: Option<Vector>,
     ) -> Result<(ReferencePoint, Vector, Option<Vec<f64>>)> {
         // Cold: one dense Hessian at the start point seeds the same quasi-Newton steps (one
         // Hessian pass instead of one per Newton step); dense Newton takes over if they stall.
-        let h0 = match h0 {
-            Some(h0) => Some(h0),
-            None => self.dense_hessian(x, &y)?,
+        let (h0, x_prev) = match h0 {
+            Some(h0) => (Some(h0), x_prev),
+            None => (self.dense_hessian(x, &y)?, None),
         };
         if let Some(mut h0) = h0
-            && let Some((point, v)) = self.dense_warm(x, &mut y, &v, &mut h0)?
+            && let Some((point, v)) = self.dense_warm(x, x_prev.as_ref(), &mut y, &v, &mut h0)?
         {
             self.count_path(|p| &mut p.chord);
             return Ok((point, v, Some(h0)));
@@ -643,11 +658,11 @@ impl Reference for NewtonReference {
                 Some(w) if w.x.as_slice() == x.as_slice() && w.point.is_some() => {
                     return Ok(w.point.clone().expect("invariant: checked is_some"));
                 }
-                Some(w) => (w.y.clone(), w.v.clone(), w.hess.clone()),
-                None => (self.y_init.clone(), Vector::zeros(dy), None),
+                Some(w) => (w.y.clone(), w.v.clone(), w.hess.clone(), Some(w.x.clone())),
+                None => (self.y_init.clone(), Vector::zeros(dy), None, None),
             }
         };
-        let (point, v, hess) = self.compute(x, start.0, start.1, start.2)?;
+        let (point, v, hess) = self.compute(x, start.0, start.1, start.2, start.3)?;
         let y = point
             .y_star
             .clone()
