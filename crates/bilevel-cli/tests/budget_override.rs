@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{SMALL, bilevel, run_ok, write};
+use common::{SMALL, bilevel, run_ok, run_quiet, write};
 
 /// Every run of SMALL converges.
 fn stable() -> String {
@@ -53,16 +53,7 @@ fn max_iters_replaces_the_files_budget_clamps_eval_every_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let exp = write(dir.path(), "small.toml", &stable());
     let out = dir.path().join("out");
-    run_ok(&[
-        "run",
-        exp.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--no-plots",
-        "--max-iters",
-        "30",
-    ]);
+    run_quiet(&exp, &out, &["--max-iters", "30"]);
     let (header, rows) = summary(&out);
     assert_eq!(rows.len(), 4, "2 solvers x 2 seeds");
     let (iters, status) = (column(&header, "iters"), column(&header, "status"));
@@ -97,15 +88,7 @@ fn max_iters_replaces_the_files_budget_clamps_eval_every_and_is_recorded() {
     assert!(rows.iter().all(|r| r[iters] == "30"), "{rows:?}");
 
     // A later run of the same directory without the flag uses the file's budget again.
-    run_ok(&[
-        "run",
-        exp.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--no-plots",
-        "--overwrite",
-    ]);
+    run_quiet(&exp, &out, &["--overwrite"]);
     let (_, rows) = summary(&out);
     assert!(rows.iter().all(|r| r[iters] == "200"), "{rows:?}");
     for trace in traces(&out) {
@@ -121,18 +104,7 @@ fn max_seconds_adds_a_time_budget_and_a_larger_max_iters_keeps_eval_every() {
     let exp = write(dir.path(), "small.toml", &stable());
     let out = dir.path().join("out");
     // 1e-9 s of solver time: every run stops after its first iteration.
-    run_ok(&[
-        "run",
-        exp.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--no-plots",
-        "--max-seconds",
-        "1e-9",
-        "--max-iters",
-        "500",
-    ]);
+    run_quiet(&exp, &out, &["--max-seconds", "1e-9", "--max-iters", "500"]);
     let (header, rows) = summary(&out);
     let iters = column(&header, "iters");
     for row in &rows {

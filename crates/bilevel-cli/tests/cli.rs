@@ -4,7 +4,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{SMALL, bilevel, run_ok, write};
+use common::{SMALL, bilevel, run_ok, run_quiet, write};
 
 fn summary_rows(dir: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
@@ -466,14 +466,7 @@ fn an_existing_output_directory_is_not_overwritten_silently() {
     let dir = tempfile::tempdir().unwrap();
     let exp = write(dir.path(), "small.toml", SMALL);
     let out = dir.path().join("out");
-    run_ok(&[
-        "run",
-        exp.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--no-plots",
-    ]);
+    run_quiet(&exp, &out, &[]);
     let again = bilevel()
         .args([
             "run",
@@ -527,14 +520,7 @@ linear = { kind = "cg", max_iters = 5 }
 "#;
     let exp = write(dir.path(), "labels.toml", text);
     let out = dir.path().join("out");
-    run_ok(&[
-        "run",
-        exp.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--no-plots",
-    ]);
+    run_quiet(&exp, &out, &[]);
     let rows = summary_rows(&out);
     let solver = rows[0].iter().position(|h| h == "solver").unwrap();
     let names: Vec<&str> = rows[1..].iter().map(|r| r[solver].as_str()).collect();

@@ -21,6 +21,20 @@ pub fn run_ok(args: &[&str]) -> Output {
     out
 }
 
+/// `bilevel run EXP --out OUT --quiet --no-plots EXTRA…`, which must succeed.
+pub fn run_quiet(exp: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        exp.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--no-plots",
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args)
+}
+
 /// Writes `text` to `dir/name`.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
