@@ -112,11 +112,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::OracleSamplers;
 use crate::core::error::{Error, check_at_least};
 use crate::core::linalg::{Scratch, rng_from_seed, serde_vector, serde_vectors};
 use crate::core::{
-    Batch, Diagnostics, MinibatchSampler, Problem, Result, SamplingMode, Schedule, Solver, Vector,
-    VectorExt,
+    Batch, Diagnostics, Problem, Result, SamplingMode, Schedule, Solver, Vector, VectorExt,
 };
 use crate::inner::descend;
 use crate::linsolve::lanczos::{TridiagonalMethod, TridiagonalWorkspace, solve_tridiagonal};
@@ -213,15 +213,6 @@ pub struct Lancbio {
     config: LancbioConfig,
 }
 
-/// Samplers of the minibatch variant.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Samplers {
-    inner: MinibatchSampler,
-    outer: MinibatchSampler,
-    hessian: MinibatchSampler,
-    cross: MinibatchSampler,
-}
-
 /// Per-step buffers (not serialized).
 #[derive(Clone, Debug, Default)]
 struct Work {
@@ -266,7 +257,7 @@ pub struct LancbioState {
     pub force_restart: bool,
     /// Iterations done (the paper's k − 1).
     pub t: u64,
-    samplers: Option<Samplers>,
+    samplers: Option<OracleSamplers>,
     #[serde(skip)]
     work: Work,
 }
@@ -281,21 +272,16 @@ impl Solver for Lancbio {
     /// Minibatch sampler seeds, in order from `rng_from_seed(seed, 0)`: inner, outer, Hessian,
     /// cross.
     fn init(&self, problem: &Problem, x: Vector, y: Vector, seed: u64) -> Result<LancbioState> {
-        use rand::Rng as _;
         let mut rng = rng_from_seed(seed, 0);
         let samplers = match self.config.batch_size {
             None => None,
-            Some(bs) => {
-                let (n_g, n_f) = (problem.g().n_samples(), problem.f().n_samples());
-                let mode = self.config.sampling;
-                let mut make = |n| MinibatchSampler::new(n, bs, mode, rng.next_u64());
-                Some(Samplers {
-                    inner: make(n_g)?,
-                    outer: make(n_f)?,
-                    hessian: make(n_g)?,
-                    cross: make(n_g)?,
-                })
-            }
+            Some(bs) => Some(OracleSamplers::new(
+                problem.g().n_samples(),
+                problem.f().n_samples(),
+                bs,
+                self.config.sampling,
+                &mut rng,
+            )?),
         };
         let dy = y.nrows();
         Ok(LancbioState {

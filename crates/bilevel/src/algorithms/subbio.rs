@@ -71,11 +71,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::OracleSamplers;
 use crate::core::error::{Error, check_positive};
 use crate::core::linalg::{Scratch, rng_from_seed, serde_vector};
 use crate::core::{
-    Batch, Diagnostics, MinibatchSampler, Problem, Result, SamplingMode, Schedule, Solver, Vector,
-    VectorExt,
+    Batch, Diagnostics, Problem, Result, SamplingMode, Schedule, Solver, Vector, VectorExt,
 };
 use crate::inner::descend;
 
@@ -142,15 +142,6 @@ pub struct Subbio {
     config: SubbioConfig,
 }
 
-/// Samplers of the minibatch variant.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Samplers {
-    inner: MinibatchSampler,
-    outer: MinibatchSampler,
-    hessian: MinibatchSampler,
-    cross: MinibatchSampler,
-}
-
 /// State of [`Subbio`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SubbioState {
@@ -165,7 +156,7 @@ pub struct SubbioState {
     pub v: Vector,
     /// Iterations done.
     pub t: u64,
-    samplers: Option<Samplers>,
+    samplers: Option<OracleSamplers>,
     #[serde(skip)]
     scratch: Scratch,
 }
@@ -180,21 +171,16 @@ impl Solver for Subbio {
     /// Minibatch sampler seeds, in order from `rng_from_seed(seed, 0)`: inner, outer, Hessian,
     /// cross.
     fn init(&self, problem: &Problem, x: Vector, y: Vector, seed: u64) -> Result<SubbioState> {
-        use rand::Rng as _;
         let mut rng = rng_from_seed(seed, 0);
         let samplers = match self.config.batch_size {
             None => None,
-            Some(bs) => {
-                let (n_g, n_f) = (problem.g().n_samples(), problem.f().n_samples());
-                let mode = self.config.sampling;
-                let mut make = |n| MinibatchSampler::new(n, bs, mode, rng.next_u64());
-                Some(Samplers {
-                    inner: make(n_g)?,
-                    outer: make(n_f)?,
-                    hessian: make(n_g)?,
-                    cross: make(n_g)?,
-                })
-            }
+            Some(bs) => Some(OracleSamplers::new(
+                problem.g().n_samples(),
+                problem.f().n_samples(),
+                bs,
+                self.config.sampling,
+                &mut rng,
+            )?),
         };
         Ok(SubbioState {
             v: Vector::zeros(y.nrows()),

@@ -15,6 +15,6 @@ pub use problem::{
     Counts, HeadRange, Metrics, OracleCounts, Problem, Reference, ReferencePoint, TaskMetrics,
     UnrolledSpec,
 };
-pub use sampler::{MinibatchSampler, SamplingMode};
+pub use sampler::{MinibatchSampler, OracleSamplers, SamplingMode};
 pub use schedule::Schedule;
 pub use solver::{Diagnostics, Solver};

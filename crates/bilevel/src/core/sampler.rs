@@ -261,3 +261,39 @@ mod tests {
         assert!(MinibatchSampler::new(4, 0, SamplingMode::Shuffled, 0).is_err());
     }
 }
+
+/// The four minibatch streams of an implicit-differentiation method: inner steps and Hessian
+/// products on g, outer gradients on f, cross products on g (AID/AmIGO/stocBiO-style estimators,
+/// LancBiO, SubBiO).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OracleSamplers {
+    /// Inner steps (on g).
+    pub inner: MinibatchSampler,
+    /// Outer gradients (on f).
+    pub outer: MinibatchSampler,
+    /// Hessian-vector products (on g).
+    pub hessian: MinibatchSampler,
+    /// Cross products (on g).
+    pub cross: MinibatchSampler,
+}
+
+impl OracleSamplers {
+    /// Batches of `batch_size` drawn in `mode` over the samples of g and f, seeded in the order
+    /// inner, outer, Hessian, cross from `rng`.
+    pub fn new(
+        n_g: usize,
+        n_f: usize,
+        batch_size: usize,
+        mode: SamplingMode,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        use rand::Rng as _;
+        let mut make = |n| MinibatchSampler::new(n, batch_size, mode, rng.next_u64());
+        Ok(Self {
+            inner: make(n_g)?,
+            outer: make(n_f)?,
+            hessian: make(n_g)?,
+            cross: make(n_g)?,
+        })
+    }
+}

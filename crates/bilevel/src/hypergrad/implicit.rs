@@ -11,10 +11,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::Hypergradient;
+use crate::core::OracleSamplers;
 use crate::core::linalg::{Scratch, serde_vector};
-use crate::core::{
-    Batch, Diagnostics, MinibatchSampler, Problem, Result, Rng, SamplingMode, Vector, VectorExt,
-};
+use crate::core::{Batch, Diagnostics, Problem, Result, Rng, SamplingMode, Vector, VectorExt};
 use crate::inner::descend;
 use crate::linsolve::{
     CgParams, CgWorkspace, GdParams, GdWorkspace, HiaParams, NeumannParams, NeumannWorkspace,
@@ -296,16 +295,6 @@ impl Implicit {
     }
 }
 
-/// Samplers of the stochastic mode: inner steps and Hessian products on g, outer gradients on f,
-/// cross products on g.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ImplicitSamplers {
-    inner: MinibatchSampler,
-    outer: MinibatchSampler,
-    hessian: MinibatchSampler,
-    cross: MinibatchSampler,
-}
-
 /// Scratch buffers (not serialized; rebuilt on first use).
 #[derive(Clone, Debug, Default)]
 struct Work {
@@ -326,7 +315,7 @@ pub struct ImplicitState {
     /// Linear-system iterate (warm start when `warm_start_v`).
     #[serde(with = "serde_vector")]
     pub v: Vector,
-    samplers: Option<ImplicitSamplers>,
+    samplers: Option<OracleSamplers>,
     #[serde(skip)]
     work: Work,
 }
@@ -335,20 +324,16 @@ impl Hypergradient for Implicit {
     type State = ImplicitState;
 
     fn init(&self, problem: &Problem, y0: Vector, rng: &mut Rng) -> Result<ImplicitState> {
-        use rand::Rng as _;
         let dy = y0.nrows();
         let samplers = match self.batch_size {
             None => None,
-            Some(bs) => {
-                let (n_g, n_f) = (problem.g().n_samples(), problem.f().n_samples());
-                let mut make = |n| MinibatchSampler::new(n, bs, self.sampling, rng.next_u64());
-                Some(ImplicitSamplers {
-                    inner: make(n_g)?,
-                    outer: make(n_f)?,
-                    hessian: make(n_g)?,
-                    cross: make(n_g)?,
-                })
-            }
+            Some(bs) => Some(OracleSamplers::new(
+                problem.g().n_samples(),
+                problem.f().n_samples(),
+                bs,
+                self.sampling,
+                rng,
+            )?),
         };
         Ok(ImplicitState {
             y: y0,
