@@ -154,6 +154,10 @@ pub struct BenchReport {
     pub cpus: usize,
     /// CPU model (from /proc/cpuinfo), if known.
     pub cpu_model: String,
+    /// Instruction set the data kernels ran with (`plain`, `avx2`, `avx512`; cap it with
+    /// `BILEVEL_SIMD`). Empty in reports written before it was recorded.
+    #[serde(default)]
+    pub simd: String,
     /// Git commit of the build.
     pub git_commit: String,
     /// Iterations per repeat.
@@ -345,6 +349,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
             .map(|n| n.get())
             .unwrap_or(1),
         cpu_model: cpu_model(),
+        simd: bilevel::problems::simd_level().name().to_owned(),
         git_commit: crate::execute::GIT_COMMIT.to_owned(),
         iters: options.iters,
         warmup: options.warmup,
@@ -525,9 +530,10 @@ pub fn table(report: &BenchReport) -> String {
     let mut out = String::new();
     if !report.scaling.is_empty() {
         out.push_str(&format!(
-            "{} CPU(s), {}; scaling grid, {} repeats\n{:<10} {:>6} {:>6} {:>8} {:>14} {:>16}\n",
+            "{} CPU(s), {}, kernels {}; scaling grid, {} repeats\n{:<10} {:>6} {:>6} {:>8} {:>14} {:>16}\n",
             report.cpus,
             report.cpu_model,
+            report.simd,
             report.repeats,
             "solver",
             "d",
@@ -550,9 +556,10 @@ pub fn table(report: &BenchReport) -> String {
         return out;
     }
     out.push_str(&format!(
-        "{} CPU(s), {}; {} warm-up + {} x {} iterations, batch {}\n",
+        "{} CPU(s), {}, kernels {}; {} warm-up + {} x {} iterations, batch {}\n",
         report.cpus,
         report.cpu_model,
+        report.simd,
         report.warmup,
         report.repeats,
         report.iters,

@@ -106,15 +106,19 @@ pub fn render(reports: &[(PathBuf, BenchReport)], out_name: &Path) -> String {
         out_name.display()
     );
     let _ = writeln!(md, "## Machine and commands\n");
-    let _ = writeln!(md, "| report | CPUs | CPU model | git commit | command |");
-    let _ = writeln!(md, "|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| report | CPUs | CPU model | kernels | git commit | command |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
     for (path, r) in reports {
         let _ = writeln!(
             md,
-            "| `{}` | {} | {} | `{}` | `{}` |",
+            "| `{}` | {} | {} | {} | `{}` | `{}` |",
             path.display(),
             r.cpus,
             r.cpu_model,
+            if r.simd.is_empty() { "?" } else { &r.simd },
             r.git_commit,
             r.command
         );

@@ -3,25 +3,123 @@
 //!
 //! The loops spell out [`LANES`] independent accumulators and never fuse a multiply with an add,
 //! so the compiler vectorises them at any width (two lanes with the portable x86-64 baseline,
-//! four with AVX2) and the *values* do not depend on the instruction set: a run on a machine
-//! without AVX2 computes the same bits. [`dispatch`] runs a closure in a function compiled for
-//! the widest instruction set the CPU has (runtime detection by `pulp`), so that the
+//! four with AVX2, eight with AVX-512) and the *values* do not depend on the instruction set: a
+//! run on a machine without AVX2 computes the same bits (`tests/simd_levels.rs` checks it).
+//! [`dispatch`] runs a closure in a function compiled for the widest instruction set the CPU has
+//! (runtime detection by `pulp`; `BILEVEL_SIMD` or [`set_simd_cap`] caps it), so that the
 //! `#[inline(always)]` kernels inlined into it use wide registers without `-C target-cpu`.
+//! AVX-512 matters beyond width: its 32 registers hold the model, the direction and both
+//! accumulators of a 24-wide row kernel without spilling to the stack.
 
 /// Accumulator lanes of the row kernels (padded dense rows have a multiple of this many
 /// entries).
 pub(crate) const LANES: usize = 8;
 
-/// Runs `f` compiled for the widest SIMD level the CPU supports (x86-64-v3 when available).
+/// Instruction-set levels of the kernels, narrowest first. The values of every kernel are the
+/// same at every level (see [`Simd8`]); only the speed differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// Portable code (whatever the compiler's baseline vectorises).
+    Plain = 0,
+    /// x86-64-v3: AVX2 (two 256-bit registers per eight lanes).
+    Avx2 = 1,
+    /// x86-64-v4: AVX-512 (one 512-bit register per eight lanes, 32 registers).
+    Avx512 = 2,
+}
+
+impl SimdLevel {
+    /// The widest level this CPU supports.
+    pub fn detected() -> Self {
+        static DETECTED: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if pulp::x86::V4::try_new().is_some() {
+                    return SimdLevel::Avx512;
+                }
+                if pulp::x86::V3::try_new().is_some() {
+                    return SimdLevel::Avx2;
+                }
+            }
+            SimdLevel::Plain
+        })
+    }
+
+    /// Parses `plain`, `avx2` or `avx512`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "plain" | "scalar" => Some(Self::Plain),
+            "avx2" | "v3" => Some(Self::Avx2),
+            "avx512" | "v4" => Some(Self::Avx512),
+            _ => None,
+        }
+    }
+
+    /// The name [`parse`](Self::parse) reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Avx2 => "avx2",
+            Self::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The cap on the level (u8::MAX: not set yet, read `BILEVEL_SIMD` on first use).
+static LEVEL_CAP: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(u8::MAX);
+
+/// Caps the instruction set of the kernels at `cap` (the kernels use the widest level the CPU
+/// supports up to it). The environment variable `BILEVEL_SIMD` (`plain`, `avx2`, `avx512`) sets
+/// the initial cap. Results do not depend on it; this exists to measure and to test that.
+pub fn set_simd_cap(cap: SimdLevel) {
+    LEVEL_CAP.store(cap as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The level the kernels run at now: the detected level, capped by [`set_simd_cap`] or
+/// `BILEVEL_SIMD`.
+pub fn simd_level() -> SimdLevel {
+    use std::sync::atomic::Ordering;
+    let mut cap = LEVEL_CAP.load(Ordering::Relaxed);
+    if cap == u8::MAX {
+        let from_env = std::env::var("BILEVEL_SIMD")
+            .ok()
+            .and_then(|v| SimdLevel::parse(&v))
+            .unwrap_or(SimdLevel::Avx512);
+        // Only the first reader stores the environment's cap; a cap set meanwhile wins.
+        let _ = LEVEL_CAP.compare_exchange(
+            u8::MAX,
+            from_env as u8,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        cap = LEVEL_CAP.load(Ordering::Relaxed);
+    }
+    let capped = match cap {
+        0 => SimdLevel::Plain,
+        1 => SimdLevel::Avx2,
+        _ => SimdLevel::Avx512,
+    };
+    capped.min(SimdLevel::detected())
+}
+
+/// Runs `f` compiled for the widest SIMD level allowed ([`simd_level`]), so that the
+/// `#[inline(always)]` loops inlined into it vectorise at that width.
 #[inline(always)]
 pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
-    static ARCH: std::sync::OnceLock<pulp::Arch> = std::sync::OnceLock::new();
-    ARCH.get_or_init(pulp::Arch::new).dispatch(f)
+    struct Closure<F>(F);
+    impl<R, F: FnOnce() -> R> WithLanes for Closure<F> {
+        type Output = R;
+        #[inline(always)]
+        fn run<S: Simd8>(self, _: S) -> R {
+            (self.0)()
+        }
+    }
+    dispatch_lanes(Closure(f))
 }
 
 /// Eight f64 lanes as a value: the explicit-SIMD building block of the small-d kernels (the
 /// model, the direction and the accumulators stay in registers). [`Plain`] is portable plain
-/// code; on x86-64 with AVX2 the lanes are two 256-bit registers. Both add and multiply lane by
+/// code; on x86-64 the lanes are two 256-bit registers (AVX2) or one 512-bit register (AVX-512). Both add and multiply lane by
 /// lane (no fused multiply-add) and [`hsum`](Self::hsum) adds in the order of [`hsum`], so the
 /// results are bit-identical across instruction sets.
 pub(crate) trait Simd8: Copy + Send + Sync + 'static {
@@ -121,6 +219,42 @@ impl Simd8 for pulp::x86::V3 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Simd8 for pulp::x86::V4 {
+    type V = pulp::f64x8;
+    #[inline(always)]
+    fn splat(self, x: f64) -> Self::V {
+        pulp::Simd::splat_f64s(self, x)
+    }
+    #[inline(always)]
+    fn load(self, a: &[f64; LANES]) -> Self::V {
+        pulp::cast(*a)
+    }
+    #[inline(always)]
+    fn store(self, v: Self::V) -> [f64; LANES] {
+        pulp::cast(v)
+    }
+    #[inline(always)]
+    fn add(self, a: Self::V, b: Self::V) -> Self::V {
+        pulp::Simd::add_f64s(self, a, b)
+    }
+    #[inline(always)]
+    fn mul(self, a: Self::V, b: Self::V) -> Self::V {
+        pulp::Simd::mul_f64s(self, a, b)
+    }
+    #[inline(always)]
+    fn hsum(self, v: Self::V) -> f64 {
+        // Lanes k and k + 4 first (one 256-bit add), as in `hsum`.
+        let halves: [pulp::f64x4; 2] = pulp::cast(v);
+        let b: [f64; 4] = pulp::cast(pulp::Simd::add_f64s(*self, halves[0], halves[1]));
+        (b[0] + b[2]) + (b[1] + b[3])
+    }
+    #[inline(always)]
+    fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        pulp::Simd::vectorize(self, f)
+    }
+}
+
 /// A computation generic over the [`Simd8`] instruction set.
 pub(crate) trait WithLanes {
     /// What it returns.
@@ -129,14 +263,26 @@ pub(crate) trait WithLanes {
     fn run<S: Simd8>(self, s: S) -> Self::Output;
 }
 
-/// Runs `w` with the best [`Simd8`] of the CPU (AVX2 when available), inside a function
-/// compiled for it.
+/// Runs `w` with the widest [`Simd8`] allowed ([`simd_level`]), inside a function compiled for
+/// it.
 #[inline(always)]
 pub(crate) fn dispatch_lanes<W: WithLanes>(w: W) -> W::Output {
     #[cfg(target_arch = "x86_64")]
     {
+        static V4: std::sync::OnceLock<Option<pulp::x86::V4>> = std::sync::OnceLock::new();
         static V3: std::sync::OnceLock<Option<pulp::x86::V3>> = std::sync::OnceLock::new();
-        if let Some(v3) = *V3.get_or_init(pulp::x86::V3::try_new) {
+        let level = simd_level();
+        if level == SimdLevel::Avx512
+            && let Some(v4) = *V4.get_or_init(pulp::x86::V4::try_new)
+        {
+            return v4.run(
+                #[inline(always)]
+                || w.run(v4),
+            );
+        }
+        if level >= SimdLevel::Avx2
+            && let Some(v3) = *V3.get_or_init(pulp::x86::V3::try_new)
+        {
             return v3.run(
                 #[inline(always)]
                 || w.run(v3),

@@ -22,8 +22,8 @@
 //! - **Full batches** are split into fixed blocks of rows (their number depends on n and the
 //!   output size only, not on the thread count), the blocks run in parallel (rayon), and the
 //!   block sums are added in block order: results are deterministic and use every core.
-//! - **SIMD**: every pass runs under `kernels::dispatch` (AVX2 when available); values do not
-//!   depend on the instruction set.
+//! - **SIMD**: every pass runs under `kernels::dispatch` (AVX-512 or AVX2 when available, capped
+//!   by `BILEVEL_SIMD`); values do not depend on the instruction set (`tests/simd_levels.rs`).
 
 use std::ops::Range;
 
