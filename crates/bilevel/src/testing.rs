@@ -24,6 +24,9 @@ pub struct FdReport {
     /// [`Objective::fused`] (all five outputs at once, and {h, ∇ₓh, ∇ᵧh} alone) against the
     /// component calls.
     pub fused: f64,
+    /// [`Objective::value_grad_hess_yy`] (value, ∇ᵧh and the dense ∇²ᵧᵧh) against `value`,
+    /// `grad_y` and `hvp_yy` along every coordinate; 0 when the objective has no dense Hessian.
+    pub dense_hessian: f64,
 }
 
 impl FdReport {
@@ -37,6 +40,7 @@ impl FdReport {
             self.cross_xy,
             self.cross_yx,
             self.fused,
+            self.dense_hessian,
         ]
         .into_iter()
         .fold(0.0, f64::max)
@@ -193,11 +197,34 @@ pub fn check_objective(
         .max(value_error(val))
         .max(rel_error(&gx, &ox))
         .max(rel_error(&gy, &oy));
+    if dy <= 512 {
+        let (mut dg, mut dh) = (Vector::zeros(dy), vec![f64::NAN; dy * dy]);
+        if let Some(dval) = h.value_grad_hess_yy(x, y, batch, &mut dg, &mut dh) {
+            let mut worst = value_error(dval).max(rel_error(&gy, &dg));
+            let mut column = Vector::zeros(dy);
+            for j in 0..dy {
+                let e = Vector::from_fn(dy, |i| f64::from(u8::from(i == j)));
+                h.hvp_yy(x, y, &e, batch, &mut column);
+                let dense = Vector::from_fn(dy, |i| dh[i * dy + j]);
+                let scale = Vector::from_fn(dy, |i| dh[i * dy + i].abs()).max_abs();
+                let e = (&column - &dense).max_abs() / scale.max(1e-6);
+                worst = worst.max(if e.is_nan() { f64::INFINITY } else { e });
+            }
+            report.dense_hessian = worst;
+        }
+    }
     report
 }
 
+/// Relative error allowed between two exact computations of one quantity (the fused oracle and
+/// the dense Hessian against the component oracles): they differ only in summation order, so
+/// rounding-level agreement is expected; 1e-10 leaves room for cancellation in long sums.
+pub const EXACT_AGREEMENT_TOL: f64 = 1e-10;
+
 /// Panics unless every oracle of `h` matches finite differences to relative error `tol` at
-/// `points` random points, on the full batch and on a minibatch of the first samples.
+/// `points` random points, on the full batch and on a minibatch of the first samples, and the
+/// fused oracle and the dense Hessian agree with the component oracles to
+/// [`EXACT_AGREEMENT_TOL`].
 #[track_caller]
 pub fn assert_objective_matches_fd(h: &dyn Objective, points: usize, tol: f64, seed: u64) {
     let (dx, dy) = h.dims();
@@ -213,6 +240,11 @@ pub fn assert_objective_matches_fd(h: &dyn Objective, points: usize, tol: f64, s
                 report.worst() <= tol,
                 "oracle/finite-difference mismatch at point {k} on {batch:?}: {report:?} \
                  (tolerance {tol})"
+            );
+            assert!(
+                report.fused.max(report.dense_hessian) <= EXACT_AGREEMENT_TOL,
+                "fused or dense-Hessian oracle disagrees with the component oracles at point \
+                 {k} on {batch:?}: {report:?} (tolerance {EXACT_AGREEMENT_TOL})"
             );
         }
     }

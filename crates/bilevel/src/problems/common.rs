@@ -191,8 +191,8 @@ struct Warm {
 /// How many evaluations took each path of the dense reference (see [`NewtonReference`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReferencePaths {
-    /// Quasi-Newton (chord + BFGS) steps and preconditioned CG from one Hessian: the previous
-    /// evaluation's (warm, no new Hessian) or the start point's (cold, one Hessian).
+    /// Quasi-Newton (chord + BFGS) steps from one Hessian — the previous evaluation's (warm) or
+    /// the start point's (cold) — and a direct adjoint solve with the exact Hessian at y*.
     pub chord: usize,
     /// Newton with a fresh dense Hessian per step (when the quasi-Newton steps stalled).
     pub dense_newton: usize,
@@ -217,15 +217,18 @@ pub struct ReferencePaths {
 /// is an error), and ∇F = ∇ₓf − ∇²ₓᵧg·v, F = f(x, y*).
 ///
 /// **Quasi-Newton dense path** (tried first whenever a dense Hessian is available): a Hessian H₀
-/// stands in for the current one — the previous evaluation's when warm (consecutive evaluation
-/// points of a run are close), else one computed at the start point. Chord steps
-/// y ← y − H₀⁻¹∇ᵧg(x, y), with a BFGS secant update of H₀ after each, need one gradient pass each
-/// instead of a Hessian pass; each must halve ‖∇ᵧg‖, otherwise the evaluation falls back to
-/// dense Newton from where it stands (a stale H₀ is detected, never trusted). The adjoint is then preconditioned
-/// conjugate gradients on ∇²ᵧᵧg(x, y*) v = ∇ᵧf with exact Hessian-vector products, H₀ as
-/// preconditioner, from the previous v, to relative residual 1e-13 (at most 40 products; more
-/// also falls back). The stopping rules are those of the other paths, so the result is as
-/// exact; only the work differs ([`NewtonReference::paths`] counts which path ran).
+/// stands in for the current one — the previous evaluation's exact Hessian at its y* when warm
+/// (consecutive evaluation points of a run are close), else one computed at the start point.
+/// When warm, a first-order predictor moves y to y − H₀⁻¹∇²ᵧₓg·(x − x_prev). Then steps
+/// y ← y − H₀⁻¹∇ᵧg(x, y), with a BFGS secant update of H₀ after each, need one gradient pass
+/// each instead of a Hessian pass; each must halve ‖∇ᵧg‖, otherwise the evaluation falls back
+/// to dense Newton from where it stands (a stale H₀ is detected, never trusted). The step
+/// expected to reach the tolerance (from the last step's rate) computes the exact Hessian in
+/// the same pass as its gradient; the adjoint is then a direct solve with that Hessian at y*
+/// plus one step of iterative refinement (one pass over the data, where conjugate gradients
+/// would take several Hessian-vector products), and the Hessian is kept as the next H₀. The
+/// stopping rules are those of the other paths, so the result is as exact; only the work
+/// differs ([`NewtonReference::paths`] counts which path ran).
 ///
 /// Warm start: the last y* and v are kept (behind a mutex, per problem instance) and start the
 /// next evaluation; the last point is cached, so evaluating the same x twice costs nothing.
@@ -320,16 +323,16 @@ impl NewtonReference {
             .map(|_| hess))
     }
 
-    /// The warm dense path: chord steps with the previous Hessian `h0`, then preconditioned CG
-    /// for the adjoint from `v`. `None` when a chord step fails to halve ‖∇ᵧg‖ or PCG does not
-    /// converge in 40 products: the caller falls back to dense Newton from the returned `y`
-    /// (as far as the chord steps got).
+    /// The warm dense path: quasi-Newton steps from the Hessian `h0` (the previous evaluation's
+    /// exact Hessian, or the start point's), then the adjoint by a direct solve with the exact
+    /// Hessian at y*, which also becomes `h0` for the next evaluation. `None` when a step fails
+    /// to halve ‖∇ᵧg‖ or a Hessian is not positive definite: the caller falls back to dense
+    /// Newton from the returned `y` (as far as the steps got).
     fn dense_warm(
         &self,
         x: &Vector,
         x_prev: Option<&Vector>,
         y: &mut Vector,
-        v: &Vector,
         h0: &mut [f64],
     ) -> Result<Option<(ReferencePoint, Vector)>> {
         let dy = self.g.dims().1;
@@ -352,8 +355,13 @@ impl NewtonReference {
         let mut grad = Vector::zeros(dy);
         let mut trial = Vector::zeros(dy);
         let mut trial_grad = Vector::zeros(dy);
+        // The exact Hessian at y, when the pass that computed ∇ᵧg(y) also computed it.
+        let mut hess_at_y: Option<Vec<f64>> = None;
+        let mut trial_hess = vec![0.0; dy * dy];
         g.grad_y(x, y, Batch::Full, &mut grad);
         let mut gnorm = grad.norm();
+        // ‖∇ᵧg‖ shrinks by about this factor per step (the last step's; none measured yet).
+        let mut rate = 1.0;
         let mut steps = 0;
         while gnorm > self.config.tol {
             if steps == self.config.max_newton || !gnorm.is_finite() {
@@ -363,76 +371,99 @@ impl NewtonReference {
             let step = llt.solve(&grad);
             trial.assign(y);
             trial.axpy(-1.0, &step);
-            g.grad_y(x, &trial, Batch::Full, &mut trial_grad);
-            let tn = trial_grad.norm();
-            if !(tn.is_finite() && tn <= 0.5 * gnorm) {
-                return Ok(None);
-            }
-            // BFGS update of H₀ with the secant pair (s, Δ) = (−step, ∇g(trial) − ∇g(y)): the
-            // chord steps become quasi-Newton steps (superlinear), and the preconditioner and the
-            // Hessian kept for the next evaluation learn the directions that moved. Skipped when
-            // the curvature sᵀΔ is not safely positive (then H₀ stays as it was).
-            let mut delta = trial_grad.clone();
-            delta.axpy(-1.0, &grad);
-            let s_dot_delta = -step.dot(&delta);
-            for (i, o) in hs.iter_mut().enumerate() {
-                *o = -crate::core::linalg::dot(&h0[i * dy..(i + 1) * dy], step.as_slice());
-            }
-            let s_h_s = -crate::core::linalg::dot(&hs, step.as_slice());
-            if s_dot_delta > 1e-10 * step.norm() * delta.norm() && s_h_s > 0.0 {
-                let (dl, hsl) = (delta.as_slice(), &hs);
-                let mut updated = h0.to_vec();
-                for i in 0..dy {
-                    for j in 0..dy {
-                        updated[i * dy + j] +=
-                            dl[i] * dl[j] / s_dot_delta - hsl[i] * hsl[j] / s_h_s;
-                    }
+            // A step expected to converge computes the exact Hessian in the same pass as the
+            // gradient: the adjoint solve below needs it at y*, and a pass that computes both
+            // costs less than two passes.
+            let tn = if gnorm * rate <= self.config.tol {
+                let fused = g
+                    .value_grad_hess_yy(x, &trial, Batch::Full, &mut trial_grad, &mut trial_hess)
+                    .is_some();
+                if !fused {
+                    g.grad_y(x, &trial, Batch::Full, &mut trial_grad);
                 }
-                if let Ok(factor) = cholesky(&updated, dy) {
-                    h0.copy_from_slice(&updated);
+                let tn = trial_grad.norm();
+                if !(tn.is_finite() && tn <= 0.5 * gnorm) {
+                    return Ok(None);
+                }
+                if fused {
+                    // Exact Hessian at the new point: the next step (if any) is a Newton step.
+                    let Ok(factor) = cholesky(&trial_hess, dy) else {
+                        return Ok(None);
+                    };
                     llt = factor;
+                    h0.copy_from_slice(&trial_hess);
+                    hess_at_y = Some(trial_hess.clone());
                 }
-            }
+                tn
+            } else {
+                g.grad_y(x, &trial, Batch::Full, &mut trial_grad);
+                let tn = trial_grad.norm();
+                if !(tn.is_finite() && tn <= 0.5 * gnorm) {
+                    return Ok(None);
+                }
+                self.bfgs_update(h0, &mut llt, &mut hs, &step, &grad, &trial_grad);
+                hess_at_y = None;
+                tn
+            };
+            rate = tn / gnorm;
             std::mem::swap(y, &mut trial);
             std::mem::swap(&mut grad, &mut trial_grad);
             gnorm = tn;
         }
-        // Adjoint: PCG on H v = ∇ᵧf, preconditioner H₀⁻¹.
-        let (value, fx, fy) = self.outer_pass(x, y);
-        let bnorm = fy.norm();
-        let mut v = v.clone();
-        let mut hp = Vector::zeros(dy);
-        g.hvp_yy(x, y, &v, Batch::Full, &mut hp);
-        let mut r = fy.clone();
-        r.axpy(-1.0, &hp);
-        let mut z = llt.solve(&r);
-        let mut p = z.clone();
-        let mut rz = r.dot(&z);
-        let mut converged = false;
-        for _ in 0..40 {
-            if r.norm() <= 1e-13 * bnorm {
-                converged = true;
-                break;
-            }
-            g.hvp_yy(x, y, &p, Batch::Full, &mut hp);
-            let php = p.dot(&hp);
-            if !(php > 0.0 && php.is_finite()) {
-                break;
-            }
-            let alpha = rz / php;
-            v.axpy(alpha, &p);
-            r.axpy(-alpha, &hp);
-            z = llt.solve(&r);
-            let rz_next = r.dot(&z);
-            let beta = rz_next / rz;
-            rz = rz_next;
-            p.scale(beta);
-            p.axpy(1.0, &z);
-        }
-        if !converged {
+        // Adjoint: a direct solve with the exact Hessian at y* (one pass over the data, or none
+        // when the last step computed it; cheaper than the handful of Hessian-vector products
+        // preconditioned CG would take), plus one step of iterative refinement. The exact
+        // Hessian replaces the quasi-Newton H₀ as the next evaluation's starting Hessian.
+        let hess = match hess_at_y {
+            Some(h) => h,
+            None => match self.dense_hessian(x, y)? {
+                Some(h) => h,
+                None => return Ok(None),
+            },
+        };
+        let Ok(factor) = cholesky(&hess, dy) else {
             return Ok(None);
-        }
+        };
+        let (value, fx, fy) = self.outer_pass(x, y);
+        let v = refined_solve(&factor, &hess, &fy);
+        h0.copy_from_slice(&hess);
         Ok(Some((self.assemble(x, y.clone(), &v, value, fx), v)))
+    }
+
+    /// BFGS update of H₀ (and its factor) with the secant pair (s, Δ) = (−step, ∇g(trial) −
+    /// ∇g(y)): the chord steps become quasi-Newton steps (superlinear). Skipped when the
+    /// curvature sᵀΔ is not safely positive or the update is not positive definite (then H₀
+    /// stays as it was).
+    fn bfgs_update(
+        &self,
+        h0: &mut [f64],
+        llt: &mut faer::linalg::solvers::Llt<f64>,
+        hs: &mut [f64],
+        step: &Vector,
+        grad: &Vector,
+        trial_grad: &Vector,
+    ) {
+        let dy = step.nrows();
+        let mut delta = trial_grad.clone();
+        delta.axpy(-1.0, grad);
+        let s_dot_delta = -step.dot(&delta);
+        for (i, o) in hs.iter_mut().enumerate() {
+            *o = -crate::core::linalg::dot(&h0[i * dy..(i + 1) * dy], step.as_slice());
+        }
+        let s_h_s = -crate::core::linalg::dot(hs, step.as_slice());
+        if s_dot_delta > 1e-10 * step.norm() * delta.norm() && s_h_s > 0.0 {
+            let dl = delta.as_slice();
+            let mut updated = h0.to_vec();
+            for i in 0..dy {
+                for j in 0..dy {
+                    updated[i * dy + j] += dl[i] * dl[j] / s_dot_delta - hs[i] * hs[j] / s_h_s;
+                }
+            }
+            if let Ok(factor) = cholesky(&updated, dy) {
+                h0.copy_from_slice(&updated);
+                *llt = factor;
+            }
+        }
     }
 
     fn cg_params(dim: usize, rel_tol: f64) -> CgParams {
@@ -581,13 +612,7 @@ impl NewtonReference {
         // `llt` factors the Hessian at the final y (refactored after the last accepted step).
         let llt = if iters > 0 { cholesky(&hess, dy)? } else { llt };
         let (value, fx, fy) = self.outer_pass(x, &y);
-        let mut v = llt.solve(&fy);
-        // One step of iterative refinement: v ← v + H⁻¹(∇ᵧf − H v).
-        let mut r = fy.clone();
-        for (i, ri) in r.as_mut_slice().iter_mut().enumerate() {
-            *ri -= crate::core::linalg::dot(&hess[i * dy..(i + 1) * dy], v.as_slice());
-        }
-        v.axpy(1.0, &llt.solve(&r));
+        let v = refined_solve(&llt, &hess, &fy);
         Ok(Some((self.assemble(x, y, &v, value, fx), v, hess)))
     }
 
@@ -609,7 +634,7 @@ impl NewtonReference {
             None => (self.dense_hessian(x, &y)?, None),
         };
         if let Some(mut h0) = h0
-            && let Some((point, v)) = self.dense_warm(x, x_prev.as_ref(), &mut y, &v, &mut h0)?
+            && let Some((point, v)) = self.dense_warm(x, x_prev.as_ref(), &mut y, &mut h0)?
         {
             self.count_path(|p| &mut p.chord);
             return Ok((point, v, Some(h0)));
@@ -677,6 +702,19 @@ impl Reference for NewtonReference {
         });
         Ok(point)
     }
+}
+
+/// H⁻¹ b by the Cholesky factor of the row-major `hess`, with one step of iterative refinement
+/// v ← v + H⁻¹(b − H v).
+fn refined_solve(factor: &faer::linalg::solvers::Llt<f64>, hess: &[f64], b: &Vector) -> Vector {
+    let n = b.nrows();
+    let mut v = factor.solve(b);
+    let mut r = b.clone();
+    for (i, ri) in r.as_mut_slice().iter_mut().enumerate() {
+        *ri -= crate::core::linalg::dot(&hess[i * n..(i + 1) * n], v.as_slice());
+    }
+    v.axpy(1.0, &factor.solve(&r));
+    v
 }
 
 /// The Cholesky factor of a symmetric row-major `n × n` matrix; an error when it is not positive

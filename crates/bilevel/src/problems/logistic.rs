@@ -69,39 +69,78 @@ const PARTIAL_BUDGET: usize = 1 << 22;
 /// Largest K with stack buffers in the multiclass kernels (beyond it, one heap buffer per call).
 const STACK_K: usize = 32;
 
-/// Row-major rows zero-padded to a multiple of [`LANES`] entries.
-#[derive(Clone, Debug)]
+/// Row-major rows zero-padded to a multiple of [`LANES`] entries, the first row starting on a
+/// 64-byte boundary: with a stride of whole lane chunks every chunk is one cache line, so a
+/// 512-bit load never straddles two lines.
+#[derive(Debug)]
 struct PaddedRows {
     stride: usize,
+    /// Index in `values` of the first row's first entry (the 64-byte aligned one).
+    offset: usize,
     values: Vec<f64>,
 }
 
+/// Entries before the first 64-byte boundary of `v` (`v` has at least `LANES` spare entries).
+fn aligned_offset(v: &[f64]) -> usize {
+    let misalignment = v.as_ptr().addr() % 64;
+    (64 - misalignment) % 64 / std::mem::size_of::<f64>()
+}
+
 impl PaddedRows {
+    /// `n` zero rows of `stride` entries, aligned.
+    fn zeros(n: usize, stride: usize) -> Self {
+        let values = vec![0.0; n * stride + LANES];
+        let offset = aligned_offset(&values);
+        Self {
+            stride,
+            offset,
+            values,
+        }
+    }
     fn from_design(design: &Design) -> Self {
         let (n, d) = (design.rows(), design.cols());
-        let stride = padded_len(d);
-        let mut values = vec![0.0; n * stride];
+        let mut rows = Self::zeros(n, padded_len(d));
         match design {
             Design::Dense(m) => {
                 for i in 0..n {
-                    values[i * stride..i * stride + d].copy_from_slice(m.row(i));
+                    rows.row_mut(i)[..d].copy_from_slice(m.row(i));
                 }
             }
             Design::Sparse(m) => {
                 for i in 0..n {
                     let (idx, val) = m.row(i);
-                    let row = &mut values[i * stride..(i + 1) * stride];
+                    let row = rows.row_mut(i);
                     for (&j, &v) in idx.iter().zip(val) {
                         row[j as usize] = v;
                     }
                 }
             }
         }
-        Self { stride, values }
+        rows
     }
     #[inline(always)]
     fn row(&self, i: usize) -> &[f64] {
-        &self.values[i * self.stride..(i + 1) * self.stride]
+        let start = self.offset + i * self.stride;
+        &self.values[start..start + self.stride]
+    }
+    fn row_mut(&mut self, i: usize) -> &mut [f64] {
+        let start = self.offset + i * self.stride;
+        &mut self.values[start..start + self.stride]
+    }
+    fn n(&self) -> usize {
+        (self.values.len() - LANES) / self.stride.max(1)
+    }
+}
+
+impl Clone for PaddedRows {
+    /// A copy aligned in its own allocation (a plain copy of the vector could start elsewhere
+    /// modulo 64 bytes).
+    fn clone(&self) -> Self {
+        let mut copy = Self::zeros(self.n(), self.stride);
+        for i in 0..self.n() {
+            copy.row_mut(i).copy_from_slice(self.row(i));
+        }
+        copy
     }
 }
 
@@ -174,8 +213,7 @@ struct Fixed<'a, const NCH: usize, S>(&'a PaddedRows, S);
 impl<const NCH: usize, S: Simd8> Fixed<'_, NCH, S> {
     #[inline(always)]
     fn row(&self, i: usize) -> &[[f64; LANES]; NCH] {
-        let s = self.0.stride;
-        <&[[f64; LANES]; NCH]>::try_from(self.0.values[i * s..(i + 1) * s].as_chunks::<LANES>().0)
+        <&[[f64; LANES]; NCH]>::try_from(self.0.row(i).as_chunks::<LANES>().0)
             .expect("invariant: the stride is NCH lane chunks")
     }
     #[inline(always)]
@@ -455,10 +493,11 @@ fn binary_pieces(m: f64) -> (f64, f64, f64) {
     (t, s, t * q * q)
 }
 
-/// log(1 + e^{−m}) from m and t = e^{−|m|}.
+/// log(1 + e^{−m}) from m and t = e^{−|m|} (branch-free, vectorisable).
 #[inline(always)]
 fn softplus_neg(m: f64, t: f64) -> f64 {
-    if m >= 0.0 { t.ln_1p() } else { -m + t.ln_1p() }
+    let l = kernels::ln_1p_unit(t);
+    if m >= 0.0 { l } else { -m + l }
 }
 
 impl LogisticData {
@@ -822,6 +861,8 @@ impl LogisticData {
         let mut wt = [0.0; CHUNK];
         let mut cg = [0.0; CHUNK];
         let mut ch = [0.0; CHUNK];
+        let mut loss = [0.0; CHUNK];
+        let mut tt = [0.0; CHUNK];
         let mut total = 0.0;
         let len = rows.len();
         let mut pos = 0;
@@ -849,33 +890,41 @@ impl LogisticData {
                 wt[k] = (job.weight)(idx[k]) * job.inv;
             }
             // Nonlinearity on the whole chunk (vectorised): r = −b σ(−bz), σ(z)σ(−z).
+            // t = e^{−|bz|} is kept for the losses.
             if hout.is_some() {
                 for k in 0..n {
-                    let (_, s, curv) = binary_pieces(lab[k] * zy[k]);
+                    let (t, s, curv) = binary_pieces(lab[k] * zy[k]);
+                    tt[k] = t;
                     cg[k] = -(wt[k] * lab[k]) * s;
                     ch[k] = wt[k] * curv * zv[k];
                 }
             } else {
                 for k in 0..n {
-                    let (_, s, _) = binary_pieces(lab[k] * zy[k]);
+                    let (t, s, _) = binary_pieces(lab[k] * zy[k]);
+                    tt[k] = t;
                     cg[k] = -(wt[k] * lab[k]) * s;
                 }
             }
-            // Losses and per-sample values (value calls, per-sample callbacks): scalar.
-            if job.want_loss || on_sample.is_some() {
+            // Losses (vectorised), summed in sample order.
+            if job.want_loss {
                 for k in 0..n {
-                    let m = lab[k] * zy[k];
-                    let (t, s, _) = binary_pieces(m);
-                    let l = if job.want_loss {
-                        softplus_neg(m, t)
+                    loss[k] = softplus_neg(lab[k] * zy[k], tt[k]);
+                }
+                for k in 0..n {
+                    total += wt[k] * loss[k];
+                }
+            }
+            // Per-sample values (per-sample callbacks): scalar.
+            if let Some(f) = on_sample.as_deref_mut() {
+                for k in 0..n {
+                    let l = if job.want_loss { loss[k] } else { 0.0 };
+                    let dk = if want_dd {
+                        let (_, s, _) = binary_pieces(lab[k] * zy[k]);
+                        -lab[k] * s * zv[k]
                     } else {
                         0.0
                     };
-                    total += wt[k] * l;
-                    if let Some(f) = on_sample.as_deref_mut() {
-                        let dk = if want_dd { -lab[k] * s * zv[k] } else { 0.0 };
-                        f(idx[k], l, dk, job.inv);
-                    }
+                    f(idx[k], l, dk, job.inv);
                 }
             }
             // Updates: ∇ and ∇²·v rows from a second (cached) read of each row. The
@@ -1172,6 +1221,20 @@ impl LogisticData {
         assert_eq!(y.len(), dim, "logistic: model length");
         assert_eq!(grad.len(), dim, "logistic: gradient length");
         assert_eq!(hess.len(), dim * dim, "logistic: Hessian size");
+        if let Store::Dense(rows) = &self.store
+            && !self.intercept
+            && (1..=4).contains(&(rows.stride / LANES))
+        {
+            return Some(kernels::dispatch_lanes(HessOp {
+                data: self,
+                rows,
+                labels,
+                y,
+                weight: &weight,
+                grad,
+                hess,
+            }));
+        }
         let n = self.n;
         let inv = 1.0 / n.max(1) as f64;
         // Partial: gradient (dim), Hessian in padded rows (dim × pd), loss.
@@ -1281,6 +1344,229 @@ impl LogisticData {
             }
         }
         total
+    }
+}
+
+/// [`LogisticData::value_grad_hess`] over padded dense rows without an intercept, waiting for its
+/// instruction set.
+struct HessOp<'a, W> {
+    data: &'a LogisticData,
+    rows: &'a PaddedRows,
+    labels: &'a [f64],
+    y: &'a [f64],
+    weight: &'a W,
+    grad: &'a mut [f64],
+    hess: &'a mut [f64],
+}
+
+impl<W: Fn(usize) -> f64 + Sync> WithLanes for HessOp<'_, W> {
+    type Output = f64;
+    #[inline(always)]
+    fn run<S: Simd8>(self, s: S) -> f64 {
+        match self.rows.stride / LANES {
+            1 => self.blocks::<1, S>(s),
+            2 => self.blocks::<2, S>(s),
+            3 => self.blocks::<3, S>(s),
+            _ => self.blocks::<4, S>(s),
+        }
+    }
+}
+
+impl<W: Fn(usize) -> f64 + Sync> HessOp<'_, W> {
+    /// The parallel blocks and their reduction in block order. A block's partial holds the
+    /// gradient (d), the Hessian rows 0..=d (one spare row for odd d) of `stride` columns each
+    /// (lower triangle valid), and the loss.
+    #[inline(always)]
+    fn blocks<const NCH: usize, S: Simd8>(self, s: S) -> f64 {
+        let (d, n, stride) = (self.data.d, self.data.n, self.rows.stride);
+        let inv = 1.0 / n.max(1) as f64;
+        let plen = d + (d + 1) * stride + 1;
+        let nb = if n.saturating_mul(d * d) < PAR_MIN_WORK {
+            1
+        } else {
+            (n / BLOCK_ROWS)
+                .clamp(1, MAX_BLOCKS)
+                .min((PARTIAL_BUDGET / plen).max(1))
+        };
+        let (grad, hess) = (self.grad, self.hess);
+        let (rows, labels, y, weight) = (self.rows, self.labels, self.y, self.weight);
+        with_scratch(nb * plen, |partials| {
+            let kernel = |b: usize, part: &mut [f64]| {
+                let (g, rest) = part.split_at_mut(d);
+                let (h, l) = rest.split_at_mut((d + 1) * stride);
+                l[0] = hess_dense_block::<NCH, S>(
+                    s,
+                    rows,
+                    labels,
+                    y,
+                    weight,
+                    inv,
+                    block_range(b, nb, n),
+                    g,
+                    h,
+                );
+            };
+            if nb == 1 {
+                kernel(0, partials);
+            } else {
+                partials
+                    .par_chunks_mut(plen)
+                    .enumerate()
+                    .for_each(|(b, part)| {
+                        s.run(
+                            #[inline(always)]
+                            || kernel(b, part),
+                        )
+                    });
+            }
+            grad.fill(0.0);
+            hess.fill(0.0);
+            let mut total = 0.0;
+            for part in partials.chunks_exact(plen) {
+                let (g, rest) = part.split_at(d);
+                let (h, l) = rest.split_at((d + 1) * stride);
+                kernels_add(grad, g);
+                for a in 0..d {
+                    kernels_add(
+                        &mut hess[a * d..a * d + a + 1],
+                        &h[a * stride..a * stride + a + 1],
+                    );
+                }
+                total += l[0];
+            }
+            for a in 0..d {
+                for b in a + 1..d {
+                    hess[a * d + b] = hess[b * d + a];
+                }
+            }
+            total
+        })
+    }
+}
+
+/// One block of the dense Hessian kernel: rows in chunks of [`CHUNK`]; per chunk the margins,
+/// the σ pieces (vectorised), the loss (summed in row order), the gradient, and the rank-CHUNK
+/// update of the lower triangle of Σ c xxᵀ, two Hessian rows at a time with their accumulators
+/// in registers over the whole chunk. Every output entry sums its rows in row order (lanes are
+/// columns), so the values do not depend on the instruction set.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn hess_dense_block<const NCH: usize, S: Simd8>(
+    s: S,
+    rows: &PaddedRows,
+    labels: &[f64],
+    y: &[f64],
+    weight: &(impl Fn(usize) -> f64 + Sync),
+    inv: f64,
+    range: Range<usize>,
+    grad: &mut [f64],
+    h: &mut [f64],
+) -> f64 {
+    let r = Fixed::<NCH, S>(rows, s);
+    let d = y.len();
+    let stride = rows.stride;
+    h.fill(0.0);
+    let yin = r.input(y);
+    let mut gout = r.output(grad);
+    for o in gout.acc.iter_mut() {
+        *o = s.splat(0.0);
+    }
+    let (mut zy, mut cg, mut cc, mut tt, mut loss, mut wt) = (
+        [0.0; CHUNK],
+        [0.0; CHUNK],
+        [0.0; CHUNK],
+        [0.0; CHUNK],
+        [0.0; CHUNK],
+        [0.0; CHUNK],
+    );
+    let mut total = 0.0;
+    let mut start = range.start;
+    while start < range.end {
+        let n = (range.end - start).min(CHUNK);
+        for k in 0..n {
+            zy[k] = r.dot(start + k, &yin);
+            wt[k] = weight(start + k) * inv;
+        }
+        let lab = &labels[start..start + n];
+        for k in 0..n {
+            let m = lab[k] * zy[k];
+            let (t, sg, curv) = binary_pieces(m);
+            tt[k] = t;
+            cg[k] = -(wt[k] * lab[k]) * sg;
+            cc[k] = wt[k] * curv;
+        }
+        for k in 0..n {
+            loss[k] = softplus_neg(lab[k] * zy[k], tt[k]);
+        }
+        for k in 0..n {
+            total += wt[k] * loss[k];
+        }
+        for k in 0..n {
+            r.axpy(start + k, cg[k], &mut gout);
+        }
+        // Hessian rows (a, a + 1) need the column chunks up to a + 1.
+        let mut a = 0;
+        while a < d {
+            match ((a + 1) / LANES + 1).min(NCH) {
+                1 => hess_pair::<1, NCH, S>(&r, start, n, &cc, a, stride, h),
+                2 => hess_pair::<2, NCH, S>(&r, start, n, &cc, a, stride, h),
+                3 => hess_pair::<3, NCH, S>(&r, start, n, &cc, a, stride, h),
+                _ => hess_pair::<4, NCH, S>(&r, start, n, &cc, a, stride, h),
+            }
+            a += 2;
+        }
+        start += n;
+    }
+    r.finish(gout);
+    total
+}
+
+/// Hessian rows a and a + 1, column chunks 0..M, += Σ_k cc[k] x_k,a x_k (rows start..start+n).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn hess_pair<const M: usize, const NCH: usize, S: Simd8>(
+    r: &Fixed<'_, NCH, S>,
+    start: usize,
+    n: usize,
+    cc: &[f64; CHUNK],
+    a: usize,
+    stride: usize,
+    h: &mut [f64],
+) {
+    let s = r.1;
+    let load = |row: &[f64], ch: usize| -> S::V {
+        s.load(
+            row[ch * LANES..(ch + 1) * LANES]
+                .try_into()
+                .expect("invariant: a whole lane chunk"),
+        )
+    };
+    let mut acc_a: [S::V; M] = std::array::from_fn(|ch| load(&h[a * stride..], ch));
+    let mut acc_b: [S::V; M] = std::array::from_fn(|ch| load(&h[(a + 1) * stride..], ch));
+    for k in 0..n {
+        let x = r.row(start + k);
+        let (xa, xb) = (x[a / LANES][a % LANES], row_entry(x, a + 1));
+        let (sa, sb) = (s.splat(cc[k] * xa), s.splat(cc[k] * xb));
+        for ch in 0..M {
+            let xv = s.load(&x[ch]);
+            acc_a[ch] = s.add(acc_a[ch], s.mul(sa, xv));
+            acc_b[ch] = s.add(acc_b[ch], s.mul(sb, xv));
+        }
+    }
+    for ch in 0..M {
+        let (va, vb) = (s.store(acc_a[ch]), s.store(acc_b[ch]));
+        h[a * stride + ch * LANES..a * stride + (ch + 1) * LANES].copy_from_slice(&va);
+        h[(a + 1) * stride + ch * LANES..(a + 1) * stride + (ch + 1) * LANES].copy_from_slice(&vb);
+    }
+}
+
+/// Entry j of a padded row (0 past the padding: the spare Hessian row of an odd width).
+#[inline(always)]
+fn row_entry<const NCH: usize>(x: &[[f64; LANES]; NCH], j: usize) -> f64 {
+    if j < NCH * LANES {
+        x[j / LANES][j % LANES]
+    } else {
+        0.0
     }
 }
 
