@@ -9,7 +9,8 @@
 //! (runtime detection by `pulp`; `BILEVEL_SIMD` or [`set_simd_cap`] caps it), so that the
 //! `#[inline(always)]` kernels inlined into it use wide registers without `-C target-cpu`.
 //! AVX-512 matters beyond width: its 32 registers hold the model, the direction and both
-//! accumulators of a 24-wide row kernel without spilling to the stack.
+//! accumulators of a 24-wide row kernel without spilling to the stack. Only the fixed-width
+//! kernels that gain from it ask for it ([`WithLanes::wide`]); the rest run on AVX2.
 
 /// Accumulator lanes of the row kernels (padded dense rows have a multiple of this many
 /// entries).
@@ -261,6 +262,14 @@ pub(crate) trait WithLanes {
     type Output;
     /// Runs it with `s`.
     fn run<S: Simd8>(self, s: S) -> Self::Output;
+    /// Whether it gains from AVX-512: the fixed-width kernels whose model, direction and
+    /// accumulators fit the 32 registers do (faster than AVX2); the compiler-vectorised
+    /// variable-width loops run about 3× slower with 512-bit registers on the machine we
+    /// measured (`bilevel bench --scaling`, d ≥ 100, with `BILEVEL_SIMD=avx2` against
+    /// `avx512`), so they stay on AVX2.
+    fn wide(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `w` with the widest [`Simd8`] allowed ([`simd_level`]), inside a function compiled for
@@ -273,6 +282,7 @@ pub(crate) fn dispatch_lanes<W: WithLanes>(w: W) -> W::Output {
         static V3: std::sync::OnceLock<Option<pulp::x86::V3>> = std::sync::OnceLock::new();
         let level = simd_level();
         if level == SimdLevel::Avx512
+            && w.wide()
             && let Some(v4) = *V4.get_or_init(pulp::x86::V4::try_new)
         {
             return v4.run(

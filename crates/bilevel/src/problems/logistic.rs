@@ -456,6 +456,13 @@ struct PassOp<'a, 'o, 'p, W> {
 
 impl<W: Fn(usize) -> f64 + Sync> WithLanes for PassOp<'_, '_, '_, W> {
     type Output = f64;
+    /// The fixed-width binary kernels (at most four lane chunks per row).
+    fn wide(&self) -> bool {
+        matches!(
+            (&self.data.store, &self.data.targets),
+            (Store::Dense(r), Targets::Binary(_)) if r.stride / LANES <= 4
+        )
+    }
     #[inline(always)]
     fn run<S: Simd8>(self, s: S) -> f64 {
         self.data
@@ -1361,6 +1368,9 @@ struct HessOp<'a, W> {
 
 impl<W: Fn(usize) -> f64 + Sync> WithLanes for HessOp<'_, W> {
     type Output = f64;
+    fn wide(&self) -> bool {
+        true
+    }
     #[inline(always)]
     fn run<S: Simd8>(self, s: S) -> f64 {
         match self.rows.stride / LANES {
