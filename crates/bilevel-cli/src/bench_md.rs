@@ -129,7 +129,7 @@ pub fn render(reports: &[(PathBuf, BenchReport)], out_name: &Path) -> String {
          timed blocks of `iters` iterations; µs/iteration is the median block (min and max in \
          brackets). Oracle calls and heap allocations (a counting global allocator in the \
          binary) are per iteration over all timed blocks. Evaluation never runs inside a timed \
-         block. On a shared virtual machine whole invocations drift (we have seen the same \
+         block; the exact evaluation of a shape is timed before its solvers run. On a shared virtual machine whole invocations drift (we have seen the same \
          binary run 40 % slower an hour later), more than the spread within one report: compare \
          figures from one report, and rerun before reading much into a few percent.\n"
     );
