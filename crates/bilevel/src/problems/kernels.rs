@@ -17,7 +17,8 @@
 pub(crate) const LANES: usize = 8;
 
 /// Instruction-set levels of the kernels, narrowest first. The values of every kernel are the
-/// same at every level (see [`Simd8`]); only the speed differs.
+/// same at every level (no fused multiply-adds, one fixed summation order); only the speed
+/// differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
     /// Portable code (whatever the compiler's baseline vectorises).
