@@ -383,8 +383,9 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
             exact_eval_cold_ms: None,
         };
         // The exact evaluation is timed first, so that its figure does not depend on which
-        // solvers ran before it: after some solvers (STABLE, ESJ-S, SubBiO) the same evaluation
-        // path — same steps, same passes — measured up to 2× slower, cause not identified.
+        // solvers ran before it. Timed after them, the same evaluation path (same steps, same
+        // passes) measured anywhere from 2.2 to 5.9 ms on ijcnn1, often slower after STABLE or
+        // ESJ-S, though once as slow after SOBA alone: not separable from the machine's noise.
         if let Some(reference) = problem.reference() {
             let (cold, warm) = time_exact_evaluation(&problem, reference, options.repeats)?;
             result.exact_eval_cold_ms = Some(cold);
