@@ -273,16 +273,12 @@ impl Solver for Lancbio {
     /// cross.
     fn init(&self, problem: &Problem, x: Vector, y: Vector, seed: u64) -> Result<LancbioState> {
         let mut rng = rng_from_seed(seed, 0);
-        let samplers = match self.config.batch_size {
-            None => None,
-            Some(bs) => Some(OracleSamplers::new(
-                problem.g().n_samples(),
-                problem.f().n_samples(),
-                bs,
-                self.config.sampling,
-                &mut rng,
-            )?),
-        };
+        let samplers = OracleSamplers::for_problem(
+            problem,
+            self.config.batch_size,
+            self.config.sampling,
+            &mut rng,
+        )?;
         let dy = y.nrows();
         Ok(LancbioState {
             v: Vector::zeros(dy),

@@ -172,16 +172,12 @@ impl Solver for Subbio {
     /// cross.
     fn init(&self, problem: &Problem, x: Vector, y: Vector, seed: u64) -> Result<SubbioState> {
         let mut rng = rng_from_seed(seed, 0);
-        let samplers = match self.config.batch_size {
-            None => None,
-            Some(bs) => Some(OracleSamplers::new(
-                problem.g().n_samples(),
-                problem.f().n_samples(),
-                bs,
-                self.config.sampling,
-                &mut rng,
-            )?),
-        };
+        let samplers = OracleSamplers::for_problem(
+            problem,
+            self.config.batch_size,
+            self.config.sampling,
+            &mut rng,
+        )?;
         Ok(SubbioState {
             v: Vector::zeros(y.nrows()),
             x,

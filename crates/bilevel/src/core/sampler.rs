@@ -296,4 +296,25 @@ impl OracleSamplers {
             cross: make(n_g)?,
         })
     }
+
+    /// The samplers of a stochastic configuration over `problem`'s g and f (`batch_size`
+    /// given), or `None` for full batches, seeded as in [`new`](Self::new).
+    pub fn for_problem(
+        problem: &super::Problem,
+        batch_size: Option<usize>,
+        mode: SamplingMode,
+        rng: &mut Rng,
+    ) -> Result<Option<Self>> {
+        batch_size
+            .map(|bs| {
+                Self::new(
+                    problem.g().n_samples(),
+                    problem.f().n_samples(),
+                    bs,
+                    mode,
+                    rng,
+                )
+            })
+            .transpose()
+    }
 }

@@ -325,16 +325,7 @@ impl Hypergradient for Implicit {
 
     fn init(&self, problem: &Problem, y0: Vector, rng: &mut Rng) -> Result<ImplicitState> {
         let dy = y0.nrows();
-        let samplers = match self.batch_size {
-            None => None,
-            Some(bs) => Some(OracleSamplers::new(
-                problem.g().n_samples(),
-                problem.f().n_samples(),
-                bs,
-                self.sampling,
-                rng,
-            )?),
-        };
+        let samplers = OracleSamplers::for_problem(problem, self.batch_size, self.sampling, rng)?;
         Ok(ImplicitState {
             y: y0,
             v: Vector::zeros(dy),

@@ -355,8 +355,9 @@ impl NewtonReference {
         let mut grad = Vector::zeros(dy);
         let mut trial = Vector::zeros(dy);
         let mut trial_grad = Vector::zeros(dy);
-        // The exact Hessian at y, when the pass that computed ∇ᵧg(y) also computed it.
-        let mut hess_at_y: Option<Vec<f64>> = None;
+        // Whether `h0` (and `llt`) is the exact Hessian at y: the pass that computed ∇ᵧg(y)
+        // also computed it.
+        let mut exact_at_y = false;
         let mut trial_hess = vec![0.0; dy * dy];
         g.grad_y(x, y, Batch::Full, &mut grad);
         let mut gnorm = grad.norm();
@@ -392,7 +393,7 @@ impl NewtonReference {
                     };
                     llt = factor;
                     h0.copy_from_slice(&trial_hess);
-                    hess_at_y = Some(trial_hess.clone());
+                    exact_at_y = true;
                 }
                 tn
             } else {
@@ -402,7 +403,7 @@ impl NewtonReference {
                     return Ok(None);
                 }
                 self.bfgs_update(h0, &mut llt, &mut hs, &step, &grad, &trial_grad);
-                hess_at_y = None;
+                exact_at_y = false;
                 tn
             };
             rate = tn / gnorm;
@@ -414,19 +415,18 @@ impl NewtonReference {
         // when the last step computed it; cheaper than the handful of Hessian-vector products
         // preconditioned CG would take), plus one step of iterative refinement. The exact
         // Hessian replaces the quasi-Newton H₀ as the next evaluation's starting Hessian.
-        let hess = match hess_at_y {
-            Some(h) => h,
-            None => match self.dense_hessian(x, y)? {
-                Some(h) => h,
-                None => return Ok(None),
-            },
-        };
-        let Ok(factor) = cholesky(&hess, dy) else {
-            return Ok(None);
-        };
+        if !exact_at_y {
+            let Some(hess) = self.dense_hessian(x, y)? else {
+                return Ok(None);
+            };
+            let Ok(factor) = cholesky(&hess, dy) else {
+                return Ok(None);
+            };
+            h0.copy_from_slice(&hess);
+            llt = factor;
+        }
         let (value, fx, fy) = self.outer_pass(x, y);
-        let v = refined_solve(&factor, &hess, &fy);
-        h0.copy_from_slice(&hess);
+        let v = refined_solve(&llt, h0, &fy);
         Ok(Some((self.assemble(x, y.clone(), &v, value, fx), v)))
     }
 

@@ -715,16 +715,7 @@ impl LogisticData {
     /// The number of parallel blocks of a pass over `rows` with outputs of length `len`.
     fn blocks(&self, rows: RowSet<'_>, len: usize, per_sample: bool) -> usize {
         match rows {
-            RowSet::Range(a, b) if !per_sample => {
-                let n = b - a;
-                if n.saturating_mul(self.dim()) < PAR_MIN_WORK {
-                    1
-                } else {
-                    (n / BLOCK_ROWS)
-                        .clamp(1, MAX_BLOCKS)
-                        .min((PARTIAL_BUDGET / len.max(1)).max(1))
-                }
-            }
+            RowSet::Range(a, b) if !per_sample => block_count(b - a, self.dim(), len),
             _ => 1,
         }
     }
@@ -1247,13 +1238,7 @@ impl LogisticData {
         // Partial: gradient (dim), Hessian in padded rows (dim × pd), loss.
         let pd = padded_len(dim);
         let plen = dim + dim * pd + 1;
-        let nb = if n.saturating_mul(dim * dim) < PAR_MIN_WORK {
-            1
-        } else {
-            (n / BLOCK_ROWS)
-                .clamp(1, MAX_BLOCKS)
-                .min((PARTIAL_BUDGET / plen).max(1))
-        };
+        let nb = block_count(n, dim * dim, plen);
         let total = kernels::dispatch(
             #[inline(always)]
             || {
@@ -1289,11 +1274,7 @@ impl LogisticData {
                 })
             },
         );
-        for a in 0..dim {
-            for b in a + 1..dim {
-                hess[a * dim + b] = hess[b * dim + a];
-            }
-        }
+        mirror_lower(hess, dim);
         Some(total)
     }
 
@@ -1391,13 +1372,7 @@ impl<W: Fn(usize) -> f64 + Sync> HessOp<'_, W> {
         let (d, n, stride) = (self.data.d, self.data.n, self.rows.stride);
         let inv = 1.0 / n.max(1) as f64;
         let plen = d + (d + 1) * stride + 1;
-        let nb = if n.saturating_mul(d * d) < PAR_MIN_WORK {
-            1
-        } else {
-            (n / BLOCK_ROWS)
-                .clamp(1, MAX_BLOCKS)
-                .min((PARTIAL_BUDGET / plen).max(1))
-        };
+        let nb = block_count(n, d * d, plen);
         let (grad, hess) = (self.grad, self.hess);
         let (rows, labels, y, weight) = (self.rows, self.labels, self.y, self.weight);
         with_scratch(nb * plen, |partials| {
@@ -1444,11 +1419,7 @@ impl<W: Fn(usize) -> f64 + Sync> HessOp<'_, W> {
                 }
                 total += l[0];
             }
-            for a in 0..d {
-                for b in a + 1..d {
-                    hess[a * d + b] = hess[b * d + a];
-                }
-            }
+            mirror_lower(hess, d);
             total
         })
     }
@@ -1593,6 +1564,28 @@ fn split_ref<'a>(layout: &Layout, part: &'a [f64]) -> (Option<&'a [f64]>, Option
     let (g, rest) = part.split_at(if layout.grad { layout.len } else { 0 });
     let (h, _) = rest.split_at(if layout.hvp { layout.len } else { 0 });
     (layout.grad.then_some(g), layout.hvp.then_some(h))
+}
+
+/// Parallel blocks of a full pass over `n` rows costing `work_per_row` multiply-adds each, with
+/// per-block partial sums of `partial_len` entries: one block for small work, else about
+/// [`BLOCK_ROWS`] rows per block, at most [`MAX_BLOCKS`], and within [`PARTIAL_BUDGET`].
+fn block_count(n: usize, work_per_row: usize, partial_len: usize) -> usize {
+    if n.saturating_mul(work_per_row) < PAR_MIN_WORK {
+        1
+    } else {
+        (n / BLOCK_ROWS)
+            .clamp(1, MAX_BLOCKS)
+            .min((PARTIAL_BUDGET / partial_len.max(1)).max(1))
+    }
+}
+
+/// Copies the lower triangle of the row-major `d × d` matrix onto its upper triangle.
+fn mirror_lower(m: &mut [f64], d: usize) {
+    for a in 0..d {
+        for b in a + 1..d {
+            m[a * d + b] = m[b * d + a];
+        }
+    }
 }
 
 /// Rows of block b of nb over 0..n (sizes differ by at most one).
