@@ -266,9 +266,10 @@ impl Hypergradient for EsJacobian {
             Some(s) => {
                 w.inner_batches.clear();
                 for _ in 0..self.inner_steps {
-                    w.inner_batches.extend_from_slice(s.inner.draw());
+                    w.inner_batches
+                        .extend_from_slice(s.inner.draw_prefetching(g));
                 }
-                s.outer.draw_into(&mut w.outer_batch);
+                s.outer.draw_into_prefetching(&mut w.outer_batch, f);
                 s.inner.batch_size()
             }
             None => 0,
