@@ -158,10 +158,6 @@ pub struct BenchReport {
     /// `BILEVEL_SIMD`). Empty in reports written before it was recorded.
     #[serde(default)]
     pub simd: String,
-    /// Whether the oracles prefetched the next minibatch (`BILEVEL_PREFETCH=0` turns it off).
-    /// `None` in reports written before it was recorded.
-    #[serde(default)]
-    pub prefetch: Option<bool>,
     /// Git commit of the build.
     pub git_commit: String,
     /// Iterations per repeat.
@@ -324,15 +320,6 @@ impl SolverVisitor for Timer<'_> {
 
 use bilevel::core::VectorExt;
 
-/// ", prefetch on" / ", prefetch off" (nothing for reports that did not record it).
-pub fn prefetch_note(prefetch: Option<bool>) -> &'static str {
-    match prefetch {
-        Some(true) => ", prefetch on",
-        Some(false) => ", prefetch off",
-        None => "",
-    }
-}
-
 /// Runs the benchmark.
 pub fn run(options: &BenchOptions) -> Result<BenchReport> {
     if options.iters == 0 || options.repeats == 0 {
@@ -363,7 +350,6 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
             .unwrap_or(1),
         cpu_model: cpu_model(),
         simd: bilevel::problems::simd_level().name().to_owned(),
-        prefetch: Some(bilevel::problems::prefetch_enabled()),
         git_commit: crate::execute::GIT_COMMIT.to_owned(),
         iters: options.iters,
         warmup: options.warmup,
@@ -548,11 +534,10 @@ pub fn table(report: &BenchReport) -> String {
     let mut out = String::new();
     if !report.scaling.is_empty() {
         out.push_str(&format!(
-            "{} CPU(s), {}, kernels {}{}; scaling grid, {} repeats\n{:<10} {:>6} {:>6} {:>8} {:>14} {:>16}\n",
+            "{} CPU(s), {}, kernels {}; scaling grid, {} repeats\n{:<10} {:>6} {:>6} {:>8} {:>14} {:>16}\n",
             report.cpus,
             report.cpu_model,
             report.simd,
-            prefetch_note(report.prefetch),
             report.repeats,
             "solver",
             "d",
@@ -575,11 +560,10 @@ pub fn table(report: &BenchReport) -> String {
         return out;
     }
     out.push_str(&format!(
-        "{} CPU(s), {}, kernels {}{}; {} warm-up + {} x {} iterations, batch {}\n",
+        "{} CPU(s), {}, kernels {}; {} warm-up + {} x {} iterations, batch {}\n",
         report.cpus,
         report.cpu_model,
         report.simd,
-        prefetch_note(report.prefetch),
         report.warmup,
         report.repeats,
         report.iters,

@@ -114,12 +114,11 @@ pub fn render(reports: &[(PathBuf, BenchReport)], out_name: &Path) -> String {
     for (path, r) in reports {
         let _ = writeln!(
             md,
-            "| `{}` | {} | {} | {}{} | `{}` | `{}` |",
+            "| `{}` | {} | {} | {} | `{}` | `{}` |",
             path.display(),
             r.cpus,
             r.cpu_model,
             if r.simd.is_empty() { "?" } else { &r.simd },
-            crate::bench::prefetch_note(r.prefetch),
             r.git_commit,
             r.command
         );

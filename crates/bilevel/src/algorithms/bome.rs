@@ -182,15 +182,9 @@ impl Solver for Bome {
             grad,
         );
         // ∇f = (∇ₓf, ∇ᵧf)(x_k, y_k) on ζ.
-        f.grad_xy(
-            &s.x,
-            &s.y,
-            Batch::Indices(s.outer_f.draw_prefetching(f)),
-            f_x,
-            f_y,
-        );
+        f.grad_xy(&s.x, &s.y, Batch::Indices(s.outer_f.draw()), f_x, f_y);
         // Step 1: ∇q = (∇ₓg(x, y) − ∇ₓg(x, ŷ), ∇ᵧg(x, y)) on ξ.
-        s.outer_g.draw_into_prefetching(&mut s.batch, g);
+        s.outer_g.draw_into(&mut s.batch);
         let xi = Batch::Indices(&s.batch);
         g.grad_xy(&s.x, &s.y, xi, q_x, q_y);
         g.grad_x(&s.x, y_hat, xi, tmp_x);

@@ -270,24 +270,19 @@ impl Solver for F2sa {
         let lambda = s.penalty;
 
         for _ in 0..c.inner_steps {
-            s.inner_g.draw_into_prefetching(&mut s.batch, g);
+            s.inner_g.draw_into(&mut s.batch);
             let b = Batch::Indices(&s.batch);
             // Step 1: z ← z − ρᶻ ∇ᵧg(x, z; B_s)
             g.grad_y(&s.x, &s.z, b, g_y);
             s.z.axpy(-rho_z, g_y);
             // Step 1: y ← y − ρʸ (∇ᵧf(x, y; B'_s) + λ ∇ᵧg(x, y; B_s))
-            f.grad_y(
-                &s.x,
-                &s.y,
-                Batch::Indices(s.inner_f.draw_prefetching(f)),
-                f_y,
-            );
+            f.grad_y(&s.x, &s.y, Batch::Indices(s.inner_f.draw()), f_y);
             g.grad_y(&s.x, &s.y, b, g_y);
             f_y.axpy(lambda, g_y);
             s.y.axpy(-rho_y, f_y);
         }
         // Step 2: x ← x − γ (∇ₓf(x, y; ζ) + λ(∇ₓg(x, y; ξ) − ∇ₓg(x, z; ξ)))
-        s.outer_g.draw_into_prefetching(&mut s.batch, g);
+        s.outer_g.draw_into(&mut s.batch);
         penalty_direction(
             problem,
             &s.x,
@@ -295,7 +290,7 @@ impl Solver for F2sa {
             &s.z,
             lambda,
             Batch::Indices(&s.batch),
-            Batch::Indices(s.outer_f.draw_prefetching(f)),
+            Batch::Indices(s.outer_f.draw()),
             d_x,
             tmp,
         );

@@ -236,22 +236,22 @@ impl Solver for Fsla {
 
         // (1) y_{k+1} = y_k − ρ ∇ᵧg(x_k, y_k; B₁); keep y_k for the old point.
         y_old.assign(&s.y);
-        let b1 = Batch::Indices(s.inner.draw_prefetching(g));
+        let b1 = Batch::Indices(s.inner.draw());
         g.grad_y(&s.x, &s.y, b1, grad_y);
         s.y.axpy(-rho, grad_y);
 
         // (2) v_{k+1} = v_k − η (∇²ᵧᵧg(x_k, y_{k+1}; B₂) v_k − ∇ᵧf(x_k, y_{k+1}; B₃)); keep v_k.
         v_old.assign(&s.v);
-        let b2 = Batch::Indices(s.inner.draw_prefetching(g));
-        let b3 = Batch::Indices(s.outer.draw_prefetching(f));
+        let b2 = Batch::Indices(s.inner.draw());
+        let b3 = Batch::Indices(s.outer.draw());
         g.hvp_yy(&s.x, &s.y, &s.v, b2, d_v);
         f.grad_y(&s.x, &s.y, b3, f_grad_y);
         d_v.axpy(-1.0, f_grad_y);
         s.v.axpy(-eta, d_v);
 
         // (3) h_new at (x_k, y_{k+1}, v_{k+1}) and h_old at (x_{k−1}, y_k, v_k), same B₄, B₅.
-        let b4 = Batch::Indices(s.outer.draw_prefetching(f));
-        let b5 = Batch::Indices(s.inner.draw_prefetching(g));
+        let b4 = Batch::Indices(s.outer.draw());
+        let b5 = Batch::Indices(s.inner.draw());
         f.grad_x(&s.x, &s.y, b4, h_new);
         g.cross_xy(&s.x, &s.y, &s.v, b5, cross);
         h_new.axpy(-1.0, cross);

@@ -298,12 +298,7 @@ impl Solver for Mrbo {
         if s.t == 0 {
             est.draw(&mut s.phi, &mut s.rng, draw);
             est.evaluate(problem, &s.x, &s.y, draw, &mut s.v, phi);
-            g.grad_y(
-                &s.x,
-                &s.y,
-                Batch::Indices(s.inner.draw_prefetching(g)),
-                &mut s.u,
-            );
+            g.grad_y(&s.x, &s.y, Batch::Indices(s.inner.draw()), &mut s.u);
         }
 
         let eta = c.step.at(s.t);
@@ -323,7 +318,7 @@ impl Solver for Mrbo {
         s.v.scale_add(1.0 - alpha, phi_buf);
 
         // u_{k+1} = ∇ᵧg(x_{k+1}, y_{k+1}; B′) + (1 − β)(u_k − ∇ᵧg(x_k, y_k; B′)).
-        let b_inner = Batch::Indices(s.inner.draw_prefetching(g));
+        let b_inner = Batch::Indices(s.inner.draw());
         g.grad_y(x_old, y_old, b_inner, grad_buf);
         s.u.axpy(-1.0, grad_buf);
         g.grad_y(&s.x, &s.y, b_inner, grad_buf);

@@ -194,12 +194,9 @@ impl Solver for Mstsa {
 
         // y_{k+1} = y_k − β_k ∇ᵧg(x_k, y_k; B_k).
         y_old.assign(&s.y);
-        problem.g().grad_y(
-            &s.x,
-            &s.y,
-            Batch::Indices(s.inner.draw_prefetching(problem.g())),
-            grad_y,
-        );
+        problem
+            .g()
+            .grad_y(&s.x, &s.y, Batch::Indices(s.inner.draw()), grad_y);
         s.y.axpy(-beta, grad_y);
 
         // h_k = Φ̂(x_k, y_{k+1}) + (1 − c)(h_{k−1} − Φ̂(x_{k−1}, y_k)), shared batches.

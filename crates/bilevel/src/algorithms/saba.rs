@@ -350,8 +350,8 @@ impl Solver for Saba {
         ] = w
             .vectors
             .vectors([dy, dy, dx, dy, dy, dx, dy, dx, dy, dy, dx, dy, dx]);
-        s.inner.draw_into_prefetching(&mut w.xi, g);
-        s.outer.draw_into_prefetching(&mut w.zeta, f);
+        s.inner.draw_into(&mut w.xi);
+        s.outer.draw_into(&mut w.zeta);
         let layout = self.config.memory;
         units(layout, &w.xi, s.inner.batch_size(), &mut w.units_g);
         units(layout, &w.zeta, s.outer.batch_size(), &mut w.units_f);

@@ -150,8 +150,8 @@ impl Solver for Soba {
         let [d_y, d_v, f_grad_y, d_x, cross] = s.scratch.vectors([dy, dy, dy, dx, dx]);
         let rho = self.config.inner_lr.at(s.t);
         let gamma = self.config.outer_lr.at(s.t);
-        let xi = Batch::Indices(s.inner.draw_prefetching(g));
-        let zeta = Batch::Indices(s.outer.draw_prefetching(f));
+        let xi = Batch::Indices(s.inner.draw());
+        let zeta = Batch::Indices(s.outer.draw());
 
         // All directions at (x_t, y_t, v_t), before any update; the three g oracles share one
         // point and one batch, so they are one fused call (one pass over ξ).

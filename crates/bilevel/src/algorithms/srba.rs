@@ -253,9 +253,9 @@ impl Solver for Srba {
             );
         } else {
             // SARAH step: D_t = D_{t−1} + D_{ξ,ζ}(current) − D_{ξ,ζ}(previous).
-            s.inner.draw_into_prefetching(&mut s.batch, problem.g());
+            s.inner.draw_into(&mut s.batch);
             let xi = Batch::Indices(&s.batch);
-            let zeta = Batch::Indices(s.outer.draw_prefetching(problem.f()));
+            let zeta = Batch::Indices(s.outer.draw());
             directions(
                 problem, &s.x, &s.y, &s.v, xi, zeta, n_y, n_v, n_x, f_grad_y, cross,
             );

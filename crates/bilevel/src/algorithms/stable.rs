@@ -358,7 +358,7 @@ impl Solver for Stable {
         let tau = self.config.momentum.at(s.t);
 
         // H ← (1 − τ)(H − H(x_{k−1}, y_{k−1}; ξ)) + H(x_k, y_k; ξ)   (H = H(x_0, y_0; ξ) at k = 0)
-        s.inner.draw_into_prefetching(&mut w.batch, g);
+        s.inner.draw_into(&mut w.batch);
         let xi = Batch::Indices(&w.batch);
         sample_blocks(
             g,
@@ -396,13 +396,7 @@ impl Solver for Stable {
         let smallest = self.factor(&s.h_yy, q, &mut w.factor)?;
 
         // Gradients at (x_k, y_k): ∇ₓf, ∇ᵧf on ζ; ∇ᵧg on ξ.
-        f.grad_xy(
-            &s.x,
-            &s.y,
-            Batch::Indices(s.outer.draw_prefetching(f)),
-            grad_x,
-            b,
-        );
+        f.grad_xy(&s.x, &s.y, Batch::Indices(s.outer.draw()), grad_x, b);
         g.grad_y(&s.x, &s.y, Batch::Indices(&w.batch), grad_y);
 
         // x_{k+1} = x_k − α_k (∇ₓf − H_xy H_yy⁻¹ ∇ᵧf)

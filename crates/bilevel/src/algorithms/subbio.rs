@@ -209,9 +209,9 @@ impl Solver for Subbio {
         );
         let (outer_batch, hessian_batch, cross_batch) = match s.samplers.as_mut() {
             Some(sm) => (
-                Batch::Indices(sm.outer.draw_prefetching(f)),
-                Batch::Indices(sm.hessian.draw_prefetching(g)),
-                Batch::Indices(sm.cross.draw_prefetching(g)),
+                Batch::Indices(sm.outer.draw()),
+                Batch::Indices(sm.hessian.draw()),
+                Batch::Indices(sm.cross.draw()),
             ),
             None => (Batch::Full, Batch::Full, Batch::Full),
         };

@@ -214,12 +214,7 @@ impl Solver for Sustain {
             self.phi.draw(&mut s.phi, &mut s.rng, &mut s.draw);
             self.phi
                 .evaluate(problem, &s.x, &s.y, &s.draw, &mut s.d, &mut s.work);
-            g.grad_y(
-                &s.x,
-                &s.y,
-                Batch::Indices(s.inner.draw_prefetching(g)),
-                &mut s.u,
-            );
+            g.grad_y(&s.x, &s.y, Batch::Indices(s.inner.draw()), &mut s.u);
         }
         let gamma = self.config.outer_lr.at(s.t);
         let rho = self.config.inner_lr.at(s.t);
@@ -241,7 +236,7 @@ impl Solver for Sustain {
         s.d.scale_add(1.0 - a, h_new);
 
         // u_{t+1} = ∇ᵧg(x_{t+1}, y_{t+1}; B') + (1 − a_t)(u_t − ∇ᵧg(x_t, y_t; B')), shared B'.
-        s.inner.draw_into_prefetching(&mut s.batch, g);
+        s.inner.draw_into(&mut s.batch);
         g.grad_y(&s.x, &s.y, Batch::Indices(&s.batch), g_new);
         g.grad_y(x_old, y_old, Batch::Indices(&s.batch), g_old);
         s.u.axpy(-1.0, g_old);

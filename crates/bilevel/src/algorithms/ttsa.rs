@@ -178,12 +178,9 @@ impl Solver for Ttsa {
         let beta = self.config.inner_lr.at(s.t);
         let alpha = self.config.outer_lr.at(s.t);
         // Eq. (1): y_{k+1} = y_k − β_k ∇ᵧg(x_k, y_k; B_k).
-        problem.g().grad_y(
-            &s.x,
-            &s.y,
-            Batch::Indices(s.inner.draw_prefetching(problem.g())),
-            grad_y,
-        );
+        problem
+            .g()
+            .grad_y(&s.x, &s.y, Batch::Indices(s.inner.draw()), grad_y);
         s.y.axpy(-beta, grad_y);
         // Eq. (2): ĥ_k = Φ̂(x_k, y_{k+1}) with the HIA estimate of v.
         self.phi.draw(&mut s.phi, &mut s.rng, &mut s.draw);

@@ -333,7 +333,7 @@ impl Vrbo {
         phi_hat.evaluate(problem, x, y, draw, phi_buf, &mut work.phi);
         est.v.axpy(1.0, phi_buf);
         // u ← (u − ∇ᵧg(x_a, y_a; S₂)) + ∇ᵧg(x', y'; S₂)
-        let batch = Batch::Indices(small.inner.draw_prefetching(g));
+        let batch = Batch::Indices(small.inner.draw());
         g.grad_y(est.anchor_x, est.anchor_y, batch, grad_buf);
         est.u.axpy(-1.0, grad_buf);
         g.grad_y(x, y, batch, grad_buf);
@@ -410,7 +410,7 @@ impl Solver for Vrbo {
                 (CheckpointBatch::Size(n), Some(samplers)) => {
                     let phi_hat = c.estimator(n);
                     phi_hat.draw(&mut samplers.phi, rng, &mut work.large_draw);
-                    let batch = Batch::Indices(samplers.inner.draw_prefetching(g));
+                    let batch = Batch::Indices(samplers.inner.draw());
                     g.grad_y(x, y, batch, est.u);
                 }
                 _ => {

@@ -77,11 +77,6 @@ pub trait Objective: Send + Sync {
     fn n_samples(&self) -> usize {
         1
     }
-    /// A hint that `batch` is read soon (a solver's next minibatch): a data-backed objective may
-    /// start loading its samples into cache, so that they arrive while the current batch is
-    /// computed. It must change no result and is not an oracle call (not counted). The default
-    /// does nothing.
-    fn prefetch(&self, _batch: Batch<'_>) {}
     /// h(x, y) on `batch`.
     fn value(&self, x: &Vector, y: &Vector, batch: Batch<'_>) -> f64;
     /// ∇ₓh(x, y) on `batch` into `out` (length dim x).

@@ -145,10 +145,6 @@ impl Objective for Counted {
     fn n_samples(&self) -> usize {
         self.n_samples
     }
-    fn prefetch(&self, batch: Batch<'_>) {
-        // A hint, not an oracle call: not counted.
-        self.inner.prefetch(batch)
-    }
     fn value(&self, x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
         self.touch(&self.counts.value, batch);
         self.inner.value(x, y, batch)

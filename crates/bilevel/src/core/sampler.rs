@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
 use super::linalg::{Rng, rng_from_seed, shuffle, uniform_below};
-use super::objective::{Batch, Objective};
 
 /// How a sampler draws its minibatches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,9 +38,6 @@ pub struct MinibatchSampler {
     rng: Rng,
     perm: Vec<usize>,
     batch: Vec<usize>,
-    /// The batch after the current one, when it can be known without drawing (a prefetch hint,
-    /// rebuilt on demand; not part of the state).
-    upcoming: Vec<usize>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -82,7 +78,6 @@ impl From<SamplerRepr> for MinibatchSampler {
             rng: r.rng,
             perm: Vec::new(),
             batch: Vec::new(),
-            upcoming: Vec::new(),
         };
         s.allocate();
         s.refresh_permutation();
@@ -112,7 +107,6 @@ impl MinibatchSampler {
             rng: rng_from_seed(seed, u64::MAX),
             perm: Vec::new(),
             batch: Vec::new(),
-            upcoming: Vec::new(),
         };
         s.allocate();
         s.refresh_permutation();
@@ -127,7 +121,6 @@ impl MinibatchSampler {
         };
         self.perm = (0..perm_len).collect();
         self.batch = vec![0; self.batch_size];
-        self.upcoming = Vec::with_capacity(self.batch_size);
     }
 
     /// Regenerates the current epoch's permutation from (seed, epoch), in place.
@@ -184,45 +177,15 @@ impl MinibatchSampler {
                 }
                 let start = self.perm[self.pos] * self.batch_size;
                 self.pos += 1;
-                fill_block(&mut self.batch, start, self.n);
-            }
-        }
-        &self.batch
-    }
-
-    /// [`draw`](Self::draw), and a [`prefetch`](Objective::prefetch) hint to `objective` for the
-    /// batch after it, so that its samples load while this one is computed. The batches are
-    /// exactly those of [`draw`](Self::draw). The hint is given when the next batch is known
-    /// without drawing it: within an epoch (shuffled, contiguous; at an epoch boundary, the part
-    /// in this epoch), never with replacement (its indices are not drawn yet).
-    pub fn draw_prefetching(&mut self, objective: &dyn Objective) -> &[usize] {
-        self.draw();
-        self.upcoming.clear();
-        match self.mode {
-            SamplingMode::Shuffled => {
-                let end = (self.pos + self.batch_size).min(self.n);
-                self.upcoming.extend_from_slice(&self.perm[self.pos..end]);
-            }
-            SamplingMode::Contiguous => {
-                if let Some(&block) = self.perm.get(self.pos) {
-                    self.upcoming.resize(self.batch_size, 0);
-                    fill_block(&mut self.upcoming, block * self.batch_size, self.n);
+                // start < n and batch_size <= n, so one subtraction wraps (no division per
+                // index: a `%` here was 5 % of a SOBA step).
+                for (k, slot) in self.batch.iter_mut().enumerate() {
+                    let i = start + k;
+                    *slot = if i >= self.n { i - self.n } else { i };
                 }
             }
-            SamplingMode::WithReplacement => {}
-        }
-        if !self.upcoming.is_empty() {
-            objective.prefetch(Batch::Indices(&self.upcoming));
         }
         &self.batch
-    }
-
-    /// [`draw_into`](Self::draw_into) with the prefetch hint of
-    /// [`draw_prefetching`](Self::draw_prefetching).
-    pub fn draw_into_prefetching(&mut self, out: &mut Vec<usize>, objective: &dyn Objective) {
-        let batch = self.draw_prefetching(objective);
-        out.clear();
-        out.extend_from_slice(batch);
     }
 
     /// Writes the next minibatch into `out` (resized to the batch size).
@@ -230,15 +193,6 @@ impl MinibatchSampler {
         let batch = self.draw();
         out.clear();
         out.extend_from_slice(batch);
-    }
-}
-
-/// `out` = start, start + 1, … wrapping around at `n` (start < n, `out.len()` ≤ n).
-#[inline]
-fn fill_block(out: &mut [usize], start: usize, n: usize) {
-    for (k, slot) in out.iter_mut().enumerate() {
-        let i = start + k;
-        *slot = if i >= n { i - n } else { i };
     }
 }
 

@@ -266,10 +266,9 @@ impl Hypergradient for EsJacobian {
             Some(s) => {
                 w.inner_batches.clear();
                 for _ in 0..self.inner_steps {
-                    w.inner_batches
-                        .extend_from_slice(s.inner.draw_prefetching(g));
+                    w.inner_batches.extend_from_slice(s.inner.draw());
                 }
-                s.outer.draw_into_prefetching(&mut w.outer_batch, f);
+                s.outer.draw_into(&mut w.outer_batch);
                 s.inner.batch_size()
             }
             None => 0,

@@ -132,12 +132,7 @@ impl Implicit {
         let mut steps = 0;
         loop {
             match st.samplers.as_mut() {
-                Some(s) => g.grad_y(
-                    x,
-                    &st.y,
-                    Batch::Indices(s.inner.draw_prefetching(g)),
-                    grad_y,
-                ),
+                Some(s) => g.grad_y(x, &st.y, Batch::Indices(s.inner.draw()), grad_y),
                 None => g.grad_y(x, &st.y, Batch::Full, grad_y),
             }
             let norm = grad_y.norm();
@@ -170,7 +165,7 @@ impl Implicit {
         // 2. Outer gradients on one batch: b = ∇ᵧf, and ∇ₓf.
         match st.samplers.as_mut() {
             Some(s) => {
-                s.outer.draw_into_prefetching(&mut w.batch, f);
+                s.outer.draw_into(&mut w.batch);
                 f.grad_xy(x, &st.y, Batch::Indices(&w.batch), grad_x, b);
             }
             None => f.grad_xy(x, &st.y, Batch::Full, grad_x, b),
@@ -186,7 +181,7 @@ impl Implicit {
                 let ws = w.cg.get_or_insert_with(|| CgWorkspace::new(dy));
                 let info = match st.samplers.as_mut() {
                     Some(s) => {
-                        s.hessian.draw_into_prefetching(&mut w.batch, g);
+                        s.hessian.draw_into(&mut w.batch);
                         let batch = Batch::Indices(&w.batch);
                         cg_in_place(
                             |p, o| g.hvp_yy(x, y, p, batch, o),
@@ -217,9 +212,7 @@ impl Implicit {
                         let hessian = &mut s.hessian;
                         neumann_solve(
                             warm,
-                            |p, o| {
-                                g.hvp_yy(x, y, p, Batch::Indices(hessian.draw_prefetching(g)), o)
-                            },
+                            |p, o| g.hvp_yy(x, y, p, Batch::Indices(hessian.draw()), o),
                             b,
                             &mut st.v,
                             &params,
@@ -244,9 +237,7 @@ impl Implicit {
                     Some(s) => {
                         let hessian = &mut s.hessian;
                         gd_in_place(
-                            |p, o| {
-                                g.hvp_yy(x, y, p, Batch::Indices(hessian.draw_prefetching(g)), o)
-                            },
+                            |p, o| g.hvp_yy(x, y, p, Batch::Indices(hessian.draw()), o),
                             b,
                             &mut st.v,
                             &params,
@@ -272,9 +263,7 @@ impl Implicit {
                     Some(s) => {
                         let hessian = &mut s.hessian;
                         neumann_random_in_place(
-                            |p, o| {
-                                g.hvp_yy(x, y, p, Batch::Indices(hessian.draw_prefetching(g)), o)
-                            },
+                            |p, o| g.hvp_yy(x, y, p, Batch::Indices(hessian.draw()), o),
                             b,
                             &mut st.v,
                             &params,
@@ -297,13 +286,7 @@ impl Implicit {
 
         // 4. ĥ = ∇ₓf − ∇²ₓᵧg v.
         match st.samplers.as_mut() {
-            Some(s) => g.cross_xy(
-                x,
-                &st.y,
-                &st.v,
-                Batch::Indices(s.cross.draw_prefetching(g)),
-                cross,
-            ),
+            Some(s) => g.cross_xy(x, &st.y, &st.v, Batch::Indices(s.cross.draw()), cross),
             None => g.cross_xy(x, &st.y, &st.v, Batch::Full, cross),
         }
         out.assign(grad_x);

@@ -105,14 +105,6 @@ impl PhiHatDraw {
             Batch::Indices(&self.cross)
         }
     }
-    /// The batch used after Hessian batch `j`: Hessian batch j + 1, then B_G.
-    fn next_hessian(&self, j: usize) -> Batch<'_> {
-        if j + 1 < self.terms {
-            self.hessian(j + 1)
-        } else {
-            self.cross()
-        }
-    }
     fn hessian(&self, j: usize) -> Batch<'_> {
         if self.full {
             Batch::Full
@@ -187,11 +179,6 @@ impl PhiHat {
         let (f, g) = (problem.f(), problem.g());
         let (dx, dy) = problem.dims();
         let [b, w, aw, cross] = work.vectors.vectors([dy, dy, dy, dx]);
-        // The batches are drawn before the evaluation, so each product can hint the next batch
-        // (`Objective::prefetch`): the first Hessian batch loads during the outer gradients.
-        if draw.terms > 0 {
-            g.prefetch(draw.hessian(0));
-        }
         // B_F: ∇ₓf into out, b = ∇ᵧf.
         f.grad_xy(x, y, draw.outer(), out, b);
         // v ≈ A⁻¹ b, accumulated in `b`'s companion buffers: w runs the products, b the sum.
@@ -200,7 +187,6 @@ impl PhiHat {
                 // s ← b; w ← b; repeat Q: w ← w − η A_j w; s ← s + w; v = η s   (§1.5.1)
                 w.assign(b);
                 for j in 0..draw.terms {
-                    g.prefetch(draw.next_hessian(j));
                     g.hvp_yy(x, y, w, draw.hessian(j), aw);
                     w.axpy(-p.step, aw);
                     b.axpy(1.0, w);
@@ -210,7 +196,6 @@ impl PhiHat {
             NeumannEstimator::Hia(p) => {
                 // w ← b; repeat P: w ← w − η A_j w; v = N η w   (§1.5.2)
                 for j in 0..draw.terms {
-                    g.prefetch(draw.next_hessian(j));
                     g.hvp_yy(x, y, b, draw.hessian(j), aw);
                     b.axpy(-p.step, aw);
                 }

@@ -16,7 +16,7 @@ pub fn descend(
 ) {
     for _ in 0..steps {
         match sampler.as_deref_mut() {
-            Some(s) => g.grad_y(x, y, Batch::Indices(s.draw_prefetching(g)), grad),
+            Some(s) => g.grad_y(x, y, Batch::Indices(s.draw()), grad),
             None => g.grad_y(x, y, Batch::Full, grad),
         }
         y.axpy(-lr, grad);
@@ -51,7 +51,7 @@ pub fn descend_recording(
     record(trajectory, 0, y);
     for k in 0..steps {
         match sampler.as_deref_mut() {
-            Some(s) => g.grad_y(x, y, Batch::Indices(s.draw_prefetching(g)), grad),
+            Some(s) => g.grad_y(x, y, Batch::Indices(s.draw()), grad),
             None => g.grad_y(x, y, Batch::Full, grad),
         }
         y.axpy(-lr, grad);

@@ -136,9 +136,6 @@ impl Objective for CleaningInner {
     fn dims(&self) -> (usize, usize) {
         (self.data.n(), self.data.dim())
     }
-    fn prefetch(&self, batch: Batch<'_>) {
-        self.data.prefetch(batch)
-    }
     fn n_samples(&self) -> usize {
         self.data.n()
     }

@@ -123,10 +123,6 @@ impl PaddedRows {
         let start = self.offset + i * self.stride;
         &self.values[start..start + self.stride]
     }
-    /// Rows a..b as one slice.
-    fn rows_slice(&self, a: usize, b: usize) -> &[f64] {
-        &self.values[self.offset + a * self.stride..self.offset + b * self.stride]
-    }
     fn row_mut(&mut self, i: usize) -> &mut [f64] {
         let start = self.offset + i * self.stride;
         &mut self.values[start..start + self.stride]
@@ -162,21 +158,6 @@ pub struct LogisticData {
     intercept: bool,
     n: usize,
     d: usize,
-    ahead: Ahead,
-}
-
-/// The rows of the minibatch announced by [`LogisticData::prefetch`]: the next minibatch pass
-/// prefetches them a chunk at a time while it computes its own rows (interleaved, so that the
-/// prefetches overlap the arithmetic instead of queueing behind each other), then forgets them.
-/// Only a hint: a pass that finds it locked (another thread) skips it.
-#[derive(Debug, Default)]
-struct Ahead(std::sync::Mutex<Vec<usize>>);
-
-impl Clone for Ahead {
-    /// A copy starts with no hint.
-    fn clone(&self) -> Self {
-        Self::default()
-    }
 }
 
 /// Row access of the binary kernels.
@@ -461,8 +442,6 @@ struct Job<'a, W> {
     weight: &'a W,
     inv: f64,
     want_loss: bool,
-    /// Rows of the next minibatch to prefetch while this one is computed ([`Ahead`]).
-    ahead: &'a [usize],
 }
 
 /// One [`LogisticData::pass`], waiting for its instruction set.
@@ -550,7 +529,6 @@ impl LogisticData {
             intercept,
             n,
             d,
-            ahead: Ahead::default(),
         }
     }
 
@@ -640,94 +618,21 @@ impl LogisticData {
             Batch::Full => RowSet::Range(0, self.n),
             Batch::Indices(idx) => RowSet::Indices(idx),
         };
-        // The announced next minibatch, prefetched by this pass if it is a minibatch pass.
-        let mut announced = match rows {
-            RowSet::Indices(_) => self.ahead.0.try_lock().ok(),
-            RowSet::Range(..) => None,
-        };
         let job = Job {
             w: y,
             v,
             weight: &weight,
             inv: 1.0 / rows.len().max(1) as f64,
             want_loss,
-            ahead: announced.as_deref().map_or(&[], Vec::as_slice),
         };
-        let total = kernels::dispatch_lanes(PassOp {
+        kernels::dispatch_lanes(PassOp {
             data: self,
             job,
             rows,
             grad,
             hvp,
             on_sample,
-        });
-        if let Some(ahead) = announced.as_deref_mut() {
-            ahead.clear();
-        }
-        total
-    }
-
-    /// Announces the rows of `batch` (see [`Objective::prefetch`]): the next minibatch pass
-    /// prefetches them, interleaved with its own work. Nothing for a full batch, which streams
-    /// through the hardware prefetcher, or when prefetching is off ([`kernels::prefetch_enabled`]).
-    pub(crate) fn prefetch(&self, batch: Batch<'_>) {
-        let Batch::Indices(idx) = batch else {
-            return;
-        };
-        if !kernels::prefetch_enabled() {
-            return;
-        }
-        let Store::Dense(rows) = &self.store else {
-            return;
-        };
-        // Runs of consecutive rows (a contiguous block is one run): the first two lines of the
-        // run and of every 4 KB page in it, which starts the hardware's stream prefetcher there.
-        let mut k = 0;
-        while k < idx.len() {
-            let first = idx[k];
-            let mut last = first;
-            while k + 1 < idx.len() && idx[k + 1] == last + 1 && last + 1 < self.n {
-                k += 1;
-                last += 1;
-            }
-            k += 1;
-            if first >= self.n || last == first {
-                continue;
-            }
-            let run = rows.rows_slice(first, last + 1);
-            kernels::prefetch_page_heads(run);
-            if let Targets::Binary(labels) = &self.targets {
-                kernels::prefetch_page_heads(&labels[first..=last]);
-            }
-        }
-    }
-
-    /// Prefetches the rows `ahead` (and their targets); indices out of range are skipped (the
-    /// oracle call that reads them reports them).
-    #[inline(always)]
-    fn prefetch_rows(&self, ahead: &[usize]) {
-        for &i in ahead {
-            if i >= self.n {
-                continue;
-            }
-            match &self.store {
-                // A row is whole lane chunks from a 64-byte boundary: one chunk, one line.
-                Store::Dense(rows) => {
-                    for chunk in rows.row(i).chunks_exact(LANES) {
-                        kernels::prefetch_line(&chunk[0]);
-                    }
-                }
-                Store::Sparse(m) => {
-                    let (cols, values) = m.row(i);
-                    kernels::prefetch(cols);
-                    kernels::prefetch(values);
-                }
-            }
-            match &self.targets {
-                Targets::Binary(labels) => kernels::prefetch_line(&labels[i]),
-                Targets::Multiclass { class, .. } => kernels::prefetch_line(&class[i]),
-            }
-        }
+        })
     }
 
     /// [`pass`](Self::pass) with the instruction set `s`.
@@ -741,11 +646,6 @@ impl LogisticData {
         hvp: Option<&mut [f64]>,
         on_sample: Option<OnSample<'_>>,
     ) -> f64 {
-        if !matches!(self.targets, Targets::Binary(_)) {
-            // The multiclass kernels do K times the work per row: the next rows are announced
-            // up front.
-            self.prefetch_rows(job.ahead);
-        }
         match (&self.store, &self.targets) {
             (Store::Dense(r), Targets::Binary(labels)) => match r.stride / LANES {
                 1 => self.binary_pass(
@@ -967,16 +867,6 @@ impl LogisticData {
         while pos < len {
             let n = (len - pos).min(CHUNK);
             rows.fill(pos, &mut idx[..n]);
-            // The matching chunk of the next minibatch starts loading (a hint, see `Ahead`);
-            // the last chunk also announces whatever the next batch has beyond this one's size.
-            let ahead_end = if pos + n == len {
-                job.ahead.len()
-            } else {
-                pos + n
-            };
-            self.prefetch_rows(
-                &job.ahead[pos.min(job.ahead.len())..ahead_end.min(job.ahead.len())],
-            );
             pos += n;
             // Margins: x·w (and x·v) from one read of each row.
             match &vin {
@@ -1114,7 +1004,6 @@ impl LogisticData {
                 weight: job.weight,
                 inv: job.inv,
                 want_loss: job.want_loss,
-                ahead: &[],
             };
             let (g_cm, h_cm) = outputs.split_at_mut(if grad.is_some() { native } else { 0 });
             let g_cm = grad.is_some().then_some(g_cm);
@@ -1771,9 +1660,6 @@ impl ValidationLoss {
 impl Objective for ValidationLoss {
     fn dims(&self) -> (usize, usize) {
         (self.dim_x, self.data.dim())
-    }
-    fn prefetch(&self, batch: Batch<'_>) {
-        self.data.prefetch(batch)
     }
     fn n_samples(&self) -> usize {
         self.data.n()

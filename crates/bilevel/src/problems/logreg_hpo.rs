@@ -381,9 +381,6 @@ impl Objective for LogregInner {
     fn dims(&self) -> (usize, usize) {
         (self.dim_x, self.data.dim())
     }
-    fn prefetch(&self, batch: Batch<'_>) {
-        self.data.prefetch(batch)
-    }
     fn n_samples(&self) -> usize {
         self.data.n()
     }

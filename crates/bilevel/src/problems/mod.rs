@@ -20,7 +20,7 @@ pub mod common;
 pub mod data_cleaning;
 pub mod hyper_representation;
 pub(crate) mod kernels;
-pub use kernels::{SimdLevel, prefetch_enabled, set_prefetch, set_simd_cap, simd_level};
+pub use kernels::{SimdLevel, set_simd_cap, simd_level};
 pub mod lancbio_synthetic;
 pub mod least_squares;
 pub mod logistic;
