@@ -68,9 +68,11 @@ impl From<MinibatchSampler> for SamplerRepr {
 
 impl From<SamplerRepr> for MinibatchSampler {
     fn from(r: SamplerRepr) -> Self {
+        // Clipped as in `new`: `draw` relies on batch_size ≤ n (a contiguous block wraps once).
+        let n = r.n.max(1);
         let mut s = MinibatchSampler {
-            n: r.n.max(1),
-            batch_size: r.batch_size.max(1),
+            n,
+            batch_size: r.batch_size.clamp(1, n),
             mode: r.mode,
             seed: r.seed,
             epoch: r.epoch,
