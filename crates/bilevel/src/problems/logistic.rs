@@ -207,22 +207,33 @@ impl RowOps for PaddedRows {
 }
 
 /// Padded dense rows of exactly `NCH` lane chunks (d ≤ 8·NCH), with explicit SIMD (`S`): the
-/// model, the direction and the output accumulators live in registers for the whole block.
-struct Fixed<'a, const NCH: usize, S>(&'a PaddedRows, S);
+/// model, the direction and the output accumulators live in registers for the whole block. The
+/// rows are viewed once as whole `NCH`-chunk arrays, so a row access is one bounds check.
+struct Fixed<'a, const NCH: usize, S> {
+    rows: &'a [[[f64; LANES]; NCH]],
+    s: S,
+}
 
-impl<const NCH: usize, S: Simd8> Fixed<'_, NCH, S> {
+impl<'a, const NCH: usize, S: Simd8> Fixed<'a, NCH, S> {
+    /// The view of `r` (stride `NCH` lane chunks).
+    #[inline(always)]
+    fn new(r: &'a PaddedRows, s: S) -> Self {
+        debug_assert_eq!(r.stride, NCH * LANES);
+        let all = &r.values[r.offset..r.offset + r.n() * r.stride];
+        Self {
+            rows: all.as_chunks::<LANES>().0.as_chunks::<NCH>().0,
+            s,
+        }
+    }
     #[inline(always)]
     fn row(&self, i: usize) -> &[[f64; LANES]; NCH] {
-        <&[[f64; LANES]; NCH]>::try_from(self.0.row(i).as_chunks::<LANES>().0)
-            .expect("invariant: the stride is NCH lane chunks")
+        &self.rows[i]
     }
     #[inline(always)]
     fn lanes(&self, v: &[f64]) -> [S::V; NCH] {
         let mut a = [[0.0; LANES]; NCH];
-        for (j, &x) in v.iter().enumerate() {
-            a[j / LANES][j % LANES] = x;
-        }
-        a.map(|c| self.1.load(&c))
+        a.as_flattened_mut()[..v.len()].copy_from_slice(v);
+        a.map(|c| self.s.load(&c))
     }
 }
 
@@ -248,14 +259,13 @@ impl<const NCH: usize, S: Simd8> RowOps for Fixed<'_, NCH, S> {
     }
     #[inline(always)]
     fn finish(&self, o: FixedOut<'_, NCH, S::V>) {
-        let acc = o.acc.map(|v| self.1.store(v));
-        for (j, d) in o.dst.iter_mut().enumerate() {
-            *d = acc[j / LANES][j % LANES];
-        }
+        let acc = o.acc.map(|v| self.s.store(v));
+        let n = o.dst.len();
+        o.dst.copy_from_slice(&acc.as_flattened()[..n]);
     }
     #[inline(always)]
     fn dot(&self, i: usize, a: &[S::V; NCH]) -> f64 {
-        let (s, r) = (self.1, self.row(i));
+        let (s, r) = (self.s, self.row(i));
         let mut acc = s.mul(s.load(&r[0]), a[0]);
         for c in 1..NCH {
             acc = s.add(acc, s.mul(s.load(&r[c]), a[c]));
@@ -264,7 +274,7 @@ impl<const NCH: usize, S: Simd8> RowOps for Fixed<'_, NCH, S> {
     }
     #[inline(always)]
     fn dot2(&self, i: usize, a: &[S::V; NCH], b: &[S::V; NCH]) -> (f64, f64) {
-        let (s, r) = (self.1, self.row(i));
+        let (s, r) = (self.s, self.row(i));
         let x = s.load(&r[0]);
         let (mut acc_a, mut acc_b) = (s.mul(x, a[0]), s.mul(x, b[0]));
         for c in 1..NCH {
@@ -276,7 +286,7 @@ impl<const NCH: usize, S: Simd8> RowOps for Fixed<'_, NCH, S> {
     }
     #[inline(always)]
     fn axpy(&self, i: usize, c: f64, o: &mut FixedOut<'_, NCH, S::V>) {
-        let (s, r) = (self.1, self.row(i));
+        let (s, r) = (self.s, self.row(i));
         let cv = s.splat(c);
         for ch in 0..NCH {
             o.acc[ch] = s.add(o.acc[ch], s.mul(cv, s.load(&r[ch])));
@@ -291,7 +301,7 @@ impl<const NCH: usize, S: Simd8> RowOps for Fixed<'_, NCH, S> {
         o1: &mut FixedOut<'_, NCH, S::V>,
         o2: &mut FixedOut<'_, NCH, S::V>,
     ) {
-        let (s, r) = (self.1, self.row(i));
+        let (s, r) = (self.s, self.row(i));
         let (cv1, cv2) = (s.splat(c1), s.splat(c2));
         for ch in 0..NCH {
             let x = s.load(&r[ch]);
@@ -650,7 +660,7 @@ impl LogisticData {
             (Store::Dense(r), Targets::Binary(labels)) => match r.stride / LANES {
                 1 => self.binary_pass(
                     s,
-                    &Fixed::<1, S>(r, s),
+                    &Fixed::<1, S>::new(r, s),
                     labels,
                     job,
                     rows,
@@ -660,7 +670,7 @@ impl LogisticData {
                 ),
                 2 => self.binary_pass(
                     s,
-                    &Fixed::<2, S>(r, s),
+                    &Fixed::<2, S>::new(r, s),
                     labels,
                     job,
                     rows,
@@ -670,7 +680,7 @@ impl LogisticData {
                 ),
                 3 => self.binary_pass(
                     s,
-                    &Fixed::<3, S>(r, s),
+                    &Fixed::<3, S>::new(r, s),
                     labels,
                     job,
                     rows,
@@ -680,7 +690,7 @@ impl LogisticData {
                 ),
                 4 => self.binary_pass(
                     s,
-                    &Fixed::<4, S>(r, s),
+                    &Fixed::<4, S>::new(r, s),
                     labels,
                     job,
                     rows,
@@ -1443,7 +1453,7 @@ fn hess_dense_block<const NCH: usize, S: Simd8>(
     grad: &mut [f64],
     h: &mut [f64],
 ) -> f64 {
-    let r = Fixed::<NCH, S>(rows, s);
+    let r = Fixed::<NCH, S>::new(rows, s);
     let d = y.len();
     let stride = rows.stride;
     h.fill(0.0);
@@ -1514,7 +1524,7 @@ fn hess_pair<const M: usize, const NCH: usize, S: Simd8>(
     stride: usize,
     h: &mut [f64],
 ) {
-    let s = r.1;
+    let s = r.s;
     let load = |row: &[f64], ch: usize| -> S::V {
         s.load(
             row[ch * LANES..(ch + 1) * LANES]
