@@ -141,53 +141,6 @@ pub(crate) trait Simd8: Copy + Send + Sync + 'static {
     fn hsum(self, v: Self::V) -> f64;
     /// Runs `f` in a function compiled for this instruction set.
     fn run<R>(self, f: impl FnOnce() -> R) -> R;
-    /// Lane-wise a − b.
-    fn sub(self, a: Self::V, b: Self::V) -> Self::V;
-    /// Lane-wise a / b.
-    fn div(self, a: Self::V, b: Self::V) -> Self::V;
-    /// Lane-wise −a (the sign bit flipped, as the scalar `-a`).
-    fn neg(self, a: Self::V) -> Self::V;
-    /// Lane-wise |a| (the sign bit cleared, as `f64::abs`).
-    fn abs(self, a: Self::V) -> Self::V;
-    /// Lane-wise `a.clamp(lo, hi)` (NaN passes through, as `f64::clamp`).
-    fn clamp(self, a: Self::V, lo: f64, hi: f64) -> Self::V;
-    /// Lane-wise `if m >= 0.0 { a } else { b }` (NaN m picks b).
-    fn select_nonneg(self, m: Self::V, a: Self::V, b: Self::V) -> Self::V;
-    /// The two power-of-two factors of [`exp`]: with k the integer held in the low mantissa
-    /// bits of t (t = x·log₂e + 1.5·2⁵², |k| ≤ 1100), (2^⌊k/2⌋, 2^(k − ⌊k/2⌋)) built from their
-    /// exponent bits.
-    fn exp2_halves(self, t: Self::V) -> (Self::V, Self::V);
-}
-
-/// The exponent factors of one lane of [`Simd8::exp2_halves`] (the scalar reference).
-#[inline(always)]
-fn exp2_halves_scalar(t: f64) -> (f64, f64) {
-    let k = t.to_bits().wrapping_sub(EXP_SHIFT.to_bits()) as i64;
-    let k1 = k >> 1;
-    let k2 = k - k1;
-    (
-        f64::from_bits(((k1 + 1023) as u64) << 52),
-        f64::from_bits(((k2 + 1023) as u64) << 52),
-    )
-}
-
-/// The vector form of the exponent factors on raw 64-bit lanes, spelled out as method calls on
-/// the instruction-set token (no closures: a closure does not inherit the target features, so
-/// its intrinsics would be called out of line): k = t − shift (wrapping), then
-/// ⌊k/2⌋ = ((k + 2048) >> 1) − 1024 with a logical shift (k + 2048 ≥ 0), and each factor's bits
-/// (k₁ + 1023) << 52: the same integers as [`exp2_halves_scalar`].
-macro_rules! exp2_halves_int {
-    ($tok:expr, $t:expr, $shift:expr, $sub:ident, $add:ident, $srli:ident, $slli:ident, $splat:ident) => {{
-        let tok = $tok;
-        let (c2048, c1024, c1023) = ($splat!(2048), $splat!(1024), $splat!(1023));
-        let k = tok.$sub($t, $shift);
-        let k1 = tok.$sub(tok.$srli::<1>(tok.$add(k, c2048)), c1024);
-        let k2 = tok.$sub(k, k1);
-        (
-            tok.$slli::<52>(tok.$add(k1, c1023)),
-            tok.$slli::<52>(tok.$add(k2, c1023)),
-        )
-    }};
 }
 
 /// Portable [`Simd8`] (plain arrays; the compiler vectorises what it can).
@@ -223,38 +176,6 @@ impl Simd8 for Plain {
     #[inline(always)]
     fn run<R>(self, f: impl FnOnce() -> R) -> R {
         f()
-    }
-    #[inline(always)]
-    fn sub(self, a: Self::V, b: Self::V) -> Self::V {
-        std::array::from_fn(|k| a[k] - b[k])
-    }
-    #[inline(always)]
-    fn div(self, a: Self::V, b: Self::V) -> Self::V {
-        std::array::from_fn(|k| a[k] / b[k])
-    }
-    #[inline(always)]
-    fn neg(self, a: Self::V) -> Self::V {
-        a.map(|x| -x)
-    }
-    #[inline(always)]
-    fn abs(self, a: Self::V) -> Self::V {
-        a.map(f64::abs)
-    }
-    #[inline(always)]
-    fn clamp(self, a: Self::V, lo: f64, hi: f64) -> Self::V {
-        a.map(|x| x.clamp(lo, hi))
-    }
-    #[inline(always)]
-    fn select_nonneg(self, m: Self::V, a: Self::V, b: Self::V) -> Self::V {
-        std::array::from_fn(|k| if m[k] >= 0.0 { a[k] } else { b[k] })
-    }
-    #[inline(always)]
-    fn exp2_halves(self, t: Self::V) -> (Self::V, Self::V) {
-        let mut out = ([0.0; LANES], [0.0; LANES]);
-        for k in 0..LANES {
-            (out.0[k], out.1[k]) = exp2_halves_scalar(t[k]);
-        }
-        out
     }
 }
 
@@ -298,87 +219,6 @@ impl Simd8 for pulp::x86::V3 {
     fn run<R>(self, f: impl FnOnce() -> R) -> R {
         pulp::Simd::vectorize(self, f)
     }
-    #[inline(always)]
-    fn sub(self, a: Self::V, b: Self::V) -> Self::V {
-        [
-            pulp::Simd::sub_f64s(self, a[0], b[0]),
-            pulp::Simd::sub_f64s(self, a[1], b[1]),
-        ]
-    }
-    #[inline(always)]
-    fn div(self, a: Self::V, b: Self::V) -> Self::V {
-        [
-            pulp::Simd::div_f64s(self, a[0], b[0]),
-            pulp::Simd::div_f64s(self, a[1], b[1]),
-        ]
-    }
-    #[inline(always)]
-    fn neg(self, a: Self::V) -> Self::V {
-        [
-            pulp::Simd::neg_f64s(self, a[0]),
-            pulp::Simd::neg_f64s(self, a[1]),
-        ]
-    }
-    #[inline(always)]
-    fn abs(self, a: Self::V) -> Self::V {
-        [
-            pulp::Simd::abs_f64s(self, a[0]),
-            pulp::Simd::abs_f64s(self, a[1]),
-        ]
-    }
-    #[inline(always)]
-    fn clamp(self, a: Self::V, lo: f64, hi: f64) -> Self::V {
-        let (lo, hi) = (
-            pulp::Simd::splat_f64s(self, lo),
-            pulp::Simd::splat_f64s(self, hi),
-        );
-        let mut out = a;
-        for x in &mut out {
-            let below = pulp::Simd::less_than_f64s(self, *x, lo);
-            *x = pulp::Simd::select_f64s(self, below, lo, *x);
-            let above = pulp::Simd::greater_than_f64s(self, *x, hi);
-            *x = pulp::Simd::select_f64s(self, above, hi, *x);
-        }
-        out
-    }
-    #[inline(always)]
-    fn select_nonneg(self, m: Self::V, a: Self::V, b: Self::V) -> Self::V {
-        let zero = pulp::Simd::splat_f64s(self, 0.0);
-        let mut out = b;
-        for h in 0..2 {
-            let ge = pulp::Simd::greater_than_or_equal_f64s(self, m[h], zero);
-            out[h] = pulp::Simd::select_f64s(self, ge, a[h], b[h]);
-        }
-        out
-    }
-    #[inline(always)]
-    fn exp2_halves(self, t: Self::V) -> (Self::V, Self::V) {
-        use std::arch::x86_64::__m256i;
-        let shift: __m256i = pulp::cast(pulp::Simd::splat_f64s(self, EXP_SHIFT));
-        // A macro, not a closure (see `exp2_halves_int`).
-        macro_rules! splat {
-            ($c:expr) => {
-                pulp::cast::<_, __m256i>(pulp::Simd::splat_u64s(self, $c))
-            };
-        }
-        let mut out = (t, t);
-        for h in 0..2 {
-            let tb: __m256i = pulp::cast(t[h]);
-            let (s1, s2) = exp2_halves_int!(
-                self.avx2,
-                tb,
-                shift,
-                _mm256_sub_epi64,
-                _mm256_add_epi64,
-                _mm256_srli_epi64,
-                _mm256_slli_epi64,
-                splat
-            );
-            out.0[h] = pulp::cast(s1);
-            out.1[h] = pulp::cast(s2);
-        }
-        out
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -414,59 +254,6 @@ impl Simd8 for pulp::x86::V4 {
     #[inline(always)]
     fn run<R>(self, f: impl FnOnce() -> R) -> R {
         pulp::Simd::vectorize(self, f)
-    }
-    #[inline(always)]
-    fn sub(self, a: Self::V, b: Self::V) -> Self::V {
-        pulp::Simd::sub_f64s(self, a, b)
-    }
-    #[inline(always)]
-    fn div(self, a: Self::V, b: Self::V) -> Self::V {
-        pulp::Simd::div_f64s(self, a, b)
-    }
-    #[inline(always)]
-    fn neg(self, a: Self::V) -> Self::V {
-        pulp::Simd::neg_f64s(self, a)
-    }
-    #[inline(always)]
-    fn abs(self, a: Self::V) -> Self::V {
-        pulp::Simd::abs_f64s(self, a)
-    }
-    #[inline(always)]
-    fn clamp(self, a: Self::V, lo: f64, hi: f64) -> Self::V {
-        let (lo, hi) = (
-            pulp::Simd::splat_f64s(self, lo),
-            pulp::Simd::splat_f64s(self, hi),
-        );
-        let a = pulp::Simd::select_f64s(self, pulp::Simd::less_than_f64s(self, a, lo), lo, a);
-        pulp::Simd::select_f64s(self, pulp::Simd::greater_than_f64s(self, a, hi), hi, a)
-    }
-    #[inline(always)]
-    fn select_nonneg(self, m: Self::V, a: Self::V, b: Self::V) -> Self::V {
-        let zero = pulp::Simd::splat_f64s(self, 0.0);
-        let ge = pulp::Simd::greater_than_or_equal_f64s(self, m, zero);
-        pulp::Simd::select_f64s(self, ge, a, b)
-    }
-    #[inline(always)]
-    fn exp2_halves(self, t: Self::V) -> (Self::V, Self::V) {
-        use std::arch::x86_64::__m512i;
-        macro_rules! splat {
-            ($c:expr) => {
-                pulp::cast::<_, __m512i>(pulp::Simd::splat_u64s(self, $c))
-            };
-        }
-        let tb: __m512i = pulp::cast(t);
-        let shift: __m512i = pulp::cast(pulp::Simd::splat_f64s(self, EXP_SHIFT));
-        let (s1, s2) = exp2_halves_int!(
-            self.avx512f,
-            tb,
-            shift,
-            _mm512_sub_epi64,
-            _mm512_add_epi64,
-            _mm512_srli_epi64,
-            _mm512_slli_epi64,
-            splat
-        );
-        (pulp::cast(s1), pulp::cast(s2))
     }
 }
 
@@ -747,17 +534,38 @@ pub(crate) fn axpy_full(c: f64, x: &[f64], out: &mut [f64]) {
 /// exp(+∞) = +∞, NaN → NaN.
 #[inline(always)]
 pub(crate) fn exp(x: f64) -> f64 {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    // fdlibm's split of ln 2: the high part has 32 significant bits, so k · LN2_HI is exact.
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000); // 0.693147180369123816490
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // 1.90821492927058770002e-10
+    // 1.5 · 2⁵²: adding it rounds to an integer held in the low mantissa bits.
+    const SHIFT: f64 = 6_755_399_441_055_744.0;
     // Beyond these bounds the result is 0 or +∞ anyway (NaN passes through `clamp`).
-    let x = x.clamp(EXP_MIN, EXP_MAX);
-    let t = x * LOG2E + EXP_SHIFT;
-    let kf = t - EXP_SHIFT;
+    let x = x.clamp(-746.0, 710.0);
+    let t = x * LOG2E + SHIFT;
+    let kf = t - SHIFT;
     let r = (x - kf * LN2_HI) - kf * LN2_LO;
     // Σ_{j ≤ 13} r^j / j! by Estrin's scheme (depth 4 instead of Horner's 13: the lanes of a
     // vectorised loop finish sooner).
     let r2 = r * r;
     let r4 = r2 * r2;
     let r8 = r4 * r4;
-    const C: [f64; 14] = EXP_TAYLOR;
+    const C: [f64; 14] = [
+        1.0,
+        1.0,
+        0.5,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5_040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0,
+    ];
     let q0 = C[0] + C[1] * r;
     let q1 = C[2] + C[3] * r;
     let q2 = C[4] + C[5] * r;
@@ -771,73 +579,12 @@ pub(crate) fn exp(x: f64) -> f64 {
     let o0 = s0 + s1 * r4;
     let o1 = s2 + q6 * r4;
     let p = o0 + o1 * r8;
-    let (s1, s2) = exp2_halves_scalar(t);
+    let k = t.to_bits().wrapping_sub(SHIFT.to_bits()) as i64;
+    let k1 = k >> 1;
+    let k2 = k - k1;
+    let s1 = f64::from_bits(((k1 + 1023) as u64) << 52);
+    let s2 = f64::from_bits(((k2 + 1023) as u64) << 52);
     p * s1 * s2
-}
-
-const LOG2E: f64 = std::f64::consts::LOG2_E;
-// fdlibm's split of ln 2: the high part has 32 significant bits, so k · LN2_HI is exact.
-const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000); // 0.693147180369123816490
-const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // 1.90821492927058770002e-10
-/// 1.5 · 2⁵²: adding it rounds to an integer held in the low mantissa bits.
-const EXP_SHIFT: f64 = 6_755_399_441_055_744.0;
-/// The argument range of [`exp`] (outside it the result is 0 or +∞ anyway).
-const EXP_MIN: f64 = -746.0;
-const EXP_MAX: f64 = 710.0;
-/// 1/j! for j = 0..=13.
-const EXP_TAYLOR: [f64; 14] = [
-    1.0,
-    1.0,
-    0.5,
-    1.0 / 6.0,
-    1.0 / 24.0,
-    1.0 / 120.0,
-    1.0 / 720.0,
-    1.0 / 5_040.0,
-    1.0 / 40_320.0,
-    1.0 / 362_880.0,
-    1.0 / 3_628_800.0,
-    1.0 / 39_916_800.0,
-    1.0 / 479_001_600.0,
-    1.0 / 6_227_020_800.0,
-];
-
-/// [`exp`] on eight lanes with explicit SIMD: the same operations in the same order, so every
-/// lane has the bits of the scalar function at every instruction set. The compiler's own
-/// vectorisation of a loop over [`exp`] is slower (measured in a model of the SOBA step,
-/// `benchmarks/NOTES.md`).
-#[inline(always)]
-pub(crate) fn exp_lanes<S: Simd8>(s: S, x: S::V) -> S::V {
-    // A loop, not a closure (a closure does not inherit the target features).
-    let mut c = [s.splat(0.0); 14];
-    for (cj, &v) in c.iter_mut().zip(&EXP_TAYLOR) {
-        *cj = s.splat(v);
-    }
-    let x = s.clamp(x, EXP_MIN, EXP_MAX);
-    let t = s.add(s.mul(x, s.splat(LOG2E)), s.splat(EXP_SHIFT));
-    let kf = s.sub(t, s.splat(EXP_SHIFT));
-    let r = s.sub(
-        s.sub(x, s.mul(kf, s.splat(LN2_HI))),
-        s.mul(kf, s.splat(LN2_LO)),
-    );
-    let r2 = s.mul(r, r);
-    let r4 = s.mul(r2, r2);
-    let r8 = s.mul(r4, r4);
-    let q0 = s.add(c[0], s.mul(c[1], r));
-    let q1 = s.add(c[2], s.mul(c[3], r));
-    let q2 = s.add(c[4], s.mul(c[5], r));
-    let q3 = s.add(c[6], s.mul(c[7], r));
-    let q4 = s.add(c[8], s.mul(c[9], r));
-    let q5 = s.add(c[10], s.mul(c[11], r));
-    let q6 = s.add(c[12], s.mul(c[13], r));
-    let s0 = s.add(q0, s.mul(q1, r2));
-    let s1 = s.add(q2, s.mul(q3, r2));
-    let s2 = s.add(q4, s.mul(q5, r2));
-    let o0 = s.add(s0, s.mul(s1, r4));
-    let o1 = s.add(s2, s.mul(q6, r4));
-    let p = s.add(o0, s.mul(o1, r8));
-    let (f1, f2) = s.exp2_halves(t);
-    s.mul(s.mul(p, f1), f2)
 }
 
 /// ln(1 + t) for t ∈ [0, 1] (the softplus of a logistic loss, t = e^{−|m|}), branch-free so that
@@ -899,60 +646,6 @@ mod tests {
         assert_eq!(exp(f64::NEG_INFINITY), 0.0);
         assert_eq!(exp(1000.0), f64::INFINITY);
         assert!(exp(f64::NAN).is_nan());
-    }
-
-    /// Every lane of [`exp_lanes`] has the bits of the scalar [`exp`], at every instruction set
-    /// this CPU has, over the whole range and at the special values.
-    #[test]
-    fn exp_lanes_has_the_bits_of_scalar_exp() {
-        let mut xs: Vec<f64> = vec![
-            0.0,
-            -0.0,
-            f64::NAN,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            -745.2,
-            -745.13,
-            -746.0,
-            -800.0,
-            709.78,
-            709.8,
-            710.0,
-            1e300,
-            -1e-300,
-            f64::MIN_POSITIVE,
-        ];
-        let mut x = -760.0;
-        while x < 720.0 {
-            xs.push(x);
-            x += 0.0731;
-        }
-        while xs.len() % LANES != 0 {
-            xs.push(1.0);
-        }
-        fn check<S: Simd8>(s: S, xs: &[f64]) -> usize {
-            let mut bad = 0;
-            for chunk in xs.as_chunks::<LANES>().0 {
-                let got = s.store(exp_lanes(s, s.load(chunk)));
-                for (g, &x) in got.iter().zip(chunk) {
-                    let want = exp(x);
-                    if g.to_bits() != want.to_bits() && !(g.is_nan() && want.is_nan()) {
-                        bad += 1;
-                    }
-                }
-            }
-            bad
-        }
-        assert_eq!(check(Plain, &xs), 0, "plain");
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(v3) = pulp::x86::V3::try_new() {
-                assert_eq!(v3.run(|| check(v3, &xs)), 0, "avx2");
-            }
-            if let Some(v4) = pulp::x86::V4::try_new() {
-                assert_eq!(v4.run(|| check(v4, &xs)), 0, "avx512");
-            }
-        }
     }
 
     #[test]

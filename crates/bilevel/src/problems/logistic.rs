@@ -510,16 +510,6 @@ fn binary_pieces(m: f64) -> (f64, f64, f64) {
     (t, s, t * q * q)
 }
 
-/// [`binary_pieces`] on eight lanes with explicit SIMD (the same operations, so the same bits).
-#[inline(always)]
-fn binary_pieces_lanes<S: Simd8>(s: S, m: S::V) -> (S::V, S::V, S::V) {
-    let t = kernels::exp_lanes(s, s.neg(s.abs(m)));
-    let one = s.splat(1.0);
-    let q = s.div(one, s.add(one, t));
-    let tq = s.mul(t, q);
-    (t, s.select_nonneg(m, tq, q), s.mul(tq, q))
-}
-
 /// log(1 + e^{−m}) from m and t = e^{−|m|} (branch-free, vectorisable).
 #[inline(always)]
 fn softplus_neg(m: f64, t: f64) -> f64 {
@@ -830,16 +820,15 @@ impl LogisticData {
             hvp,
             on_sample,
             #[inline(always)]
-            |set, g, h, o| self.binary_block(s, r, labels, job, set, g, h, o),
+            |set, g, h, o| self.binary_block(r, labels, job, set, g, h, o),
         )
     }
 
     /// The binary kernel on one block of rows (outputs accumulated).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn binary_block<S: Simd8, R: RowOps>(
+    fn binary_block<R: RowOps>(
         &self,
-        s: S,
         r: &R,
         labels: &[f64],
         job: &Job<'_, impl Fn(usize) -> f64>,
@@ -908,21 +897,20 @@ impl LogisticData {
                 lab[k] = labels[idx[k]];
                 wt[k] = (job.weight)(idx[k]) * job.inv;
             }
-            // Nonlinearity on the whole chunk, eight rows per register (explicit SIMD, the
-            // bits of `binary_pieces`): r = −b σ(−bz), σ(z)σ(−z). t = e^{−|bz|} is kept for
-            // the losses. Lanes past n compute on stale entries and are never read.
-            for b in 0..n.div_ceil(LANES) {
-                macro_rules! at {
-                    ($a:expr) => {
-                        s.load(&$a.as_chunks::<LANES>().0[b])
-                    };
+            // Nonlinearity on the whole chunk (vectorised): r = −b σ(−bz), σ(z)σ(−z).
+            // t = e^{−|bz|} is kept for the losses.
+            if hout.is_some() {
+                for k in 0..n {
+                    let (t, s, curv) = binary_pieces(lab[k] * zy[k]);
+                    tt[k] = t;
+                    cg[k] = -(wt[k] * lab[k]) * s;
+                    ch[k] = wt[k] * curv * zv[k];
                 }
-                let (l, w) = (at!(lab), at!(wt));
-                let (t, sg, curv) = binary_pieces_lanes(s, s.mul(l, at!(zy)));
-                tt.as_chunks_mut::<LANES>().0[b] = s.store(t);
-                cg.as_chunks_mut::<LANES>().0[b] = s.store(s.mul(s.neg(s.mul(w, l)), sg));
-                if hout.is_some() {
-                    ch.as_chunks_mut::<LANES>().0[b] = s.store(s.mul(s.mul(w, curv), at!(zv)));
+            } else {
+                for k in 0..n {
+                    let (t, s, _) = binary_pieces(lab[k] * zy[k]);
+                    tt[k] = t;
+                    cg[k] = -(wt[k] * lab[k]) * s;
                 }
             }
             // Losses (vectorised), summed in sample order.
