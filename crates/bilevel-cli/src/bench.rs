@@ -92,6 +92,11 @@ pub fn shapes() -> Vec<Shape> {
     ]
 }
 
+/// A field missing from an older report.
+fn nan() -> f64 {
+    f64::NAN
+}
+
 /// JSON writes a NaN as `null` (a solver that could not run); read it back as NaN.
 fn nan_from_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
     Option::<f64>::deserialize(d).map(|v| v.unwrap_or(f64::NAN))
@@ -123,6 +128,10 @@ pub struct SolverTiming {
     /// Heap bytes allocated per iteration.
     #[serde(deserialize_with = "nan_from_null")]
     pub bytes_per_iter: f64,
+    /// Kilobytes of data (design rows and targets) the data kernels streamed per iteration
+    /// (NaN for problems without data kernels, and in reports written before it was recorded).
+    #[serde(default = "nan", deserialize_with = "nan_from_null")]
+    pub data_kb_per_iter: f64,
     /// Status: "ok", or why the solver could not run on this shape.
     pub status: String,
 }
@@ -160,6 +169,12 @@ pub struct BenchReport {
     pub simd: String,
     /// Git commit of the build.
     pub git_commit: String,
+    /// Single-thread read bandwidth of this machine for the access pattern of a minibatch
+    /// step, GB/s: random 12 KiB blocks (64 padded ijcnn1 rows) out of 32 MiB, larger than the
+    /// caches of one core ([`block_read_bandwidth_gbs`]). 0 in reports written before it was
+    /// recorded.
+    #[serde(default)]
+    pub block_read_gbs: f64,
     /// Iterations per repeat.
     pub iters: u64,
     /// Warm-up iterations.
@@ -282,6 +297,7 @@ impl SolverVisitor for Timer<'_> {
         // Allocated before the allocation snapshot, so that only the steps are counted.
         let mut per_iter = Vec::with_capacity(self.options.repeats);
         let counts_before = problem.counts();
+        let streamed_before = bilevel::problems::logistic::streamed_bytes();
         let (allocs_before, bytes_before) = alloc_count::snapshot();
         for _ in 0..self.options.repeats {
             let started = Instant::now();
@@ -291,6 +307,7 @@ impl SolverVisitor for Timer<'_> {
             per_iter.push(started.elapsed().as_secs_f64() * 1e6 / self.options.iters as f64);
         }
         let (allocs_after, bytes_after) = alloc_count::snapshot();
+        let streamed = bilevel::problems::logistic::streamed_bytes() - streamed_before;
         let counts = problem.counts().since(&counts_before);
         let total = (self.options.iters * self.options.repeats as u64) as f64;
         let (x, y) = solver.iterate(&state);
@@ -313,6 +330,11 @@ impl SolverVisitor for Timer<'_> {
             samples_per_iter: counts.samples() as f64 / total,
             allocs_per_iter: (allocs_after - allocs_before) as f64 / total,
             bytes_per_iter: (bytes_after - bytes_before) as f64 / total,
+            data_kb_per_iter: if streamed > 0 {
+                streamed as f64 / total / 1024.0
+            } else {
+                f64::NAN
+            },
             status,
         })
     }
@@ -351,6 +373,11 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         cpu_model: cpu_model(),
         simd: bilevel::problems::simd_level().name().to_owned(),
         git_commit: crate::execute::GIT_COMMIT.to_owned(),
+        block_read_gbs: if options.scaling {
+            0.0
+        } else {
+            block_read_bandwidth_gbs()
+        },
         iters: options.iters,
         warmup: options.warmup,
         repeats: options.repeats,
@@ -414,6 +441,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
                     samples_per_iter: f64::NAN,
                     allocs_per_iter: f64::NAN,
                     bytes_per_iter: f64::NAN,
+                    data_kb_per_iter: f64::NAN,
                     status: format!("not run: {e}"),
                 },
             };
@@ -422,6 +450,45 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         report.shapes.push(result);
     }
     Ok(report)
+}
+
+/// Single-thread read bandwidth, GB/s, for the access pattern of a minibatch step on data that
+/// does not fit the caches of one core: sums of random 12 KiB blocks (64 rows of 24 f64, the
+/// padded ijcnn1 row) out of a 32 MiB buffer, best of 5 runs of 20,000 blocks. Dividing an
+/// iteration's data traffic by it gives the time the iteration needs to read its data at
+/// best, with no arithmetic at all.
+pub fn block_read_bandwidth_gbs() -> f64 {
+    const BLOCK: usize = 64 * 24;
+    const BLOCKS: usize = 32 * 1024 * 1024 / 8 / BLOCK;
+    const READS: usize = 20_000;
+    let data: Vec<f64> = (0..BLOCK * BLOCKS).map(|i| (i % 7) as f64).collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let starts: Vec<usize> = (0..READS)
+        .map(|_| {
+            // xorshift64: any spread of block starts will do.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % BLOCKS as u64) as usize * BLOCK
+        })
+        .collect();
+    let mut best = f64::INFINITY;
+    let mut checksum = 0.0;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let mut acc = [0.0; 8];
+        for &start in &starts {
+            for chunk in data[start..start + BLOCK].as_chunks::<8>().0 {
+                for k in 0..8 {
+                    acc[k] += chunk[k];
+                }
+            }
+        }
+        best = best.min(started.elapsed().as_secs_f64());
+        checksum += acc.iter().sum::<f64>();
+    }
+    std::hint::black_box(checksum);
+    (READS * BLOCK * 8) as f64 / best / 1e9
 }
 
 /// The scaling grid: every selected solver (default SOBA and FSLA) at every width of
@@ -529,6 +596,16 @@ fn time_exact_evaluation(
     ))
 }
 
+/// The time to read `data_kb` kilobytes at `gbs` GB/s, µs (NaN when either is unknown): the
+/// least an iteration can take on this machine, before any arithmetic.
+pub fn read_floor_us(data_kb: f64, gbs: f64) -> f64 {
+    if gbs > 0.0 && data_kb.is_finite() {
+        data_kb * 1024.0 / (gbs * 1e3)
+    } else {
+        f64::NAN
+    }
+}
+
 /// A plain-text table of the report.
 pub fn table(report: &BenchReport) -> String {
     let mut out = String::new();
@@ -560,18 +637,20 @@ pub fn table(report: &BenchReport) -> String {
         return out;
     }
     out.push_str(&format!(
-        "{} CPU(s), {}, kernels {}; {} warm-up + {} x {} iterations, batch {}\n",
+        "{} CPU(s), {}, kernels {}; {} warm-up + {} x {} iterations, batch {}; \
+         random-block read bandwidth {:.1} GB/s\n",
         report.cpus,
         report.cpu_model,
         report.simd,
         report.warmup,
         report.repeats,
         report.iters,
-        report.batch_size
+        report.batch_size,
+        report.block_read_gbs
     ));
     for shape in &report.shapes {
         out.push_str(&format!(
-            "\n{} ({}; built in {:.2} s)\n{:<16} {:>12} {:>12} {:>12} {:>10} {:>10}\n",
+            "\n{} ({}; built in {:.2} s)\n{:<16} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10} {:>12}\n",
             shape.shape,
             shape.about,
             shape.build_s,
@@ -580,7 +659,9 @@ pub fn table(report: &BenchReport) -> String {
             "min",
             "max",
             "calls/it",
-            "allocs/it"
+            "allocs/it",
+            "data KB/it",
+            "read us/it"
         ));
         for s in &shape.solvers {
             if s.status.starts_with("not run") {
@@ -588,13 +669,15 @@ pub fn table(report: &BenchReport) -> String {
                 continue;
             }
             out.push_str(&format!(
-                "{:<16} {:>12.2} {:>12.2} {:>12.2} {:>10.1} {:>10.2}\n",
+                "{:<16} {:>12.2} {:>12.2} {:>12.2} {:>10.1} {:>10.2} {:>10.1} {:>12.2}\n",
                 s.solver,
                 s.us_per_iter_median,
                 s.us_per_iter_min,
                 s.us_per_iter_max,
                 s.oracle_calls_per_iter,
-                s.allocs_per_iter
+                s.allocs_per_iter,
+                s.data_kb_per_iter,
+                read_floor_us(s.data_kb_per_iter, report.block_read_gbs)
             ));
         }
         if let Some([median, min, max]) = shape.exact_eval_ms {

@@ -26,6 +26,7 @@
 //!   by `BILEVEL_SIMD`); values do not depend on the instruction set (`tests/simd_levels.rs`).
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
@@ -148,6 +149,19 @@ impl Clone for PaddedRows {
 enum Store {
     Dense(PaddedRows),
     Sparse(CsrMatrix),
+}
+
+/// Bytes of data (design rows and targets) the kernels of every [`LogisticData`] have
+/// streamed, over the whole process: the data traffic of an iteration, which bounds its time
+/// from below on a machine whose caches cannot hold the data (`bilevel bench` reports it).
+static STREAMED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of design rows and targets streamed by the logistic data kernels since the process
+/// started (each pass counts its rows once: a padded dense row is its stride of f64, a sparse
+/// row the average bytes of a CSR row, plus the target). Single-threaded callers can take
+/// differences around a piece of work.
+pub fn streamed_bytes() -> u64 {
+    STREAMED_BYTES.load(Ordering::Relaxed)
 }
 
 /// A design with logistic targets.
@@ -566,6 +580,31 @@ impl LogisticData {
         matches!(self.store, Store::Dense(_))
     }
 
+    /// Bytes one pass reads per row: the padded dense row or the average CSR row (values,
+    /// column indices and the row pointer), plus the target.
+    fn row_bytes(&self) -> f64 {
+        let target = match &self.targets {
+            Targets::Binary(_) => std::mem::size_of::<f64>(),
+            Targets::Multiclass { .. } => std::mem::size_of::<u32>(),
+        };
+        let row = match &self.store {
+            Store::Dense(r) => (r.stride * std::mem::size_of::<f64>()) as f64,
+            Store::Sparse(m) => {
+                let per_entry = std::mem::size_of::<f64>() + std::mem::size_of::<u32>();
+                (m.nnz() * per_entry) as f64 / self.n.max(1) as f64
+                    + std::mem::size_of::<usize>() as f64
+            }
+        };
+        row + target as f64
+    }
+
+    /// Adds a pass over `rows` rows to [`streamed_bytes`].
+    #[inline]
+    fn count_streamed(&self, rows: usize) {
+        let bytes = (rows as f64 * self.row_bytes()).round() as u64;
+        STREAMED_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Σ_B w(i) ℓᵢ / |B|.
     pub(crate) fn value(
         &self,
@@ -628,6 +667,7 @@ impl LogisticData {
             Batch::Full => RowSet::Range(0, self.n),
             Batch::Indices(idx) => RowSet::Indices(idx),
         };
+        self.count_streamed(rows.len());
         let job = Job {
             w: y,
             v,
@@ -1229,6 +1269,7 @@ impl LogisticData {
         assert_eq!(y.len(), dim, "logistic: model length");
         assert_eq!(grad.len(), dim, "logistic: gradient length");
         assert_eq!(hess.len(), dim * dim, "logistic: Hessian size");
+        self.count_streamed(self.n);
         if let Store::Dense(rows) = &self.store
             && !self.intercept
             && (1..=4).contains(&(rows.stride / LANES))
@@ -1386,23 +1427,31 @@ impl<W: Fn(usize) -> f64 + Sync> HessOp<'_, W> {
         let (grad, hess) = (self.grad, self.hess);
         let (rows, labels, y, weight) = (self.rows, self.labels, self.y, self.weight);
         with_scratch(nb * plen, |partials| {
-            let kernel = |b: usize, part: &mut [f64]| {
-                let (g, rest) = part.split_at_mut(d);
-                let (h, l) = rest.split_at_mut((d + 1) * stride);
-                l[0] = hess_dense_block::<NCH, S>(
-                    s,
-                    rows,
-                    labels,
-                    y,
-                    weight,
-                    inv,
-                    block_range(b, nb, n),
-                    g,
-                    h,
-                );
-            };
+            // A macro, expanded inside `s.run`, not a closure: a closure does not inherit the
+            // target features, so a kernel compiled as a closure of its own calls every SIMD
+            // intrinsic out of line (that made exact evaluations 8× slower once).
+            macro_rules! kernel {
+                ($b:expr, $part:expr) => {{
+                    let (g, rest) = $part.split_at_mut(d);
+                    let (h, l) = rest.split_at_mut((d + 1) * stride);
+                    l[0] = hess_dense_block::<NCH, S>(
+                        s,
+                        rows,
+                        labels,
+                        y,
+                        weight,
+                        inv,
+                        block_range($b, nb, n),
+                        g,
+                        h,
+                    );
+                }};
+            }
             if nb == 1 {
-                kernel(0, partials);
+                s.run(
+                    #[inline(always)]
+                    || kernel!(0, partials),
+                );
             } else {
                 partials
                     .par_chunks_mut(plen)
@@ -1410,7 +1459,7 @@ impl<W: Fn(usize) -> f64 + Sync> HessOp<'_, W> {
                     .for_each(|(b, part)| {
                         s.run(
                             #[inline(always)]
-                            || kernel(b, part),
+                            || kernel!(b, part),
                         )
                     });
             }
