@@ -693,7 +693,17 @@ pub fn table(report: &BenchReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::scaling_iters;
+    use super::{read_floor_us, scaling_iters};
+
+    #[test]
+    fn read_floor_is_data_over_bandwidth() {
+        // 1 KiB at 1 GB/s: 1024 bytes / 1e9 bytes per second = 1.024 µs.
+        assert!((read_floor_us(1.0, 1.0) - 1.024).abs() < 1e-12);
+        assert!((read_floor_us(25.0, 20.0) - 1.28).abs() < 1e-12);
+        // Unknown traffic or an unmeasured machine: no floor.
+        assert!(read_floor_us(f64::NAN, 20.0).is_nan());
+        assert!(read_floor_us(25.0, 0.0).is_nan());
+    }
 
     #[test]
     fn scaling_iterations_keep_the_work_per_point_about_constant() {

@@ -25,8 +25,8 @@
 //! - **SIMD**: every pass runs under `kernels::dispatch` (AVX-512 or AVX2 when available, capped
 //!   by `BILEVEL_SIMD`); values do not depend on the instruction set (`tests/simd_levels.rs`).
 
+use std::cell::Cell;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
@@ -151,17 +151,19 @@ enum Store {
     Sparse(CsrMatrix),
 }
 
-/// Bytes of data (design rows and targets) the kernels of every [`LogisticData`] have
-/// streamed, over the whole process: the data traffic of an iteration, which bounds its time
-/// from below on a machine whose caches cannot hold the data (`bilevel bench` reports it).
-static STREAMED_BYTES: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Bytes of data (design rows and targets) the passes called from this thread have
+    /// streamed: the data traffic of an iteration, which bounds its time from below on a
+    /// machine whose caches cannot hold the data (`bilevel bench` reports it).
+    static STREAMED_BYTES: Cell<u64> = const { Cell::new(0) };
+}
 
-/// Bytes of design rows and targets streamed by the logistic data kernels since the process
-/// started (each pass counts its rows once: a padded dense row is its stride of f64, a sparse
-/// row the average bytes of a CSR row, plus the target). Single-threaded callers can take
-/// differences around a piece of work.
+/// Bytes of design rows and targets streamed by the logistic data kernels for passes called
+/// from this thread since it started (each pass counts its rows once, also when its blocks run
+/// in parallel: a padded dense row is its stride of f64, a sparse row the average bytes of a
+/// CSR row, plus the target). Take differences around a piece of work.
 pub fn streamed_bytes() -> u64 {
-    STREAMED_BYTES.load(Ordering::Relaxed)
+    STREAMED_BYTES.with(Cell::get)
 }
 
 /// A design with logistic targets.
@@ -602,7 +604,7 @@ impl LogisticData {
     #[inline]
     fn count_streamed(&self, rows: usize) {
         let bytes = (rows as f64 * self.row_bytes()).round() as u64;
-        STREAMED_BYTES.fetch_add(bytes, Ordering::Relaxed);
+        STREAMED_BYTES.with(|c| c.set(c.get().wrapping_add(bytes)));
     }
 
     /// Σ_B w(i) ℓᵢ / |B|.
@@ -1799,5 +1801,53 @@ impl Objective for ValidationLoss {
     }
     fn cross_yx(&self, _x: &Vector, _y: &Vector, _u: &Vector, _b: Batch<'_>, out: &mut Vector) {
         out.set_zero();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DenseMatrix;
+
+    /// Every pass adds its rows × (padded row + target) bytes, on this thread only.
+    #[test]
+    fn passes_count_the_bytes_they_stream() {
+        let (n, d) = (10, 22);
+        let values: Vec<f64> = (0..n * d).map(|i| (i % 5) as f64 - 2.0).collect();
+        let design = Design::Dense(DenseMatrix::new(n, d, values.clone()).unwrap());
+        let labels: Vec<f64> = (0..n)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let data = LogisticData::new(design, Targets::Binary(labels.clone()), false);
+        // 22 features pad to 24 f64 (192 bytes), plus an f64 label.
+        let row = 24 * 8 + 8;
+        let y = vec![0.1; d];
+        let mut g = vec![0.0; d];
+        let before = streamed_bytes();
+        data.grad(&y, Batch::Indices(&[1, 4, 7, 9]), |_| 1.0, &mut g);
+        assert_eq!(streamed_bytes() - before, 4 * row);
+        data.grad(&y, Batch::Full, |_| 1.0, &mut g);
+        assert_eq!(streamed_bytes() - before, (4 + n as u64) * row);
+        // Sparse storage: 12 bytes per stored entry (value and column index), averaged over
+        // the rows, plus a row pointer and the label: 4 entries over 2 rows, 24 + 8 + 8 bytes.
+        let csr = CsrMatrix::new(
+            2,
+            3,
+            vec![0, 2, 4],
+            vec![0, 2, 1, 2],
+            vec![1.0, 2.0, -1.0, 0.5],
+        )
+        .unwrap();
+        let sparse = LogisticData::with_storage(
+            Design::Sparse(csr),
+            Targets::Binary(vec![1.0, -1.0]),
+            false,
+            false,
+        );
+        assert!(!sparse.is_dense());
+        let mut g3 = vec![0.0; 3];
+        let before = streamed_bytes();
+        sparse.grad(&[0.1; 3], Batch::Indices(&[1, 0, 1]), |_| 1.0, &mut g3);
+        assert_eq!(streamed_bytes() - before, 3 * 40);
     }
 }
