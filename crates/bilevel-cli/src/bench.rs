@@ -376,7 +376,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         block_read_gbs: if options.scaling {
             0.0
         } else {
-            block_read_bandwidth_gbs()
+            block_read_bandwidth_gbs()?
         },
         iters: options.iters,
         warmup: options.warmup,
@@ -453,32 +453,27 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
 }
 
 /// Single-thread read bandwidth, GB/s, for the access pattern of a minibatch step on data that
-/// does not fit the caches of one core: sums of random 12 KiB blocks (64 rows of 24 f64, the
-/// padded ijcnn1 row) out of a 32 MiB buffer, best of 5 runs of 20,000 blocks. Dividing an
-/// iteration's data traffic by it gives the time the iteration needs to read its data at
-/// best, with no arithmetic at all.
-pub fn block_read_bandwidth_gbs() -> f64 {
-    const BLOCK: usize = 64 * 24;
-    const BLOCKS: usize = 32 * 1024 * 1024 / 8 / BLOCK;
+/// does not fit the caches of one core: sums of the blocks the solvers' own contiguous sampler
+/// draws (64 rows of 24 f64, the padded ijcnn1 row, 12 KiB) out of a 32 MiB buffer, best of 5
+/// runs of 20,000 blocks. Dividing an iteration's data traffic by it gives the time the
+/// iteration needs to read its data at best, with no arithmetic at all.
+pub fn block_read_bandwidth_gbs() -> Result<f64> {
+    use bilevel::core::{MinibatchSampler, SamplingMode};
+    const ROW: usize = 24;
+    const BATCH: usize = 64;
+    // Whole blocks only, so that no drawn block wraps at the end.
+    const ROWS: usize = 32 * 1024 * 1024 / 8 / ROW / BATCH * BATCH;
     const READS: usize = 20_000;
-    let data: Vec<f64> = (0..BLOCK * BLOCKS).map(|i| (i % 7) as f64).collect();
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let starts: Vec<usize> = (0..READS)
-        .map(|_| {
-            // xorshift64: any spread of block starts will do.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % BLOCKS as u64) as usize * BLOCK
-        })
-        .collect();
+    let data: Vec<f64> = (0..ROW * ROWS).map(|i| (i % 7) as f64).collect();
+    let mut sampler = MinibatchSampler::new(ROWS, BATCH, SamplingMode::Contiguous, 0)?;
+    let starts: Vec<usize> = (0..READS).map(|_| sampler.draw()[0]).collect();
     let mut best = f64::INFINITY;
     let mut checksum = 0.0;
     for _ in 0..5 {
         let started = Instant::now();
         let mut acc = [0.0; 8];
         for &start in &starts {
-            for chunk in data[start..start + BLOCK].as_chunks::<8>().0 {
+            for chunk in data[start * ROW..(start + BATCH) * ROW].as_chunks::<8>().0 {
                 for k in 0..8 {
                     acc[k] += chunk[k];
                 }
@@ -488,7 +483,7 @@ pub fn block_read_bandwidth_gbs() -> f64 {
         checksum += acc.iter().sum::<f64>();
     }
     std::hint::black_box(checksum);
-    (READS * BLOCK * 8) as f64 / best / 1e9
+    Ok((READS * BATCH * ROW * 8) as f64 / best / 1e9)
 }
 
 /// The scaling grid: every selected solver (default SOBA and FSLA) at every width of
