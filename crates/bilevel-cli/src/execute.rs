@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use bilevel::core::{Problem, Vector};
 use bilevel::run::observer::partial_path;
 use bilevel::run::runner::CheckpointTarget;
-use bilevel::run::{Checkpoint, JsonlTrace, RunOptions, RunStatus, RunSummary, Runner};
+use bilevel::run::{Checkpoint, JsonlTrace, Record, RunOptions, RunStatus, RunSummary, Runner};
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::{BudgetOverride, ConfigError, Experiment, RunSpec, Start};
@@ -82,8 +82,6 @@ pub struct RunContext {
     pub start: Start,
     /// Budgets and evaluation.
     pub options: RunOptions,
-    /// The output directory of the experiment.
-    pub out_dir: PathBuf,
     /// The command-line budget that replaced the file's (already applied to `options`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_override: Option<BudgetOverride>,
@@ -164,19 +162,8 @@ pub struct Outcome {
     pub summary: RunSummary,
 }
 
-fn failed_summary(message: String) -> RunSummary {
-    RunSummary {
-        status: RunStatus::Failed,
-        stop_reason: bilevel::run::StopReason::Error,
-        iters: 0,
-        solver_time_s: 0.0,
-        counts: Default::default(),
-        final_metrics: Default::default(),
-        message: Some(message),
-    }
-}
-
-/// Builds each problem of the suite once, and resolves the start for each.
+/// Builds each problem of the suite once, and resolves the start for each. Also checks that
+/// the `[report]` table names metrics these problems report.
 pub fn build_problems(experiment: &Experiment) -> Result<Vec<(Problem, Vector, Vector)>> {
     let mut built = Vec::new();
     for (i, config) in experiment.problems.iter().enumerate() {
@@ -194,60 +181,279 @@ pub fn build_problems(experiment: &Experiment) -> Result<Vec<(Problem, Vector, V
             .map_err(|e| ConfigError(format!("{}: [start]: {e}", experiment.path.display())))?;
         built.push((problem, x0, y0));
     }
+    check_report_metrics(experiment, &built)?;
     Ok(built)
 }
 
-/// Runs one run from scratch (or from `checkpoint`), writing its trace; never panics on a bad
-/// run: failures become a `failed` summary and trace.
+/// `[report]` may only name metrics that some problem of the suite reports: a misspelt
+/// `selection_metric` would make parameter selection meaningless.
+fn check_report_metrics(
+    experiment: &Experiment,
+    built: &[(Problem, Vector, Vector)],
+) -> Result<()> {
+    let mut known: Vec<String> = built
+        .iter()
+        .flat_map(|(p, _, _)| p.metric_names())
+        .collect();
+    known.sort();
+    known.dedup();
+    let report = &experiment.report;
+    let named = report
+        .selection_metric
+        .iter()
+        .map(|m| ("selection_metric", m))
+        .chain(report.metrics.iter().map(|m| ("metrics", m)));
+    for (field, metric) in named {
+        if !known.contains(metric) {
+            return Err(ConfigError(format!(
+                "{}: [report] {field}: `{metric}` is not a metric of this experiment's problems; \
+                 they report {}",
+                experiment.path.display(),
+                known.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Builds every distinct solver of the grid and initialises it on its problem (what a run
+/// does before its first step), so that a dry run catches solvers that cannot run on their
+/// problem (a meta-learning solver on a problem that is not unrolled, STABLE above its
+/// `max_dim_y`, …).
+pub fn check_runs(experiment: &Experiment, built: &[(Problem, Vector, Vector)]) -> Result<()> {
+    struct Init<'a> {
+        problem: &'a Problem,
+        x0: &'a Vector,
+        y0: &'a Vector,
+        seed: u64,
+    }
+    impl bilevel::algorithms::SolverVisitor for Init<'_> {
+        type Output = bilevel::core::Result<()>;
+        fn visit<S: bilevel::core::Solver>(self, solver: S) -> Self::Output {
+            solver
+                .init(self.problem, self.x0.clone(), self.y0.clone(), self.seed)
+                .map(|_| ())
+        }
+    }
+    let mut seen: Vec<(usize, serde_json::Value)> = Vec::new();
+    let mut errors = Vec::new();
+    for spec in &experiment.runs {
+        let key = (
+            spec.problem_index,
+            serde_json::to_value(&spec.solver).expect("invariant: configs serialize"),
+        );
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let (problem, x0, y0) = &built[spec.problem_index];
+        let problem = problem.fresh();
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            spec.solver.visit(Init {
+                problem: &problem,
+                x0,
+                y0,
+                seed: spec.seed,
+            })
+        }));
+        let message = match checked {
+            Ok(Ok(Ok(()))) => continue,
+            Ok(Ok(Err(e))) | Ok(Err(e)) => e.to_string(),
+            Err(payload) => format!("panic: {}", panic_message(payload.as_ref())),
+        };
+        errors.push(format!(
+            "  {} on problem #{} (kind = \"{}\"): {message}",
+            spec.solver.kind(),
+            spec.problem_index + 1,
+            spec.problem.kind()
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "{}: {} solver setting(s) cannot run on their problem:\n{}",
+            experiment.path.display(),
+            errors.len(),
+            errors.join("\n")
+        ))
+        .into())
+    }
+}
+
+/// The text of a caught panic.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}
+
+/// One attempt at a run: its trace is written as it goes; an error (or a panic) is handled by
+/// [`execute_run`].
+pub type Attempt<'a> = dyn Fn(
+        &RunContext,
+        &Path,
+        &serde_json::Value,
+        &Problem,
+        &Vector,
+        &Vector,
+        Option<(&Checkpoint, &Path)>,
+    ) -> Result<RunSummary>
+    + Sync
+    + 'a;
+
+/// The real attempt: a [`Runner`] with the run's trace (new, or continued from the checkpoint)
+/// and checkpoints.
+pub fn attempt_run(
+    context: &RunContext,
+    out_dir: &Path,
+    header: &serde_json::Value,
+    problem: &Problem,
+    x0: &Vector,
+    y0: &Vector,
+    checkpoint: Option<(&Checkpoint, &Path)>,
+) -> Result<RunSummary> {
+    let layout = Layout::new(out_dir);
+    let trace_path = layout.trace(&context.spec.id);
+    let trace = match checkpoint {
+        Some((c, _)) => JsonlTrace::resume(&trace_path, c.iter)?,
+        None => JsonlTrace::create(&trace_path, header)?,
+    };
+    let mut runner = Runner::new(context.options.clone()).observe(trace);
+    if context.options.checkpoint_every.is_some() {
+        runner.checkpoint = Some(CheckpointTarget {
+            path: layout.checkpoint(&context.spec.id),
+            context: serde_json::to_value(context).expect("invariant: contexts serialize"),
+        });
+    }
+    Ok(match checkpoint {
+        Some((c, path)) => runner.resume_config_at(c, problem, path)?,
+        None => runner.run_config(
+            &context.spec.solver,
+            problem,
+            x0.clone(),
+            y0.clone(),
+            context.spec.seed,
+        )?,
+    })
+}
+
+/// Runs one run from scratch (or from `checkpoint`) with `attempt`, writing its trace. Never
+/// panics and never loses what a run wrote: an error or a panic ends the run `failed`, with
+/// its records kept and the reason in its summary line; its checkpoint is kept, so that
+/// `--resume` can continue it.
 pub fn execute_run(
     context: &RunContext,
+    out_dir: &Path,
     experiment_name: &str,
     problem: &Problem,
     x0: &Vector,
     y0: &Vector,
-    checkpoint: Option<&Checkpoint>,
+    checkpoint: Option<(&Checkpoint, &Path)>,
+    attempt: &Attempt<'_>,
 ) -> RunSummary {
-    let layout = Layout::new(&context.out_dir);
+    let layout = Layout::new(out_dir);
     let trace_path = layout.trace(&context.spec.id);
     let header = header(context, experiment_name);
-    let attempt = || -> bilevel::core::Result<RunSummary> {
-        let trace = match checkpoint {
-            Some(c) => JsonlTrace::resume(&trace_path, c.iter)?,
-            None => JsonlTrace::create(&trace_path, &header)?,
-        };
-        let mut runner = Runner::new(context.options.clone()).observe(trace);
-        if context.options.checkpoint_every.is_some() {
-            runner.checkpoint = Some(CheckpointTarget {
-                path: layout.checkpoint(&context.spec.id),
-                context: serde_json::to_value(context).expect("invariant: contexts serialize"),
-            });
-        }
-        match checkpoint {
-            Some(c) => runner.resume_config(c, problem),
-            None => runner.run_config(
-                &context.spec.solver,
-                problem,
-                x0.clone(),
-                y0.clone(),
-                context.spec.seed,
-            ),
-        }
-    };
-    match attempt() {
-        Ok(summary) => {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        attempt(context, out_dir, &header, problem, x0, y0, checkpoint)
+    }));
+    let message = match outcome {
+        Ok(Ok(summary)) => {
             let _ = std::fs::remove_file(layout.checkpoint(&context.spec.id));
-            summary
+            return summary;
         }
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(payload) => format!("panic: {}", panic_message(payload.as_ref())),
+    };
+    match finish_failed_trace(&trace_path, &header, &message) {
+        Ok(summary) => summary,
         Err(e) => {
-            let summary = failed_summary(e.to_string());
-            // Replace whatever partial trace there is by a complete one that says why.
-            if let Ok(mut trace) = JsonlTrace::create(&trace_path, &header) {
-                use bilevel::run::Observer;
-                let _ = trace.finish(&summary);
-            }
+            let mut summary = failed_summary(message);
+            summary.message = Some(format!(
+                "{}; and the trace could not be finished: {e:#}",
+                summary.message.unwrap_or_default()
+            ));
             summary
         }
     }
+}
+
+fn failed_summary(message: String) -> RunSummary {
+    RunSummary {
+        status: RunStatus::Failed,
+        stop_reason: bilevel::run::StopReason::Error,
+        iters: 0,
+        solver_time_s: 0.0,
+        counts: Default::default(),
+        final_metrics: Default::default(),
+        final_metrics_iter: None,
+        eval_failures: 0,
+        message: Some(message),
+    }
+}
+
+/// Ends the trace of a run that failed: the records its partial trace holds are kept (the
+/// progress they show becomes the summary's), a `failed` summary line with `message` is
+/// appended, and the trace is made complete atomically. Without a partial trace, the trace is
+/// the header and the summary.
+fn finish_failed_trace(
+    trace_path: &Path,
+    header: &serde_json::Value,
+    message: &str,
+) -> Result<RunSummary> {
+    let partial = partial_path(trace_path);
+    let mut lines: Vec<String> = Vec::new();
+    let mut summary = failed_summary(message.to_owned());
+    if let Ok(text) = std::fs::read_to_string(&partial) {
+        for (number, line) in text.lines().enumerate() {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                break; // a line cut by the failure: nothing after it is trusted
+            };
+            match value.get("type").and_then(|t| t.as_str()) {
+                Some("header") if number == 0 => lines.push(line.to_owned()),
+                Some("record") if !lines.is_empty() => {
+                    let Ok(record) = serde_json::from_value::<Record>(value) else {
+                        break;
+                    };
+                    summary.iters = record.iter;
+                    summary.solver_time_s = record.solver_time_s;
+                    summary.counts = record.counts;
+                    match &record.eval_error {
+                        Some(_) => summary.eval_failures += 1,
+                        None => {
+                            summary.final_metrics = record.metrics.clone();
+                            summary.final_metrics_iter = Some(record.iter);
+                        }
+                    }
+                    lines.push(line.to_owned());
+                }
+                _ => break,
+            }
+        }
+    }
+    if lines.is_empty() {
+        let mut with_type = header.clone();
+        with_type["type"] = serde_json::Value::String("header".into());
+        lines.push(with_type.to_string());
+    }
+    let mut summary_line =
+        serde_json::to_value(&summary).expect("invariant: run summaries serialize");
+    summary_line["type"] = serde_json::Value::String("summary".into());
+    lines.push(summary_line.to_string());
+    let mut text = lines.join("\n");
+    text.push('\n');
+    if let Some(dir) = trace_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    bilevel::run::write_atomic(trace_path, text.as_bytes())?;
+    let _ = std::fs::remove_file(&partial);
+    Ok(summary)
 }
 
 /// Runs every run of `experiment` whose index is in `todo` on `jobs` threads.
@@ -256,14 +462,44 @@ pub fn run_grid(
     out_dir: &Path,
     jobs: usize,
     todo: &[usize],
-    resume_from: &[(usize, Checkpoint)],
+    resume_from: &[(usize, Checkpoint, PathBuf)],
     show_progress: bool,
+) -> Result<Vec<Outcome>> {
+    let problems = build_problems(experiment)?;
+    run_grid_with(
+        experiment,
+        &problems,
+        out_dir,
+        jobs,
+        todo,
+        resume_from,
+        show_progress,
+        &attempt_run,
+    )
+}
+
+/// [`run_grid`] with the problems built and a given attempt (tests inject failures here).
+pub fn run_grid_with(
+    experiment: &Experiment,
+    problems: &[(Problem, Vector, Vector)],
+    out_dir: &Path,
+    jobs: usize,
+    todo: &[usize],
+    resume_from: &[(usize, Checkpoint, PathBuf)],
+    show_progress: bool,
+    attempt: &Attempt<'_>,
 ) -> Result<Vec<Outcome>> {
     let layout = Layout::new(out_dir);
     for dir in [layout.traces(), layout.checkpoints()] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let problems = build_problems(experiment)?;
+    if let Some(bad) = experiment
+        .runs
+        .iter()
+        .find(|r| !crate::outdir::valid_run_id(&r.id))
+    {
+        anyhow::bail!("invariant: run id `{}` is not a plain file name", bad.id);
+    }
     let bar = if show_progress {
         indicatif::ProgressBar::new(todo.len() as u64)
     } else {
@@ -300,22 +536,23 @@ pub fn run_grid(
                         run_index,
                         start: experiment.start.clone(),
                         options: experiment.run.clone(),
-                        out_dir: out_dir.to_owned(),
                         budget_override: experiment.budget_override,
                     };
                     let checkpoint = resume_from
                         .iter()
-                        .find(|(i, _)| *i == run_index)
-                        .map(|(_, c)| c);
+                        .find(|(i, _, _)| *i == run_index)
+                        .map(|(_, c, p)| (c, p.as_path()));
                     running.fetch_add(1, Ordering::Relaxed);
                     update(&bar);
                     let summary = execute_run(
                         &context,
+                        out_dir,
                         &experiment.name,
                         &problem.fresh(),
                         x0,
                         y0,
                         checkpoint,
+                        attempt,
                     );
                     if summary.status != RunStatus::Done {
                         failed.fetch_add(1, Ordering::Relaxed);
@@ -324,7 +561,7 @@ pub fn run_grid(
                     bar.set_message(format!("({} not done)", failed.load(Ordering::Relaxed)));
                     outcomes
                         .lock()
-                        .expect("invariant: no thread panics holding the lock")
+                        .unwrap_or_else(|p| p.into_inner())
                         .push(Outcome {
                             spec: spec.clone(),
                             summary,
@@ -334,9 +571,7 @@ pub fn run_grid(
         }
     });
     bar.finish_and_clear();
-    let mut outcomes = outcomes
-        .into_inner()
-        .expect("invariant: no thread panicked holding the lock");
+    let mut outcomes = outcomes.into_inner().unwrap_or_else(|p| p.into_inner());
     let order = |o: &Outcome| experiment.runs.iter().position(|r| r.id == o.spec.id);
     outcomes.sort_by_key(order);
     Ok(outcomes)
@@ -370,51 +605,113 @@ pub fn finalize(
     Ok(())
 }
 
-/// Continues one run from its checkpoint file, then refreshes the experiment's summary.
-pub fn resume_checkpoint(path: &Path) -> Result<RunSummary> {
+/// Loads the checkpoint at `path` and checks that it belongs to run `spec` on `problem`: its
+/// checksum ([`Checkpoint::load`]), the problem's fingerprint, and the run it says it is (id,
+/// problem, solver and seed equal to the experiment's). A checkpoint that fails is refused
+/// with a message naming it; nothing is written.
+pub fn verified_checkpoint(path: &Path, spec: &RunSpec, problem: &Problem) -> Result<Checkpoint> {
     let checkpoint = Checkpoint::load(path)?;
-    let context: RunContext = serde_json::from_value(checkpoint.context.clone()).map_err(|e| {
-        ConfigError(format!(
-            "{}: not a checkpoint of `bilevel run` (context: {e})",
-            path.display()
+    checkpoint.check_problem(problem, path)?;
+    let refuse = |reason: String| bilevel::core::Error::Checkpoint {
+        path: path.to_owned(),
+        reason,
+    };
+    let context: RunContext = serde_json::from_value(checkpoint.context.clone())
+        .map_err(|e| refuse(format!("not a checkpoint of `bilevel run` (context: {e})")))?;
+    if context.spec.id != spec.id
+        || json(&context.spec.problem) != json(&spec.problem)
+        || json(&context.spec.solver) != json(&spec.solver)
+        || context.spec.seed != spec.seed
+        || checkpoint.solver != json(&spec.solver)
+    {
+        return Err(refuse(format!(
+            "it is not a checkpoint of run `{}` of this experiment (its run: `{}`, solver {})",
+            spec.id, context.spec.id, checkpoint.solver
         ))
-    })?;
-    let problem = context.spec.problem.build().map_err(|e| {
+        .into());
+    }
+    Ok(checkpoint)
+}
+
+/// A configuration as a JSON value, for comparing configurations.
+fn json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("invariant: configs serialize")
+}
+
+/// Continues one run from its checkpoint file (`DIR/checkpoints/<run>.json`), then refreshes
+/// the experiment's summary. Everything is written inside DIR, the folder the checkpoint sits
+/// in, whatever the checkpoint says; the run must be one of the experiment copy's runs.
+pub fn resume_checkpoint(path: &Path) -> Result<RunSummary> {
+    let (out_dir, id) = crate::outdir::checkpoint_home(path)?;
+    let _lock = crate::outdir::FolderLock::acquire(&out_dir)?;
+    let experiment = experiment_copy(&out_dir)?;
+    let Some(run_index) = experiment.runs.iter().position(|r| r.id == id) else {
+        return Err(ConfigError(format!(
+            "{}: run `{id}` is not a run of the experiment in {}",
+            path.display(),
+            out_dir.display()
+        ))
+        .into());
+    };
+    let spec = &experiment.runs[run_index];
+    let layout = Layout::new(&out_dir);
+    let trace = layout.trace(&id);
+    if trace.exists() {
+        match crate::summary::read_trace_summary(&trace) {
+            Ok(row) if row.summary.status == RunStatus::Failed => {
+                // A failed attempt: continue from the checkpoint with the records it kept.
+                std::fs::rename(&trace, partial_path(&trace))
+                    .with_context(|| format!("reopening {}", trace.display()))?;
+            }
+            _ => {
+                return Err(ConfigError(format!(
+                    "{}: run `{id}` is already complete ({})",
+                    path.display(),
+                    trace.display()
+                ))
+                .into());
+            }
+        }
+    }
+    if !partial_path(&trace).exists() {
+        return Err(ConfigError(format!(
+            "{}: the run's partial trace {} is missing; start the run again with `bilevel run \
+             --resume {}` after deleting the checkpoint",
+            path.display(),
+            partial_path(&trace).display(),
+            out_dir.display()
+        ))
+        .into());
+    }
+    let config = &experiment.problems[spec.problem_index];
+    let problem = config.build().map_err(|e| {
         ConfigError(format!(
             "{}: cannot rebuild the problem: {e}",
             path.display()
         ))
     })?;
-    let (x0, y0) = context
+    let (x0, y0) = experiment
         .start
         .resolve(&problem)
         .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-    let trace = Layout::new(&context.out_dir).trace(&context.spec.id);
-    if !partial_path(&trace).exists() {
-        anyhow::bail!(
-            "{}: the run's partial trace {} is missing",
-            path.display(),
-            partial_path(&trace).display()
-        );
-    }
-    let experiment_name = context
-        .out_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let checkpoint = verified_checkpoint(path, spec, &problem)?;
+    let context = RunContext {
+        spec: spec.clone(),
+        run_index,
+        start: experiment.start.clone(),
+        options: experiment.run.clone(),
+        budget_override: experiment.budget_override,
+    };
     let summary = execute_run(
         &context,
-        &experiment_name,
+        &out_dir,
+        &experiment.name,
         &problem,
         &x0,
         &y0,
-        Some(&checkpoint),
+        Some((&checkpoint, path)),
+        &attempt_run,
     );
-    // The experiment's own name and report settings, from the copy in the output directory.
-    let (name, report_options) = match experiment_copy(&context.out_dir) {
-        Ok(e) => (e.name, e.report),
-        Err(_) => (experiment_name, ReportOptions::default()),
-    };
-    finalize(&context.out_dir, &name, &report_options, true)?;
+    finalize(&out_dir, &experiment.name, &experiment.report, true)?;
     Ok(summary)
 }

@@ -37,6 +37,7 @@ use bilevel::problems::ProblemConfig;
 use bilevel::run::RunOptions;
 use serde::{Deserialize, Serialize};
 
+use crate::outdir::{MAX_NAME_LEN, valid_name};
 use crate::report::ReportOptions;
 
 /// A configuration error: reported in one line, exit code 2.
@@ -52,13 +53,45 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// How a starting vector is given.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum StartValue {
     /// Every coordinate equal.
     Scalar(f64),
     /// The exact vector.
     List(Vec<f64>),
+}
+
+impl<'de> Deserialize<'de> for StartValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = StartValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number (every coordinate) or a list of numbers (the vector)")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<StartValue, E> {
+                Ok(StartValue::Scalar(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StartValue, E> {
+                Ok(StartValue::Scalar(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StartValue, E> {
+                Ok(StartValue::Scalar(v as f64))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StartValue, A::Error> {
+                let mut values = Vec::new();
+                while let Some(v) = seq.next_element::<f64>()? {
+                    values.push(v);
+                }
+                Ok(StartValue::List(values))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 impl StartValue {
@@ -169,6 +202,40 @@ impl BudgetOverride {
 }
 
 impl Experiment {
+    /// Settings that are valid but probably not what was meant, or costly (printed before a
+    /// run).
+    pub fn warnings(&self) -> Vec<String> {
+        let run = &self.run;
+        let mut out = Vec::new();
+        if let Some(n) = run.max_iters {
+            if run.eval_every > n {
+                out.push(format!(
+                    "eval_every = {} exceeds max_iters = {n}: each run is evaluated only at its \
+                     start and its end",
+                    run.eval_every
+                ));
+            }
+            let records = n / run.eval_every;
+            if records > 100_000 {
+                out.push(format!(
+                    "max_iters / eval_every = {records} records per trace (about {} MB each); \
+                     raise eval_every",
+                    records * 600 / 1_000_000
+                ));
+            }
+        }
+        if let Some(every) = run.checkpoint_every
+            && every < 100
+        {
+            out.push(format!(
+                "checkpoint_every = {every}: the solver's whole state is written and synced \
+                 to disk every {every} iteration(s) (megabytes for SABA-type solvers, which keep \
+                 one vector per sample); this can dominate the run time"
+            ));
+        }
+        out
+    }
+
     /// Replaces the budgets of `[run]` by those of `budget` and validates the result like the
     /// file's own table. `eval_every` (and `checkpoint_every`) are clamped to the new
     /// `max_iters`, so that a reduced run still evaluates at its end and in between only where
@@ -235,15 +302,37 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
             )));
         }
     }
+    // The name is the output folder's (`results/<name>`): a plain path component, never `..`.
     let name = match root.get("name") {
-        None => path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "experiment".into()),
+        None => {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !valid_name(&stem) {
+                return Err(err(format!(
+                    "the file name does not give a valid experiment name (`{stem}`); set \
+                     `name` to 1 to {MAX_NAME_LEN} letters, digits, '-', '_' and '.', not \
+                     starting with '.'"
+                )));
+            }
+            stem
+        }
         Some(toml::Value::String(s)) if valid_name(s) => s.clone(),
         Some(other) => {
+            let shown = other.to_string();
+            let shown = if shown.chars().count() > 60 {
+                format!(
+                    "{}… ({} characters)",
+                    shown.chars().take(60).collect::<String>(),
+                    shown.chars().count()
+                )
+            } else {
+                shown
+            };
             return Err(err(format!(
-                "`name` must be a string of letters, digits, '-', '_' and '.', got {other}"
+                "`name` must be 1 to {MAX_NAME_LEN} letters, digits, '-', '_' and '.', not \
+                 starting with '.' (it names the output folder), got {shown}"
             )));
         }
     };
@@ -287,6 +376,37 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
     let problem_tables = tables(&root, "problem").map_err(&err)?;
     if problem_tables.is_empty() {
         return Err(err("missing [problem] table".into()));
+    }
+    // Count the grid before expanding it: a typo such as `seeds = [1, …]` over a long list must
+    // give an error, not exhaust memory.
+    let problem_points = problem_tables
+        .iter()
+        .try_fold(0u64, |acc, t| acc.checked_add(grid_size(t)?));
+    let solver_points = tables(&root, "solver")
+        .map_err(&err)?
+        .iter()
+        .try_fold(0u64, |acc, t| {
+            let mut t = t.clone();
+            t.remove("problems");
+            t.remove("label");
+            let own_seeds = match t.remove("seeds") {
+                Some(toml::Value::Array(a)) => a.len() as u64,
+                _ => seeds.len() as u64,
+            };
+            acc.checked_add(grid_size(&t)?.checked_mul(own_seeds)?)
+        });
+    let total = problem_points
+        .zip(solver_points)
+        .and_then(|(p, s)| p.checked_mul(s));
+    match total {
+        Some(n) if n <= MAX_RUNS => {}
+        _ => {
+            return Err(err(format!(
+                "the grid expands to {} runs, more than the {MAX_RUNS} one experiment may hold; \
+                 split it into several files",
+                total.map_or("over 2^64".to_owned(), |n| n.to_string())
+            )));
+        }
     }
     let mut problems = Vec::new();
     // The [[problem]] table (0-based) each expanded problem comes from.
@@ -384,7 +504,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
             }));
             for &seed in own_seeds.as_ref().unwrap_or(&seeds) {
                 runs.push(RunSpec {
-                    id: format!("{}-{:08x}-seed{seed}", solver.kind(), hash as u32),
+                    id: format!("{}-{hash:016x}-seed{seed}", solver.kind()),
                     problem_index,
                     problem: problem.clone(),
                     solver: solver.clone(),
@@ -400,13 +520,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
             problem_table_of[idle] + 1
         )));
     }
-    let mut ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-    ids.sort_unstable();
-    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-        return Err(err(format!(
-            "two runs have the same id `{}` (a solver or seed is listed twice)",
-            w[0]
-        )));
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_unstable_by(|&a, &b| runs[a].id.cmp(&runs[b].id));
+    if let Some(w) = order.windows(2).find(|w| runs[w[0]].id == runs[w[1]].id) {
+        let (a, b) = (&runs[w[0]], &runs[w[1]]);
+        let config =
+            |r: &RunSpec| serde_json::json!({"problem": r.problem, "solver": r.solver}).to_string();
+        return Err(err(if config(a) == config(b) {
+            format!(
+                "two runs have the same id `{}`: the same solver settings and seed are listed \
+                 twice ({})",
+                a.id,
+                config(a)
+            )
+        } else {
+            format!(
+                "two different runs hash to the same id `{}`; change a setting of one of \
+                 them:\n  {}\n  {}",
+                a.id,
+                config(a),
+                config(b)
+            )
+        }));
     }
     Ok(Experiment {
         path: path.to_owned(),
@@ -418,12 +553,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
         report,
         budget_override: None,
     })
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// The 0-based `[[problem]]` tables named by a solver table's `problems` (1-based in the file: an
@@ -525,6 +654,18 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
     } else if let Some(toml::Value::Table(inner)) = table.get_mut(&path[0]) {
         set_path(inner, &path[1..], value);
     }
+}
+
+/// The most runs one experiment may expand to.
+pub const MAX_RUNS: u64 = 100_000;
+
+/// How many points [`expand`] would make of `table` (`None` past u64).
+pub fn grid_size(table: &toml::Table) -> Option<u64> {
+    let mut found = Vec::new();
+    axes(table, &mut Vec::new(), &mut found);
+    found.iter().try_fold(1u64, |acc, (_, values)| {
+        acc.checked_mul(values.len() as u64)
+    })
 }
 
 /// The Cartesian product of a table's grid axes (in key order, last axis fastest).

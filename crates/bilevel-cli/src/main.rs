@@ -16,6 +16,7 @@ mod bench_md;
 mod data_cmd;
 mod execute;
 mod experiment;
+mod outdir;
 mod plot;
 mod report;
 mod summary;
@@ -162,6 +163,7 @@ fn main() -> ExitCode {
     };
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<StdoutClosed>().is_some() => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(config) = e.downcast_ref::<ConfigError>() {
                 eprintln!("error: {config}");
@@ -210,12 +212,13 @@ fn dispatch(cli: Cli) -> Result<()> {
         }),
         Command::Plot { dir } => {
             let experiment = execute::experiment_copy(&dir)?;
+            let _lock = outdir::FolderLock::acquire(&dir)?;
             execute::finalize(&dir, &experiment.name, &experiment.report, true)?;
-            println!(
+            say(format_args!(
                 "figures in {}, report in {}",
                 dir.join("plots").display(),
                 dir.join("report.md").display()
-            );
+            ))?;
             Ok(())
         }
         Command::Bench {
@@ -242,7 +245,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             })
             .map_err(|e| ConfigError(format!("{e:#}")))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                say(format_args!("{}", serde_json::to_string_pretty(&report)?))?;
             } else {
                 print!("{}", bench::table(&report));
             }
@@ -257,21 +260,22 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Report { dir } => {
             let experiment = execute::experiment_copy(&dir)?;
+            let _lock = outdir::FolderLock::acquire(&dir)?;
             execute::finalize(&dir, &experiment.name, &experiment.report, false)?;
-            println!("{}", dir.join("report.md").display());
+            say(format_args!("{}", dir.join("report.md").display()))?;
             Ok(())
         }
         Command::List { json } => list(json),
         Command::Data { command } => data_cmd::run(command),
         Command::Resume { checkpoint } => {
             let summary = execute::resume_checkpoint(&checkpoint)?;
-            println!(
+            say(format_args!(
                 "{}: {} after {} iterations ({:.3} s solver time)",
                 checkpoint.display(),
                 summary.status.as_str(),
                 summary.iters,
                 summary.solver_time_s
-            );
+            ))?;
             Ok(())
         }
     }
@@ -307,7 +311,102 @@ struct RunArgs {
 fn has_results(dir: &Path) -> bool {
     let layout = execute::Layout::new(dir);
     let non_empty = |p: PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
-    non_empty(layout.traces()) || layout.summary().exists()
+    non_empty(layout.traces()) || non_empty(layout.checkpoints()) || layout.summary().exists()
+}
+
+/// Prints `text` and a newline on stdout; a closed pipe (`bilevel … | head`) is not an error.
+fn say(text: impl std::fmt::Display) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        other => Ok(other?),
+    }
+}
+
+/// Standard output was closed by the reader: stop quietly with status 0.
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// What `--resume` does with each run of the grid.
+struct ResumePlan {
+    todo: Vec<usize>,
+    checkpoints: Vec<(usize, bilevel::run::Checkpoint, PathBuf)>,
+}
+
+/// Plans a `--resume`: runs whose trace is complete and not `failed` are kept; a run with a
+/// verified checkpoint continues from it (a failed trace is reopened, so its records are kept);
+/// every other run starts again. A checkpoint that fails verification refuses the whole
+/// command, before anything is written.
+fn plan_resume(
+    experiment: &experiment::Experiment,
+    layout: &execute::Layout,
+) -> Result<ResumePlan> {
+    let mut plan = ResumePlan {
+        todo: Vec::new(),
+        checkpoints: Vec::new(),
+    };
+    let mut problems: Option<
+        Vec<(
+            bilevel::core::Problem,
+            bilevel::core::Vector,
+            bilevel::core::Vector,
+        )>,
+    > = None;
+    let mut refused = Vec::new();
+    let mut reopen = Vec::new();
+    for (i, spec) in experiment.runs.iter().enumerate() {
+        let trace = layout.trace(&spec.id);
+        let failed_trace = if trace.exists() {
+            match summary::read_trace_summary(&trace) {
+                Ok(row) if row.summary.status != bilevel::run::RunStatus::Failed => continue,
+                _ => true,
+            }
+        } else {
+            false
+        };
+        let checkpoint_path = layout.checkpoint(&spec.id);
+        let partial = bilevel::run::observer::partial_path(&trace);
+        if checkpoint_path.exists() && (failed_trace || partial.exists()) {
+            if problems.is_none() {
+                problems = Some(execute::build_problems(experiment)?);
+            }
+            let problem = &problems.as_ref().expect("invariant: just built")[spec.problem_index].0;
+            match execute::verified_checkpoint(&checkpoint_path, spec, problem) {
+                Ok(c) => {
+                    if failed_trace {
+                        reopen.push(trace.clone());
+                    }
+                    plan.checkpoints.push((i, c, checkpoint_path));
+                }
+                Err(e) => refused.push(format!("  {e:#}")),
+            }
+        }
+        plan.todo.push(i);
+    }
+    if !refused.is_empty() {
+        return Err(ConfigError(format!(
+            "{} checkpoint(s) refused; nothing was run or written (delete a checkpoint to start \
+             its run again from scratch):\n{}",
+            refused.len(),
+            refused.join("\n")
+        ))
+        .into());
+    }
+    for trace in reopen {
+        let partial = bilevel::run::observer::partial_path(&trace);
+        std::fs::rename(&trace, &partial)
+            .map_err(|e| anyhow::anyhow!("reopening {}: {e}", trace.display()))?;
+    }
+    Ok(plan)
 }
 
 fn run(args: RunArgs) -> Result<()> {
@@ -331,38 +430,41 @@ fn run(args: RunArgs) -> Result<()> {
         }
     };
     if args.dry_run {
-        // Building the problems checks data files and dimensions too.
-        execute::build_problems(&experiment)?;
-        println!(
+        // Building the problems checks data files, dimensions and report metrics; initialising
+        // each solver on its problem checks that they go together.
+        let built = execute::build_problems(&experiment)?;
+        execute::check_runs(&experiment, &built)?;
+        say(format_args!(
             "{}: ok ({} problem(s), {} run(s); {})",
             experiment.path.display(),
             experiment.problems.len(),
             experiment.runs.len(),
             budget_line(&experiment.run, experiment.budget_override.is_some()),
-        );
+        ))?;
         for spec in &experiment.runs {
             match &spec.label {
-                Some(label) => println!("  {}  [{label}]", spec.id),
-                None => println!("  {}", spec.id),
+                Some(label) => say(format_args!("  {}  [{label}]", spec.id))?,
+                None => say(format_args!("  {}", spec.id))?,
             }
         }
         return Ok(());
     }
+    for warning in experiment.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    if out.exists() && !out.is_dir() {
+        return Err(ConfigError(format!(
+            "--out {}: exists and is not a folder",
+            out.display()
+        ))
+        .into());
+    }
+    // One process at a time in a folder: a second `run` or `resume` on it is refused.
+    let _lock = outdir::FolderLock::acquire(&out)?;
     let layout = execute::Layout::new(&out);
-    let mut todo = Vec::new();
-    let mut checkpoints = Vec::new();
-    if args.resume.is_some() {
-        for (i, spec) in experiment.runs.iter().enumerate() {
-            if layout.trace(&spec.id).exists() {
-                continue; // complete
-            }
-            let checkpoint_path = layout.checkpoint(&spec.id);
-            let partial = bilevel::run::observer::partial_path(&layout.trace(&spec.id));
-            if checkpoint_path.exists() && partial.exists() {
-                checkpoints.push((i, bilevel::run::Checkpoint::load(&checkpoint_path)?));
-            }
-            todo.push(i);
-        }
+    let (todo, checkpoints) = if args.resume.is_some() {
+        let plan = plan_resume(&experiment, &layout)?;
+        (plan.todo, plan.checkpoints)
     } else {
         if has_results(&out) {
             if !args.overwrite {
@@ -374,18 +476,30 @@ fn run(args: RunArgs) -> Result<()> {
                 ))
                 .into());
             }
+            if !outdir::has_marker(&out) {
+                return Err(ConfigError(format!(
+                    "{} holds a summary, traces or checkpoints that bilevel did not write (no {} \
+                     marker); --overwrite deletes only its own output folders: remove them \
+                     yourself or choose another --out",
+                    out.display(),
+                    outdir::MARKER_FILE
+                ))
+                .into());
+            }
             for dir in [layout.traces(), layout.checkpoints(), out.join("plots")] {
                 if dir.exists() {
-                    std::fs::remove_dir_all(&dir)?;
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(|e| anyhow::anyhow!("removing {}: {e}", dir.display()))?;
                 }
             }
         }
-        std::fs::create_dir_all(&out)?;
-        let text = std::fs::read(&experiment.path)?;
+        outdir::write_marker(&out)?;
+        let text = std::fs::read(&experiment.path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", experiment.path.display()))?;
         bilevel::run::write_atomic(&out.join(execute::EXPERIMENT_COPY), &text)?;
         execute::write_budget_override(&out, experiment.budget_override.as_ref())?;
-        todo = (0..experiment.runs.len()).collect();
-    }
+        ((0..experiment.runs.len()).collect(), Vec::new())
+    };
     let started = std::time::Instant::now();
     let outcomes = execute::run_grid(
         &experiment,
@@ -397,13 +511,13 @@ fn run(args: RunArgs) -> Result<()> {
     )?;
     execute::finalize(&out, &experiment.name, &experiment.report, args.plots)?;
     let rows = summary::read_rows(&layout)?;
-    println!("{}", summary::table(&rows));
+    say(summary::table(&rows))?;
     let not_done = outcomes
         .iter()
         .filter(|o| o.summary.status != bilevel::run::RunStatus::Done)
         .count();
     let skipped = experiment.runs.len() - todo.len();
-    println!(
+    say(format_args!(
         "\n{} run(s) in {:.1} s ({} not done{}); results in {} (summary.csv, report.md, traces/)",
         outcomes.len(),
         started.elapsed().as_secs_f64(),
@@ -414,7 +528,7 @@ fn run(args: RunArgs) -> Result<()> {
             String::new()
         },
         out.display(),
-    );
+    ))?;
     if args.fail_on_not_done && not_done > 0 {
         let ids: Vec<String> = outcomes
             .iter()
@@ -469,16 +583,18 @@ fn list(json: bool) -> Result<()> {
         })
         .collect();
     if json {
-        println!(
+        say(format_args!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "solvers": solvers,
                 "problems": problems,
             }))?
-        );
+        ))?;
         return Ok(());
     }
-    println!("Solvers (kind = \"...\" in [[solver]] tables):");
+    say(format_args!(
+        "Solvers (kind = \"...\" in [[solver]] tables):"
+    ))?;
     for s in &solvers {
         let aliases: Vec<&str> = s["aliases"]
             .as_array()
@@ -489,32 +605,35 @@ fn list(json: bool) -> Result<()> {
         } else {
             format!(" [alias: {}]", aliases.join(", "))
         };
-        println!(
+        say(format_args!(
             "\n  {}{aliases}  ({})",
             s["kind"].as_str().unwrap_or(""),
             s["paper"].as_str().unwrap_or("")
-        );
-        print_parameters(&s["parameters"], "    ");
+        ))?;
+        print_parameters(&s["parameters"], "    ")?;
     }
-    println!("\nProblems (kind = \"...\" in [problem] tables):");
+    say(format_args!(
+        "\nProblems (kind = \"...\" in [problem] tables):"
+    ))?;
     for p in &problems {
-        println!(
+        say(format_args!(
             "\n  {}  ({})",
             p["kind"].as_str().unwrap_or(""),
             p["about"].as_str().unwrap_or("")
-        );
-        print_parameters(&p["parameters"], "    ");
+        ))?;
+        print_parameters(&p["parameters"], "    ")?;
     }
     Ok(())
 }
 
-fn print_parameters(params: &serde_json::Value, indent: &str) {
+fn print_parameters(params: &serde_json::Value, indent: &str) -> Result<()> {
     match params.as_object() {
         Some(map) if !map.is_empty() => {
             for (k, v) in map {
-                println!("{indent}{k} = {v}");
+                say(format_args!("{indent}{k} = {v}"))?;
             }
+            Ok(())
         }
-        _ => println!("{indent}(no parameters)"),
+        _ => say(format_args!("{indent}(no parameters)")),
     }
 }

@@ -118,7 +118,7 @@ pub fn to_csv(rows: &[Row]) -> String {
         .flat_map(|r| r.summary.final_metrics.keys().map(String::as_str))
         .collect();
     let mut out = String::from(
-        "run,problem,problem_index,solver,seed,status,stop_reason,iters,solver_time_s,oracle_calls,samples",
+        "run,problem,problem_index,solver,seed,status,stop_reason,iters,solver_time_s,oracle_calls,samples,final_metrics_iter,eval_failures",
     );
     for m in &metrics {
         out.push(',');
@@ -143,6 +143,10 @@ pub fn to_csv(rows: &[Row]) -> String {
             format!("{:.6}", s.solver_time_s),
             s.counts.calls().to_string(),
             s.counts.samples().to_string(),
+            s.final_metrics_iter
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+            s.eval_failures.to_string(),
         ];
         for m in &metrics {
             fields.push(

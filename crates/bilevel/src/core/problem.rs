@@ -469,6 +469,30 @@ impl Problem {
         self.g.counts.store(&counts.g);
     }
 
+    /// Every metric name [`metrics`](Self::metrics) can report for this problem (for checking
+    /// report settings before a run). Task metrics are named by one evaluation at the start.
+    pub fn metric_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = ["outer_value", "inner_grad_norm", "linsys_residual"]
+            .map(String::from)
+            .to_vec();
+        if let Some(reference) = &self.reference {
+            names.extend(["value", "hypergrad_norm_sq", "inner_distance"].map(String::from));
+            if reference.optimal_value().is_some() {
+                names.push("suboptimality".into());
+            }
+        }
+        if let Some(task) = &self.task_metrics {
+            names.extend(
+                task.evaluate(&self.x0, &self.y0)
+                    .into_iter()
+                    .map(|(n, _)| n),
+            );
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Metrics at (x, y), from the *uncounted* objectives:
     /// - `outer_value` = f(x, y) on the full batch; `inner_grad_norm` = ‖∇ᵧg(x, y)‖;
     /// - with a reference: `value` = F(x), `hypergrad_norm_sq` = ‖∇F(x)‖²,

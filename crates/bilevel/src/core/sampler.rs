@@ -27,7 +27,7 @@ pub enum SamplingMode {
 /// bit-exact. [`draw`](Self::draw) reuses an internal buffer: no allocation after construction
 /// except one permutation refresh per epoch (in place).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(from = "SamplerRepr", into = "SamplerRepr")]
+#[serde(try_from = "SamplerRepr", into = "SamplerRepr")]
 pub struct MinibatchSampler {
     n: usize,
     batch_size: usize,
@@ -66,13 +66,34 @@ impl From<MinibatchSampler> for SamplerRepr {
     }
 }
 
-impl From<SamplerRepr> for MinibatchSampler {
-    fn from(r: SamplerRepr) -> Self {
+impl TryFrom<SamplerRepr> for MinibatchSampler {
+    type Error = String;
+    /// A restored sampler, checked: a checkpoint that was edited or written for other data must
+    /// be refused with a message, never index out of bounds later or abort on allocation.
+    fn try_from(r: SamplerRepr) -> std::result::Result<Self, String> {
+        if r.n == 0 || r.batch_size == 0 {
+            return Err(format!(
+                "sampler with n = {} and batch_size = {}: both must be >= 1",
+                r.n, r.batch_size
+            ));
+        }
         // Clipped as in `new`: `draw` relies on batch_size ≤ n (a contiguous block wraps once).
-        let n = r.n.max(1);
+        let n = r.n;
+        let batch_size = r.batch_size.min(n);
+        let perm_len = match r.mode {
+            SamplingMode::Shuffled => n,
+            SamplingMode::Contiguous => n.div_ceil(batch_size),
+            SamplingMode::WithReplacement => 0,
+        };
+        if r.pos > perm_len {
+            return Err(format!(
+                "sampler position {} is past the end of its epoch ({perm_len})",
+                r.pos
+            ));
+        }
         let mut s = MinibatchSampler {
             n,
-            batch_size: r.batch_size.clamp(1, n),
+            batch_size,
             mode: r.mode,
             seed: r.seed,
             epoch: r.epoch,
@@ -81,9 +102,10 @@ impl From<SamplerRepr> for MinibatchSampler {
             perm: Vec::new(),
             batch: Vec::new(),
         };
-        s.allocate();
+        s.try_allocate()
+            .map_err(|e| format!("sampler over n = {n} samples: {e}"))?;
         s.refresh_permutation();
-        s
+        Ok(s)
     }
 }
 
@@ -116,13 +138,27 @@ impl MinibatchSampler {
     }
 
     fn allocate(&mut self) {
+        self.try_allocate()
+            .expect("invariant: a sampler over samples that exist can be allocated");
+    }
+
+    /// Allocates the permutation and the batch buffer, failing (instead of aborting) when they
+    /// do not fit in memory.
+    fn try_allocate(&mut self) -> std::result::Result<(), std::collections::TryReserveError> {
         let perm_len = match self.mode {
             SamplingMode::Shuffled => self.n,
             SamplingMode::Contiguous => self.n.div_ceil(self.batch_size),
             SamplingMode::WithReplacement => 0,
         };
-        self.perm = (0..perm_len).collect();
-        self.batch = vec![0; self.batch_size];
+        let mut perm = Vec::new();
+        perm.try_reserve_exact(perm_len)?;
+        perm.extend(0..perm_len);
+        let mut batch = Vec::new();
+        batch.try_reserve_exact(self.batch_size)?;
+        batch.resize(self.batch_size, 0);
+        self.perm = perm;
+        self.batch = batch;
+        Ok(())
     }
 
     /// Regenerates the current epoch's permutation from (seed, epoch), in place.
@@ -263,6 +299,23 @@ mod tests {
             for _ in 0..20 {
                 assert_eq!(a.draw(), b.draw(), "{mode:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_restored_sampler_is_checked() {
+        let a = MinibatchSampler::new(37, 8, SamplingMode::Shuffled, 99).unwrap();
+        let json = serde_json::to_value(&a).unwrap();
+        for (field, value, needle) in [
+            ("pos", serde_json::json!(38), "past the end"),
+            ("n", serde_json::json!(0), "must be >= 1"),
+            ("batch_size", serde_json::json!(0), "must be >= 1"),
+            ("n", serde_json::json!(1u64 << 62), "sampler over n"),
+        ] {
+            let mut bad = json.clone();
+            bad[field] = value;
+            let e = serde_json::from_value::<MinibatchSampler>(bad).unwrap_err();
+            assert!(e.to_string().contains(needle), "{field}: {e}");
         }
     }
 

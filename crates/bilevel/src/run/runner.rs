@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{CHECKPOINT_FORMAT, Checkpoint};
+use super::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, ProblemFingerprint};
 use super::observer::Observer;
 use crate::algorithms::{SolverConfig, SolverVisitor};
 use crate::core::{
@@ -123,10 +123,30 @@ pub struct Record {
     pub solver_time_s: f64,
     /// Oracle counts so far.
     pub counts: Counts,
-    /// Metrics at the current iterate.
+    /// Metrics at the current iterate (a non-finite value is written as `null` and read back
+    /// as NaN). Empty when the evaluation failed.
+    #[serde(deserialize_with = "metrics_with_nulls")]
     pub metrics: Metrics,
     /// The last step's diagnostics.
+    #[serde(deserialize_with = "metrics_with_nulls")]
     pub diagnostics: std::collections::BTreeMap<String, f64>,
+    /// Why the metrics could not be evaluated at this point (the run goes on: an evaluation
+    /// never changes the iterate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_error: Option<String>,
+}
+
+/// Reads a map of metrics in which JSON `null` (how serde_json writes NaN and ±∞) stands for a
+/// non-finite value: it comes back as NaN, so a trace with a diverged metric stays readable.
+pub fn metrics_with_nulls<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Metrics, D::Error> {
+    let raw: std::collections::BTreeMap<String, Option<f64>> =
+        Deserialize::deserialize(deserializer)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+        .collect())
 }
 
 /// The outcome of a run.
@@ -142,10 +162,23 @@ pub struct RunSummary {
     pub solver_time_s: f64,
     /// Oracle counts.
     pub counts: Counts,
-    /// Metrics at the last evaluation.
+    /// Metrics at the last successful evaluation, which is at the last iteration for a `done`
+    /// run; empty for a run that diverged (metrics of a diverged iterate mean nothing, and those
+    /// of an earlier point would pass for the run's result). `null` in JSON reads back as NaN.
+    #[serde(deserialize_with = "metrics_with_nulls")]
     pub final_metrics: Metrics,
-    /// A message for `diverged` and `failed` runs.
+    /// The iteration `final_metrics` were evaluated at (absent when there are none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_metrics_iter: Option<u64>,
+    /// Evaluations that failed during the run (see [`Record::eval_error`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eval_failures: u64,
+    /// A message for `diverged` and `failed` runs, and for runs with failed evaluations.
     pub message: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where and with what context checkpoints are written.
@@ -210,20 +243,40 @@ impl<'o> Runner<'o> {
     }
 
     /// Continues the run saved in `checkpoint` on `problem` (which must be the same problem).
+    /// The checkpoint is verified first ([`Checkpoint::verify`], the problem's fingerprint, the
+    /// state's dimensions and iteration): a checkpoint that was edited, corrupted or written for
+    /// another problem is refused with [`Error::Checkpoint`].
     pub fn resume_config(
         &mut self,
         checkpoint: &Checkpoint,
         problem: &Problem,
     ) -> Result<RunSummary> {
+        self.resume_config_at(checkpoint, problem, std::path::Path::new("(in memory)"))
+    }
+
+    /// As [`resume_config`](Self::resume_config), naming `path` (where the checkpoint was read
+    /// from) in errors.
+    pub fn resume_config_at(
+        &mut self,
+        checkpoint: &Checkpoint,
+        problem: &Problem,
+        path: &std::path::Path,
+    ) -> Result<RunSummary> {
+        checkpoint.verify(path)?;
+        checkpoint.check_problem(problem, path)?;
         let config: SolverConfig =
             serde_json::from_value(checkpoint.solver.clone()).map_err(|e| Error::Checkpoint {
-                path: PathBuf::new(),
+                path: path.to_owned(),
                 reason: format!("solver config: {e}"),
             })?;
+        config.validate().map_err(|e| Error::Checkpoint {
+            path: path.to_owned(),
+            reason: format!("solver config: {e}"),
+        })?;
         config.visit(RunVisitor {
             runner: self,
             problem,
-            start: Start::Checkpoint(checkpoint),
+            start: Start::Checkpoint(checkpoint, path),
             solver_json: checkpoint.solver.clone(),
         })?
     }
@@ -259,19 +312,61 @@ impl<'o> Runner<'o> {
         self.drive(solver, problem, state, progress, true, solver_json)
     }
 
-    /// Continues from a checkpoint with a built solver.
+    /// Continues from a checkpoint with a built solver. The checkpoint must be verified
+    /// ([`Checkpoint::verify`]); its state is checked against the solver and the problem here.
     pub fn resume<S: Solver>(
         &mut self,
         solver: &S,
         problem: &Problem,
         checkpoint: &Checkpoint,
     ) -> Result<RunSummary> {
+        self.resume_at(
+            solver,
+            problem,
+            checkpoint,
+            std::path::Path::new("(in memory)"),
+        )
+    }
+
+    fn resume_at<S: Solver>(
+        &mut self,
+        solver: &S,
+        problem: &Problem,
+        checkpoint: &Checkpoint,
+        path: &std::path::Path,
+    ) -> Result<RunSummary> {
         self.options.validate()?;
-        let state: S::State =
-            serde_json::from_value(checkpoint.state.clone()).map_err(|e| Error::Checkpoint {
-                path: PathBuf::new(),
-                reason: format!("state does not match solver `{}`: {e}", solver.name()),
-            })?;
+        let refuse = |reason: String| Error::Checkpoint {
+            path: path.to_owned(),
+            reason,
+        };
+        checkpoint.check_problem(problem, path)?;
+        let state: S::State = serde_json::from_value(checkpoint.state.clone()).map_err(|e| {
+            refuse(format!(
+                "state does not match solver `{}`: {e}",
+                solver.name()
+            ))
+        })?;
+        if solver.iteration(&state) != checkpoint.iter {
+            return Err(refuse(format!(
+                "it says iteration {} but its state is at iteration {}",
+                checkpoint.iter,
+                solver.iteration(&state)
+            )));
+        }
+        let (dx, dy) = problem.dims();
+        let (x, y) = solver.iterate(&state);
+        let adjoint_len = solver.adjoint(&state).map(|v| v.nrows());
+        if x.nrows() != dx || y.nrows() != dy || adjoint_len.is_some_and(|n| n != dy) {
+            return Err(refuse(format!(
+                "its iterate has dim x {}, dim y {}{}, but the problem has dim x {dx}, dim y {dy}",
+                x.nrows(),
+                y.nrows(),
+                adjoint_len
+                    .map(|n| format!(", dim v {n}"))
+                    .unwrap_or_default()
+            )));
+        }
         problem.set_counts(&checkpoint.counts);
         let progress = Progress {
             iter: checkpoint.iter,
@@ -318,6 +413,9 @@ impl<'o> Runner<'o> {
         None
     }
 
+    /// The record at the current iterate, shown to observers when `emit`. A failed metric
+    /// evaluation is recorded in [`Record::eval_error`], never fatal: only an observer's
+    /// failure (writing the trace) is an error here.
     fn evaluate<S: Solver>(
         &mut self,
         solver: &S,
@@ -328,7 +426,10 @@ impl<'o> Runner<'o> {
         emit: bool,
     ) -> Result<Record> {
         let (x, y) = solver.iterate(state);
-        let metrics = problem.metrics(x, y, solver.adjoint(state))?;
+        let (metrics, eval_error) = match problem.metrics(x, y, solver.adjoint(state)) {
+            Ok(m) => (m, None),
+            Err(e) => (Metrics::new(), Some(e.to_string())),
+        };
         let record = Record {
             iter: progress.iter,
             solver_time_s: progress.solver_time_s,
@@ -338,6 +439,7 @@ impl<'o> Runner<'o> {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
+            eval_error,
         };
         if emit {
             for observer in &mut self.observers {
@@ -358,15 +460,23 @@ impl<'o> Runner<'o> {
     ) -> Result<RunSummary> {
         let eval_every = self.options.eval_every;
         let mut diagnostics = Diagnostics::new();
-        let mut last_record = None;
+        let mut last_record: Option<Record> = None;
+        // The last record whose evaluation succeeded, and the failed evaluations.
+        let mut last_good: Option<Record> = None;
+        let mut failures: Vec<(u64, String)> = Vec::new();
+        let mut note = |record: &Record, last_good: &mut Option<Record>| match &record.eval_error {
+            Some(e) => failures.push((record.iter, e.clone())),
+            None => *last_good = Some(record.clone()),
+        };
         // The iteration of the last record observers have seen. A checkpoint is written after the
         // evaluation of its iteration, so a run resumed at an evaluation point has already
         // reported it.
         let mut last_emitted =
             (!evaluate_start && progress.iter.is_multiple_of(eval_every)).then_some(progress.iter);
         if evaluate_start {
-            last_record =
-                Some(self.evaluate(solver, problem, &state, &progress, &diagnostics, true)?);
+            let record = self.evaluate(solver, problem, &state, &progress, &diagnostics, true)?;
+            note(&record, &mut last_good);
+            last_record = Some(record);
             last_emitted = Some(progress.iter);
         }
         let mut outcome: Option<(RunStatus, StopReason, Option<String>)> = None;
@@ -413,6 +523,7 @@ impl<'o> Runner<'o> {
             if progress.iter.is_multiple_of(eval_every) {
                 let record =
                     self.evaluate(solver, problem, &state, &progress, &diagnostics, true)?;
+                note(&record, &mut last_good);
                 last_emitted = Some(progress.iter);
                 if let Some(bad) = non_finite_metric(&record.metrics) {
                     outcome = Some((
@@ -427,9 +538,10 @@ impl<'o> Runner<'o> {
                 && progress.iter.is_multiple_of(every)
                 && outcome.is_none()
             {
-                let checkpoint = Checkpoint {
+                let mut checkpoint = Checkpoint {
                     format: CHECKPOINT_FORMAT,
                     solver: solver_json.clone(),
+                    problem: ProblemFingerprint::of(problem),
                     iter: progress.iter,
                     solver_time_s: progress.solver_time_s,
                     counts: problem.counts(),
@@ -438,6 +550,7 @@ impl<'o> Runner<'o> {
                         reason: format!("cannot serialize the state: {e}"),
                     })?,
                     context: target.context.clone(),
+                    checksum: String::new(),
                 };
                 checkpoint.save(&target.path)?;
             }
@@ -450,16 +563,50 @@ impl<'o> Runner<'o> {
         if status != RunStatus::Diverged && needs_final {
             // Recomputed (metrics are a pure function of the state) but reported only once.
             let emit = last_emitted != Some(progress.iter);
-            last_record =
-                Some(self.evaluate(solver, problem, &state, &progress, &diagnostics, emit)?);
+            let record = self.evaluate(solver, problem, &state, &progress, &diagnostics, emit)?;
+            if emit {
+                note(&record, &mut last_good);
+            } else if record.eval_error.is_none() {
+                last_good = Some(record);
+            }
         }
+        // A diverged run reports no final metrics: those of an earlier evaluation (the start
+        // point's, for a run that diverged before its first evaluation) would pass for its
+        // result.
+        let final_record = if status == RunStatus::Diverged {
+            None
+        } else {
+            last_good
+        };
+        let message = match (message, failures.first(), failures.last()) {
+            (message, Some(first), Some(last)) => {
+                let failed = format!(
+                    "{} evaluation(s) failed (first at iteration {}: {}{})",
+                    failures.len(),
+                    first.0,
+                    first.1,
+                    if failures.len() > 1 {
+                        format!("; last at iteration {}: {}", last.0, last.1)
+                    } else {
+                        String::new()
+                    }
+                );
+                Some(match message {
+                    Some(m) => format!("{m}; {failed}"),
+                    None => failed,
+                })
+            }
+            (message, _, _) => message,
+        };
         let summary = RunSummary {
             status,
             stop_reason,
             iters: progress.iter,
             solver_time_s: progress.solver_time_s,
             counts: problem.counts(),
-            final_metrics: last_record.map(|r| r.metrics).unwrap_or_default(),
+            final_metrics_iter: final_record.as_ref().map(|r| r.iter),
+            final_metrics: final_record.map(|r| r.metrics).unwrap_or_default(),
+            eval_failures: failures.len() as u64,
             message,
         };
         for observer in &mut self.observers {
@@ -478,7 +625,7 @@ fn non_finite_metric(metrics: &Metrics) -> Option<String> {
 
 enum Start<'a> {
     Fresh { x0: Vector, y0: Vector, seed: u64 },
-    Checkpoint(&'a Checkpoint),
+    Checkpoint(&'a Checkpoint, &'a std::path::Path),
 }
 
 struct RunVisitor<'r, 'o, 'p> {
@@ -496,7 +643,7 @@ impl SolverVisitor for RunVisitor<'_, '_, '_> {
                 self.runner
                     .run(&solver, self.problem, x0, y0, seed, self.solver_json)
             }
-            Start::Checkpoint(c) => self.runner.resume(&solver, self.problem, c),
+            Start::Checkpoint(c, path) => self.runner.resume_at(&solver, self.problem, c, path),
         }
     }
 }

@@ -1,0 +1,189 @@
+//! The output folder of an experiment: its exclusive lock, the marker that says bilevel wrote
+//! it, and the rules that keep every write inside it (plain names, checked run ids).
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::experiment::ConfigError;
+
+/// The lock file inside an output folder.
+pub const LOCK_FILE: &str = ".bilevel.lock";
+
+/// The marker that bilevel created the folder (what `--overwrite` requires before deleting).
+pub const MARKER_FILE: &str = ".bilevel-output";
+
+/// The longest experiment name (a path component; file systems allow 255 bytes).
+pub const MAX_NAME_LEN: usize = 100;
+
+/// An exclusive lock on an output folder, held until dropped (or the process ends: the
+/// operating system releases it, so a killed run leaves no stale lock).
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: File,
+}
+
+impl FolderLock {
+    /// Takes the lock on `dir` (created if missing). A second process gets a clear error naming
+    /// the process that holds it.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the output folder {}", dir.display()))?;
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another process".to_owned()
+                } else {
+                    format!("process {holder}")
+                };
+                return Err(ConfigError(format!(
+                    "{} is in use by {who} (lock file {}); wait for it to finish, or choose \
+                     another --out",
+                    dir.display(),
+                    path.display()
+                ))
+                .into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        // The holder's pid, for the message the next process gets.
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// Writes the marker that bilevel made `dir` an output folder.
+pub fn write_marker(dir: &Path) -> Result<()> {
+    let text = format!(
+        "{{\"written_by\": \"bilevel\", \"version\": \"{}\"}}\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    bilevel::run::write_atomic(&dir.join(MARKER_FILE), text.as_bytes())?;
+    Ok(())
+}
+
+/// Whether `dir` carries the marker of a bilevel output folder.
+pub fn has_marker(dir: &Path) -> bool {
+    dir.join(MARKER_FILE).is_file()
+}
+
+/// Whether `name` can be a folder or file name on its own: not empty, at most
+/// [`MAX_NAME_LEN`] characters of letters, digits, '-', '_' and '.', not starting with '.'
+/// (so never `.` or `..`, and never hidden).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether `id` has the form of a run id: `<solver kind>-<16 hex digits>-seed<k>`, so that
+/// `traces/<id>.jsonl` and `checkpoints/<id>.json` stay inside their folders.
+pub fn valid_run_id(id: &str) -> bool {
+    let mut parts = id.rsplitn(3, '-');
+    let (Some(seed), Some(hash), Some(kind)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let seed_ok = seed
+        .strip_prefix("seed")
+        .is_some_and(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()));
+    let hash_ok = hash.len() == 16 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let kind_ok = !kind.is_empty()
+        && kind.len() <= 40
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    seed_ok && hash_ok && kind_ok
+}
+
+/// The output folder that holds the checkpoint at `path` (`DIR/checkpoints/<id>.json`) and the
+/// run id its name gives; an error for a checkpoint anywhere else.
+pub fn checkpoint_home(path: &Path) -> Result<(PathBuf, String)> {
+    let absolute =
+        std::fs::canonicalize(path).with_context(|| format!("checkpoint {}", path.display()))?;
+    let id = absolute
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".json"))
+        .filter(|id| valid_run_id(id))
+        .map(str::to_owned);
+    let folder = absolute
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "checkpoints"));
+    match (id, folder.and_then(Path::parent)) {
+        (Some(id), Some(dir)) => Ok((dir.to_owned(), id)),
+        _ => Err(ConfigError(format!(
+            "{}: not a checkpoint of `bilevel run` (expected DIR/checkpoints/<run id>.json)",
+            path.display()
+        ))
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_plain_path_components() {
+        for good in ["quickstart", "paper_lancbio", "a.b-c_1", "x"] {
+            assert!(valid_name(good), "{good}");
+        }
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        for bad in ["", ".", "..", "...", ".hidden", "a/b", "a\\b", "a b", &long] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn run_ids_are_checked() {
+        assert!(valid_run_id("soba-0123456789abcdef-seed3"));
+        assert!(valid_run_id("aid_cg-0123456789abcdef-seed0"));
+        for bad in [
+            "soba-01234567-seed3",
+            "../soba-0123456789abcdef-seed3",
+            "soba-0123456789abcdef-seed",
+            "soba-0123456789ABCDEF-seed1",
+            "soba-0123456789abcdef-seed1/..",
+            "-0123456789abcdef-seed1",
+            "",
+        ] {
+            assert!(!valid_run_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_second_lock_on_a_folder_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = FolderLock::acquire(dir.path()).unwrap();
+        let e = FolderLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("process {}", std::process::id())),
+            "the message names the holder: {e}"
+        );
+        drop(first);
+        FolderLock::acquire(dir.path()).unwrap();
+    }
+}
