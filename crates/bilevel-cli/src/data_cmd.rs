@@ -278,6 +278,12 @@ fn fetch(
                 .collect()
         }
     };
+    if let Some((_, url, _)) = files.iter().find(|f| !https_or_loopback(&f.1)) {
+        bail!(ConfigError(format!(
+            "only https URLs are fetched (plain http only from this machine's loopback \
+             address), got {url}"
+        )));
+    }
     if !trust_unpinned && let Some((file, _, _)) = files.iter().find(|f| f.2.is_none()) {
         bail!(ConfigError(format!(
             "`{file}` has no pinned checksum: pass --sha256 with --url, or --trust-unpinned to \
@@ -289,22 +295,106 @@ fn fetch(
         None => default_cache()?,
     }
     .join(name);
+    let created = !dir.exists();
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    remove_stale_parts(&dir);
+    let loopback = files.iter().all(|f| !f.1.starts_with("https://"));
+    let result = fetch_into(&dir, &files, !loopback);
+    if result.is_err() && created && fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none()) {
+        // A fetch that failed into a folder it created leaves no empty folder behind.
+        let _ = fs::remove_dir(&dir);
+    }
+    result?;
+    println!("{}", dir.display());
+    Ok(())
+}
+
+/// Removes `.<file>.part-<pid>` files of downloads whose process is gone (killed mid-download:
+/// its guard could not run).
+fn remove_stale_parts(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .starts_with('.')
+            .then(|| name.rsplit_once(".part-"))
+            .flatten()
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The entries of a `SHA256SUMS` file: (file, digest).
+fn read_sums(path: &Path) -> Vec<(String, String)> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (digest, file) = l.split_once("  ")?;
+            Some((file.trim().to_owned(), digest.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// Whether `url` is https, or plain http to the loopback address (a local mirror or a test
+/// server).
+fn https_or_loopback(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| &h[1..]).unwrap_or("")
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Downloads `files` into `dir`. With `https_only`, a redirect to plain http is refused too.
+fn fetch_into(
+    dir: &Path,
+    files: &[(String, String, Option<String>)],
+    https_only: bool,
+) -> Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .https_only(https_only)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_body(Some(Duration::from_secs(120)))
         .user_agent(concat!("bilevel/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let mut sums = String::new();
-    for (file, url, expected) in &files {
+    // SHA256SUMS keeps every file of the folder: earlier fetches' entries stay, this fetch's
+    // replace theirs.
+    let sums_path = dir.join("SHA256SUMS");
+    let mut sums = read_sums(&sums_path);
+    let mut record = |file: &str, digest: &str| {
+        sums.retain(|(f, _)| f != file);
+        sums.push((file.to_owned(), digest.to_owned()));
+    };
+    for (file, url, expected) in files {
         let dest = dir.join(file);
         if let Some(expected) = expected
             && dest.is_file()
             && sha256_of_file(&dest)? == *expected
         {
             eprintln!("{}: already cached, checksum ok", dest.display());
-            sums.push_str(&format!("{expected}  {file}\n"));
+            record(file, expected);
             continue;
         }
         let digest = download(&agent, url, &dest, expected.as_deref())?;
@@ -314,11 +404,14 @@ fn fetch(
                 dest.display()
             );
         }
-        sums.push_str(&format!("{digest}  {file}\n"));
+        record(file, &digest);
     }
-    fs::write(dir.join("SHA256SUMS"), sums)
-        .with_context(|| format!("cannot write {}", dir.join("SHA256SUMS").display()))?;
-    println!("{}", dir.display());
+    sums.sort();
+    let text: String = sums
+        .iter()
+        .map(|(file, digest)| format!("{digest}  {file}\n"))
+        .collect();
+    bilevel::run::write_atomic(&sums_path, text.as_bytes())?;
     Ok(())
 }
 
@@ -409,4 +502,54 @@ fn download(agent: &ureq::Agent, url: &str, dest: &Path, expected: Option<&str>)
     guard.0 = None;
     eprintln!("{}: {total} bytes, sha256 {digest}", dest.display());
     Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http_is_fetched() {
+        for ok in [
+            "https://example.org/a.bz2",
+            "http://127.0.0.1:8080/x",
+            "http://localhost/x",
+            "http://[::1]:80/x",
+            "http://127.1.2.3/x",
+        ] {
+            assert!(https_or_loopback(ok), "{ok}");
+        }
+        for bad in [
+            "http://example.org/a",
+            "http://127.0.0.1.evil.org/x",
+            "http://10.0.0.1/x",
+            "ftp://example.org/x",
+            "http://user@example.org/x",
+        ] {
+            assert!(!https_or_loopback(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stale_partial_downloads_are_removed_and_sums_are_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 2^31 - 1 cannot be running (pid_max is at most 2^22).
+        let stale = dir.path().join(".a.svm.part-2147483647");
+        let live = dir
+            .path()
+            .join(format!(".b.svm.part-{}", std::process::id()));
+        std::fs::write(&stale, b"x").unwrap();
+        std::fs::write(&live, b"x").unwrap();
+        remove_stale_parts(dir.path());
+        assert!(!stale.exists() && live.exists());
+        let sums = dir.path().join("SHA256SUMS");
+        std::fs::write(&sums, "aa  one.svm\nbb  two.svm\n").unwrap();
+        assert_eq!(
+            read_sums(&sums),
+            vec![
+                ("one.svm".to_owned(), "aa".to_owned()),
+                ("two.svm".to_owned(), "bb".to_owned())
+            ]
+        );
+    }
 }

@@ -715,3 +715,115 @@ pub fn resume_checkpoint(path: &Path) -> Result<RunSummary> {
     finalize(&out_dir, &experiment.name, &experiment.report, true)?;
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRID: &str = r#"
+name = "grid"
+seeds = [1, 2, 3]
+[problem]
+kind = "quadratic_tiny"
+[run]
+max_iters = 30
+eval_every = 10
+[[solver]]
+kind = "soba"
+batch_size = 4
+"#;
+
+    #[test]
+    fn a_panicking_run_is_recorded_and_the_others_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let experiment = crate::experiment::parse(GRID, Path::new("grid.toml")).unwrap();
+        let problems = build_problems(&experiment).unwrap();
+        let doomed = experiment.runs[1].id.clone();
+        let attempt = |context: &RunContext,
+                       out: &Path,
+                       header: &serde_json::Value,
+                       problem: &Problem,
+                       x0: &Vector,
+                       y0: &Vector,
+                       checkpoint: Option<(&Checkpoint, &Path)>|
+         -> Result<RunSummary> {
+            if context.spec.id == doomed {
+                // Part of the trace is written before the panic: it must be kept.
+                let trace = JsonlTrace::create(&Layout::new(out).trace(&context.spec.id), header)?;
+                drop(trace);
+                panic!("index out of bounds: the len is 3 but the index is 7");
+            }
+            attempt_run(context, out, header, problem, x0, y0, checkpoint)
+        };
+        let todo: Vec<usize> = (0..experiment.runs.len()).collect();
+        let outcomes = run_grid_with(
+            &experiment,
+            &problems,
+            dir.path(),
+            2,
+            &todo,
+            &[],
+            false,
+            &attempt,
+        )
+        .unwrap();
+        let statuses: Vec<RunStatus> = outcomes.iter().map(|o| o.summary.status).collect();
+        assert_eq!(
+            statuses,
+            [RunStatus::Done, RunStatus::Failed, RunStatus::Done]
+        );
+        finalize(dir.path(), "grid", &ReportOptions::default(), false).unwrap();
+        let csv = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 4, "a header and three runs:\n{csv}");
+        let line = csv.lines().find(|l| l.starts_with(&doomed)).unwrap();
+        assert!(
+            line.contains("failed") && line.contains("panic: index out of bounds"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_failed_run_keeps_the_records_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir
+            .path()
+            .join("traces")
+            .join("soba-0123456789abcdef-seed1.jsonl");
+        let header = serde_json::json!({"run": "soba-0123456789abcdef-seed1"});
+        let mut writer = JsonlTrace::create(&trace, &header).unwrap();
+        let record = |iter: u64, value: f64| Record {
+            iter,
+            solver_time_s: iter as f64 * 0.01,
+            counts: Default::default(),
+            metrics: [("value".to_owned(), value)].into_iter().collect(),
+            diagnostics: Default::default(),
+            eval_error: None,
+        };
+        use bilevel::run::Observer;
+        writer.observe(&record(0, 2.0)).unwrap();
+        writer.observe(&record(100, 1.0)).unwrap();
+        drop(writer);
+        // A line cut by the failure is dropped, the records before it are kept.
+        let partial = partial_path(&trace);
+        let mut text = std::fs::read_to_string(&partial).unwrap();
+        text.push_str("{\"type\":\"record\",\"it");
+        std::fs::write(&partial, text).unwrap();
+        let summary =
+            finish_failed_trace(&trace, &header, "dense Newton did not converge").unwrap();
+        assert_eq!(summary.status, RunStatus::Failed);
+        assert_eq!(
+            (summary.iters, summary.final_metrics_iter),
+            (100, Some(100))
+        );
+        assert_eq!(summary.final_metrics["value"], 1.0);
+        assert!(!partial.exists());
+        let lines: Vec<String> = std::fs::read_to_string(&trace)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(lines.len(), 4, "header, two records, summary: {lines:?}");
+        let row = crate::summary::read_trace_summary(&trace).unwrap();
+        assert_eq!(row.summary.iters, 100);
+    }
+}

@@ -161,6 +161,15 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Ok(value) = std::env::var("BILEVEL_SIMD")
+        && bilevel::problems::SimdLevel::parse(&value).is_none()
+    {
+        eprintln!(
+            "error: BILEVEL_SIMD = `{value}` is not an instruction-set cap; use plain, avx2 or \
+             avx512 (or unset it)"
+        );
+        return ExitCode::from(2);
+    }
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<StdoutClosed>().is_some() => ExitCode::SUCCESS,

@@ -110,12 +110,22 @@ pub struct RunTrace {
     pub summary: RunSummary,
 }
 
-/// Reads a complete trace.
+/// The most evaluation points kept per trace in memory (and in the figures): longer traces are
+/// thinned evenly while they are read.
+pub const MAX_POINTS: usize = 5_000;
+
+/// Reads a complete trace (thinned to at most 2 × [`MAX_POINTS`] points).
 pub fn read_trace(path: &Path) -> Result<RunTrace> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut header: Option<serde_json::Value> = None;
     let mut points = Vec::new();
     let mut summary = None;
+    // A trace of any length is read in bounded memory: past MAX_POINTS records, every other
+    // kept point is dropped and the stride doubles (evenly spaced points stay; the last
+    // record is always kept, below).
+    let mut stride = 1usize;
+    let mut seen = 0usize;
+    let mut last_point: Option<Point> = None;
     for (number, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", path.display()))?;
         let value: serde_json::Value = serde_json::from_str(&line)
@@ -139,14 +149,29 @@ pub fn read_trace(path: &Path) -> Result<RunTrace> {
                     .transpose()
                     .with_context(|| format!("{}: line {}: counts", path.display(), number + 1))?
                     .unwrap_or_default();
-                points.push(Point {
+                let point = Point {
                     time: value
                         .get("solver_time_s")
                         .and_then(|v| v.as_f64())
                         .unwrap_or(0.0),
                     calls: counts.calls(),
                     metrics,
-                });
+                };
+                if seen.is_multiple_of(stride) {
+                    points.push(point);
+                    last_point = None;
+                    if points.len() == 2 * MAX_POINTS {
+                        let mut k = 0;
+                        points.retain(|_| {
+                            k += 1;
+                            k % 2 == 1
+                        });
+                        stride *= 2;
+                    }
+                } else {
+                    last_point = Some(point);
+                }
+                seen += 1;
             }
             Some("summary") => {
                 summary = Some(
@@ -157,6 +182,7 @@ pub fn read_trace(path: &Path) -> Result<RunTrace> {
             _ => {}
         }
     }
+    points.extend(last_point);
     let header = header.with_context(|| format!("{}: no header line", path.display()))?;
     let summary = summary.with_context(|| format!("{}: no summary line", path.display()))?;
     // The solver's name: its table's `label` when it has one, else its kind.
@@ -649,6 +675,8 @@ mod tests {
                 final_metrics: [("value".to_owned(), *values.last().unwrap())]
                     .into_iter()
                     .collect(),
+                final_metrics_iter: Some(10 * (values.len() as u64 - 1)),
+                eval_failures: 0,
                 message: None,
             },
         }

@@ -182,3 +182,40 @@ fn warm_chord_path_is_taken_near_the_last_point_and_stays_exact() {
         }
     }
 }
+
+/// When dense Newton stalls (here: cut off after one step), the evaluation starts again from the
+/// cold start with damped Newton (at least 100 steps) rather than fail, and lands on the same
+/// point as the tight Newton-CG solve.
+#[test]
+fn a_stalled_dense_newton_falls_back_instead_of_failing() {
+    let config = ReferenceConfig {
+        max_newton: 1,
+        ..Default::default()
+    };
+    let problem = ijcnn1(config);
+    let slow = ijcnn1(ReferenceConfig {
+        dense_max: 0,
+        tol: 1e-13,
+        ..Default::default()
+    });
+    let (x0, _) = problem.start();
+    let mut far = x0.clone();
+    for v in far.as_mut_slice() {
+        *v += 4.0;
+    }
+    let (f, g) = problem.uncounted_objectives();
+    let newton = NewtonReference::new(f, g, Vector::zeros(problem.dims().1), config);
+    for x in [&x0, &far] {
+        let a = newton
+            .evaluate(x)
+            .expect("the fallback rescues the evaluation");
+        let b = slow.reference().unwrap().evaluate(x).unwrap();
+        assert!(relative(&a.hypergradient, &b.hypergradient) <= 1e-8);
+    }
+    let paths = newton.paths();
+    eprintln!("{paths:?}");
+    assert_eq!(
+        paths.fallback, 2,
+        "the fallback ran at both points: {paths:?}"
+    );
+}

@@ -428,6 +428,13 @@ impl Problem {
         }
     }
 
+    /// The outer and inner objectives without counters (what a [`Reference`] such as
+    /// [`NewtonReference`](crate::problems::common::NewtonReference) is built on: its solves
+    /// must not count as the solver's oracle calls).
+    pub fn uncounted_objectives(&self) -> (Arc<dyn Objective>, Arc<dyn Objective>) {
+        (self.f_raw.clone(), self.g_raw.clone())
+    }
+
     /// The problem's name (for traces and reports).
     pub fn name(&self) -> &str {
         &self.name

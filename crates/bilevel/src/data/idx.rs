@@ -137,6 +137,21 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<IdxArray> {
             .collect(),
     };
     debug_assert_eq!(data.len(), count);
+    // NaN or ±∞ in a float file would surface much later as a numerical failure far from its
+    // cause (CSV and LIBSVM refuse them too).
+    if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+        let width: usize = match code {
+            0x08 | 0x09 => 1,
+            0x0B => 2,
+            0x0C | 0x0D => 4,
+            _ => 8,
+        };
+        return Err(data_error(
+            name,
+            format!("byte offset {}", header + k * width),
+            format!("element {k} is not finite ({})", data[k]),
+        ));
+    }
     Ok(IdxArray { dims, data })
 }
 
@@ -254,6 +269,18 @@ mod tests {
             } => (location, reason),
             other => panic!("{other}"),
         }
+    }
+
+    #[test]
+    fn refuses_non_finite_elements() {
+        let (location, reason) = err(&encode_f64(&[2, 2], &[0.0, 1.0, f64::NAN, 3.0]));
+        assert!(reason.contains("element 2 is not finite"), "{reason}");
+        assert_eq!(location, format!("byte offset {}", 4 + 2 * 4 + 2 * 8));
+        let mut f32s = vec![0, 0, 0x0D, 1, 0, 0, 0, 2];
+        for v in [f32::INFINITY, 1.0] {
+            f32s.extend_from_slice(&v.to_be_bytes());
+        }
+        assert!(err(&f32s).1.contains("element 0 is not finite"));
     }
 
     #[test]

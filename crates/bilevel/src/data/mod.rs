@@ -479,6 +479,23 @@ impl Dataset {
 }
 
 /// A `Error::Data` for `path`.
+/// Names `source` (a data file or dataset) in a label error that could not name it (the
+/// checks on labels run on datasets, which do not know their file).
+pub fn name_the_source(e: Error, source: &str) -> Error {
+    match e {
+        Error::Data {
+            path,
+            location,
+            reason,
+        } if path == "<labels>" => Error::Data {
+            path: source.to_owned(),
+            location,
+            reason,
+        },
+        other => other,
+    }
+}
+
 pub(crate) fn data_error(
     path: &str,
     location: impl Into<String>,

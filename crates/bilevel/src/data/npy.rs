@@ -303,6 +303,20 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<NpyArray> {
             .collect(),
     };
     debug_assert_eq!(data.len(), count);
+    // NaN or ±∞ in a float file would surface much later as a numerical failure far from its
+    // cause (CSV and LIBSVM refuse them too).
+    if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+        let width: usize = match dtype {
+            Dtype::U1 => 1,
+            Dtype::F4 | Dtype::I4 => 4,
+            Dtype::F8 | Dtype::I8 => 8,
+        };
+        return Err(data_error(
+            name,
+            format!("byte offset {}", data_start + k * width),
+            format!("element {k} is not finite ({})", data[k]),
+        ));
+    }
     Ok(NpyArray { shape, data })
 }
 
@@ -397,6 +411,23 @@ mod tests {
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(data);
         out
+    }
+
+    #[test]
+    fn refuses_non_finite_elements() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let r = reason(&encode_f64(&[3], &[1.0, bad, 2.0]));
+            assert!(r.contains("element 1 is not finite"), "{r}");
+        }
+        let mut f32s = Vec::new();
+        for v in [0.5f32, 1.0, f32::NAN] {
+            f32s.extend_from_slice(&v.to_le_bytes());
+        }
+        let r = reason(&with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+            &f32s,
+        ));
+        assert!(r.contains("element 2 is not finite"), "{r}");
     }
 
     fn reason(bytes: &[u8]) -> String {

@@ -294,6 +294,14 @@ impl DatasetSpec {
                 ));
             }
         }
+        if let Some(n) = self.n_features
+            && !(1..=MAX_FEATURES).contains(&n)
+        {
+            return Err(Error::config(
+                format!("{field}.n_features"),
+                format!("must be in 1..={MAX_FEATURES}, got {n}"),
+            ));
+        }
         if self.n_features.is_some()
             && self
                 .twin
@@ -384,7 +392,21 @@ impl DatasetSpec {
         }
     }
 
-    /// Loads the data (a twin is drawn from `seed`). Train and test designs are widened to the
+    /// Where the data comes from, for messages: the file, the shared name or the twin.
+    pub fn source(&self) -> String {
+        if let Some(path) = &self.path {
+            path.clone()
+        } else if let Some(name) = &self.shared {
+            format!("shared dataset `{name}`")
+        } else if let Some(twin) = self.twin {
+            format!("twin:{twin:?}").to_lowercase()
+        } else {
+            "dataset".into()
+        }
+    }
+
+    /// Loads the data (a twin is drawn from `seed`). More than [`MAX_FEATURES`] features is an
+    /// error. Train and test designs are widened to the
     /// same feature count (a test file whose highest index is below the training file's).
     pub fn load(&self, seed: u64) -> Result<LoadedData> {
         self.validate("dataset")?;
@@ -442,6 +464,35 @@ impl DatasetSpec {
                 .unwrap_or_else(|| "data".into());
             (stem, train, test)
         };
+        if train.is_empty() {
+            return Err(Error::Data {
+                path: self.source(),
+                location: "training data".into(),
+                reason: match self.scale {
+                    Some(scale) if scale < 1.0 => {
+                        format!("no samples left at scale = {scale}")
+                    }
+                    _ => "the file holds no samples".into(),
+                },
+            });
+        }
+        // A feature index such as 4294967294 in a LIBSVM file makes every model that wide:
+        // refuse it here, with the file named, rather than fail to allocate later.
+        for (part, d) in [("training", Some(&train)), ("test", test.as_ref())] {
+            if let Some(d) = d
+                && d.n_features() > MAX_FEATURES
+            {
+                return Err(Error::Data {
+                    path: name.clone(),
+                    location: format!("{part} data"),
+                    reason: format!(
+                        "{} features (highest feature index), more than the {MAX_FEATURES} a \
+                         model here may have",
+                        d.n_features()
+                    ),
+                });
+            }
+        }
         let (train, test) = match test {
             None => (train, None),
             Some(test) => {
@@ -458,6 +509,10 @@ impl DatasetSpec {
         Ok(LoadedData { name, train, test })
     }
 }
+
+/// The most features a dataset may have (2²⁷ ≈ 134 million, above the widest public LIBSVM
+/// sets): a wider one cannot give a model that fits in memory.
+pub const MAX_FEATURES: usize = 1 << 27;
 
 #[cfg(test)]
 mod tests {

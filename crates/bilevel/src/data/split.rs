@@ -63,6 +63,26 @@ pub fn split_fractions(n: usize, validation: f64, test: f64, seed: u64) -> Resul
     }
     let n_val = (n as f64 * validation).floor() as usize;
     let n_test = (n as f64 * test).floor() as usize;
+    for (part, fraction, count) in [
+        ("validation_fraction", validation, n_val),
+        ("test_fraction", test, n_test),
+    ] {
+        if fraction > 0.0 && count == 0 {
+            return Err(Error::config(
+                part,
+                format!(
+                    "{fraction} of the {n} sample(s) leaves no {} samples; use more data",
+                    part.trim_end_matches("_fraction")
+                ),
+            ));
+        }
+    }
+    if n - n_val - n_test == 0 {
+        return Err(Error::config(
+            "split",
+            format!("the {n} sample(s) leave no training samples after the split"),
+        ));
+    }
     split_counts(n, n - n_val - n_test, n_val, n_test, seed)
 }
 

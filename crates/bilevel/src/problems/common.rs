@@ -198,6 +198,9 @@ pub struct ReferencePaths {
     pub dense_newton: usize,
     /// Newton-CG with Hessian-vector products (no dense Hessian available).
     pub newton_cg: usize,
+    /// Dense Newton failed from the warm start: damped Newton, then Newton-CG, from the cold
+    /// start.
+    pub fallback: usize,
 }
 
 /// The exact bilevel quantities by high-accuracy solves on the full batch, for problems without
@@ -548,7 +551,22 @@ impl NewtonReference {
     fn compute_dense(
         &self,
         x: &Vector,
+        y: Vector,
+    ) -> Result<Option<(ReferencePoint, Vector, Vec<f64>)>> {
+        self.compute_dense_with(x, y, false, self.config.max_newton)
+    }
+
+    /// Dense Newton from `y`. With `monotone`, a step is accepted only when it decreases g
+    /// (Armijo), or halves ‖∇ᵧg‖ where g no longer resolves (its change is at rounding level):
+    /// a damped Newton method that converges from any start on a strongly convex g. Without
+    /// it, a step that halves ‖∇ᵧg‖ is accepted even when g rises (fewer passes near y*).
+    #[allow(clippy::type_complexity)]
+    fn compute_dense_with(
+        &self,
+        x: &Vector,
         mut y: Vector,
+        monotone: bool,
+        max_newton: usize,
     ) -> Result<Option<(ReferencePoint, Vector, Vec<f64>)>> {
         let dy = self.g.dims().1;
         if dy > self.config.dense_max {
@@ -567,7 +585,7 @@ impl NewtonReference {
         let mut iters = 0;
         let llt = loop {
             let llt = cholesky(&hess, dy)?;
-            if !(gnorm > self.config.tol && iters < self.config.max_newton) {
+            if !(gnorm > self.config.tol && iters < max_newton) {
                 break llt;
             }
             iters += 1;
@@ -584,9 +602,11 @@ impl NewtonReference {
                     .value_grad_hess_yy(x, &trial, Batch::Full, &mut trial_grad, &mut trial_hess)
                     .expect("invariant: the objective provided a dense Hessian before");
                 let tn = trial_grad.norm();
+                let unresolved = (tv - value).abs() <= 1e-12 * value.abs().max(1.0);
                 if tv.is_finite()
                     && tn.is_finite()
-                    && (tv <= value + 1e-4 * t * slope || tn <= 0.5 * gnorm)
+                    && (tv <= value + 1e-4 * t * slope
+                        || (tn <= 0.5 * gnorm && (!monotone || unresolved)))
                 {
                     accepted = Some(tv);
                     break;
@@ -639,13 +659,39 @@ impl NewtonReference {
             self.count_path(|p| &mut p.chord);
             return Ok((point, v, Some(h0)));
         }
-        if let Some((point, v, hess)) = self.compute_dense(x, y.clone())? {
-            self.count_path(|p| &mut p.dense_newton);
-            return Ok((point, v, Some(hess)));
+        let dense_failure = match self.compute_dense(x, y.clone()) {
+            Ok(Some((point, v, hess))) => {
+                self.count_path(|p| &mut p.dense_newton);
+                return Ok((point, v, Some(hess)));
+            }
+            Ok(None) => None,
+            Err(e) => Some(e),
+        };
+        if let Some(first) = dense_failure {
+            // The warm start (or the acceptance of steps that raise g) can stall Newton far
+            // from y*: start again from the cold start with damped (monotone) Newton, at most
+            // max(4 · max_newton, 100) steps, then with Newton-CG. An evaluation fails only
+            // when all of them do.
+            self.count_path(|p| &mut p.fallback);
+            let cold = self.y_init.clone();
+            if let Ok(Some((point, v, hess))) = self.compute_dense_with(
+                x,
+                cold.clone(),
+                true,
+                (4 * self.config.max_newton).max(100),
+            ) {
+                return Ok((point, v, Some(hess)));
+            }
+            y = cold;
+            v.set_zero();
+            if self.solve_inner(x, &mut y).is_err() {
+                return Err(first);
+            }
+        } else {
+            self.count_path(|p| &mut p.newton_cg);
+            self.solve_inner(x, &mut y)?;
         }
-        self.count_path(|p| &mut p.newton_cg);
         let dy = self.g.dims().1;
-        self.solve_inner(x, &mut y)?;
         let g = &*self.g;
         let (value, fx, fy) = self.outer_pass(x, &y);
         let mut ws = CgWorkspace::new(dy);

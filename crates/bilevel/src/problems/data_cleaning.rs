@@ -387,6 +387,12 @@ impl DataCleaningConfig {
     /// Loads, splits, corrupts and preprocesses the data.
     pub fn parts(&self) -> Result<CleaningParts> {
         self.validate()?;
+        let name = self.train.source();
+        self.parts_unnamed()
+            .map_err(|e| crate::data::name_the_source(e, &name))
+    }
+
+    fn parts_unnamed(&self) -> Result<CleaningParts> {
         let pool = self.train.load(self.seed)?.train;
         let (mut train, mut validation, mut test) = if self.heldout_from_train {
             let held = self.n_validation + self.n_test;

@@ -667,6 +667,12 @@ impl LogregHpoConfig {
     pub fn build(&self) -> Result<Problem> {
         self.validate()?;
         let loaded = self.dataset.load(self.seed)?;
+        let name = loaded.name.clone();
+        self.build_from(loaded)
+            .map_err(|e| crate::data::name_the_source(e, &name))
+    }
+
+    fn build_from(&self, loaded: crate::data::LoadedData) -> Result<Problem> {
         let split = split_fractions(
             loaded.train.len(),
             self.validation_fraction,

@@ -347,6 +347,34 @@ impl<'o> Runner<'o> {
                 solver.name()
             ))
         })?;
+        // The state must be exactly this solver's: another solver's state can deserialize
+        // (a SABA state holds every field of SOBA's) but then loses fields on the way back.
+        let round_trip = serde_json::to_value(&state).map_err(|e| refuse(e.to_string()))?;
+        if round_trip != checkpoint.state {
+            let keys = |v: &serde_json::Value| -> Vec<String> {
+                v.as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default()
+            };
+            let ours = keys(&round_trip);
+            let foreign: Vec<String> = keys(&checkpoint.state)
+                .into_iter()
+                .filter(|k| !ours.contains(k))
+                .collect();
+            return Err(refuse(if foreign.is_empty() {
+                format!(
+                    "state does not match solver `{}` (it does not read back unchanged)",
+                    solver.name()
+                )
+            } else {
+                format!(
+                    "state does not match solver `{}`: it has fields {} that `{}` does not keep",
+                    solver.name(),
+                    foreign.join(", "),
+                    solver.name()
+                )
+            }));
+        }
         if solver.iteration(&state) != checkpoint.iter {
             return Err(refuse(format!(
                 "it says iteration {} but its state is at iteration {}",
