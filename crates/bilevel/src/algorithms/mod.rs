@@ -54,7 +54,7 @@ pub use fsla::{Fsla, FslaConfig, FslaState, OuterDirection};
 pub use hoag::{Hoag, HoagConfig, HoagState, ToleranceSchedule};
 pub use itd::{Itd, ItdConfig, ItdState};
 pub use itd_truncated::{ItdTruncated, ItdTruncatedConfig, ItdTruncatedState};
-pub use lancbio::{Lancbio, LancbioConfig, LancbioState};
+pub use lancbio::{Lancbio, LancbioConfig, LancbioState, LancbioVariant};
 pub use maml::{Maml, MamlConfig, MamlState};
 pub use mrbo::{Mrbo, MrboConfig, MrboMomentum, MrboState};
 pub use mstsa::{Mstsa, MstsaConfig, MstsaState};
