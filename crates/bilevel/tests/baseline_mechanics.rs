@@ -303,6 +303,7 @@ fn saba_per_batch_memory_converges_to_the_exact_solution() {
         batch_size: 32,
         sampling: SamplingMode::Contiguous,
         memory: SabaMemoryLayout::PerBatch,
+        init_memory: SabaInitMemory::FullPass,
     }
     .build()
     .unwrap();

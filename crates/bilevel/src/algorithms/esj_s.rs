@@ -35,8 +35,9 @@
 //! | hvp_yy, cross_xy | 0 | – | |
 //!
 //! ## Parameters
-//! Defaults as ESJ (benchopt's PZOBO: T = 10, μ = 0.1, Q = 10, constant step 0.1) with
-//! benchopt's minibatch of 64. The official scripts use Q = 1.
+//! Defaults as ESJ (benchopt's PZOBO: T = 10, μ = 0.1, Q = 10, constant step 0.1) and a
+//! minibatch of 64, the batch size of the reference benchmark's stochastic solvers (benchopt's
+//! PZOBO itself is full batch: it has no stochastic variant). The official scripts use Q = 1.
 //!
 //! | field | paper | default | range |
 //! |-------|-------|---------|-------|

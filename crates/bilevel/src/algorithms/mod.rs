@@ -59,7 +59,7 @@ pub use maml::{Maml, MamlConfig, MamlState};
 pub use mrbo::{Mrbo, MrboConfig, MrboMomentum, MrboState};
 pub use mstsa::{Mstsa, MstsaConfig, MstsaState};
 pub use reptile::{Reptile, ReptileConfig, ReptileState};
-pub use saba::{Saba, SabaConfig, SabaMemoryLayout, SabaState};
+pub use saba::{Saba, SabaConfig, SabaInitMemory, SabaMemoryLayout, SabaState};
 pub use soba::{Soba, SobaConfig, SobaState};
 pub use srba::{Srba, SrbaConfig, SrbaState};
 pub use stable::{Stable, StableConfig, StableInverse, StableState};

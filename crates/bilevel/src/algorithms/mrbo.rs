@@ -32,8 +32,11 @@
 //!
 //! ## Momentum modes (`momentum`)
 //! - `theory { outer = c₁, inner = c₂ }` (default): α_{k+1} = c₁η_k², β_{k+1} = c₂η_k². With the
-//!   default step `inv_power { c = d = 0.1, a = 1/3, t0 = m = 1 }` and c₁ = c₂ = 50 this is
-//!   exactly benchopt's practical schedule (steps 0.1/(t+1)^{1/3}, weights 0.5/(t+1)^{2/3}).
+//!   default step `inv_power { c = d = 0.1, a = 1/3, t0 = m = 1 }` and c₁ = c₂ = 50 these are
+//!   the values of benchopt's practical schedule (steps 0.1/(t+1)^{1/3}, weights
+//!   0.5/(t+1)^{2/3}), **one index apart**: here the weight of iteration k+1 is c₁η_k², in the
+//!   paper's indexing, while benchopt applies the weight computed from η_{k+1} (the same
+//!   sequence shifted by one iteration). Not bit-identical to benchopt's runs.
 //!   Validation requires c·η₀² ≤ 1 (the STORM condition "m large enough").
 //! - `constant { outer = α, inner = β }`: fixed weights, as the official code effectively runs
 //!   (it re-initialises η = 1, α = β = 0.9 every iteration, so its decay lines have no effect;

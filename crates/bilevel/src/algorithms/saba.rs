@@ -28,10 +28,11 @@
 //!   When b does not divide n the last block wraps around to the first samples, and the
 //!   average over blocks weights those samples twice (a slightly reweighted finite sum).
 //!
-//! The memories live in the state (checkpoints carry them). Initialisation: one full pass at
-//! (x₀, y₀) fills the gradient memories, so the estimates are unbiased from the first step; the
-//! product memories start at 0, which is exact because v₀ = 0. (The reference benchmark starts
-//! from zero memories by default.)
+//! The memories live in the state (checkpoints carry them). Initialisation (`init_memory`):
+//! `full_pass` (default) fills the gradient memories with one pass at (x₀, y₀), so the
+//! estimates are unbiased from the first step; the product memories start at 0, which is exact
+//! because v₀ = 0. `zero` starts every memory at zero, as the reference benchmark's SABA does
+//! (use it to replay the benchmark's runs; the first epoch's estimates are then biased).
 //!
 //! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`; b = batch size)
 //! | oracle | on g | on f | batch |
@@ -54,6 +55,7 @@
 //! | `batch_size` | — | 64 | ≥ 1 |
 //! | `sampling` | — | `shuffled` | `shuffled`, `with_replacement`, `contiguous` (required by `per_batch`) |
 //! | `memory` | — | `per_sample` | `per_sample`, `per_batch` |
+//! | `init_memory` | — | `full_pass` | `full_pass`, `zero` (the reference benchmark) |
 //!
 //! Defaults: the reference benchmark's (algorithms.md §9.9: constant steps 0.1, batch 64); the
 //! paper's per-sample memory.
@@ -91,6 +93,18 @@ pub enum SabaMemoryLayout {
     PerBatch,
 }
 
+/// How SABA's memories start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SabaInitMemory {
+    /// One full pass at (x₀, y₀) fills the gradient memories (unbiased from the first step).
+    #[default]
+    FullPass,
+    /// Every memory starts at zero, as the reference benchmark's SABA does (no initial pass;
+    /// the estimates are biased until every sample has been drawn once).
+    Zero,
+}
+
 /// Configuration of SABA.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -105,6 +119,8 @@ pub struct SabaConfig {
     pub sampling: SamplingMode,
     /// One memory row per sample or per contiguous block.
     pub memory: SabaMemoryLayout,
+    /// How the memories start: a full pass (default) or zeros (the reference benchmark).
+    pub init_memory: SabaInitMemory,
 }
 
 impl Default for SabaConfig {
@@ -115,6 +131,7 @@ impl Default for SabaConfig {
             batch_size: 64,
             sampling: SamplingMode::Shuffled,
             memory: SabaMemoryLayout::PerSample,
+            init_memory: SabaInitMemory::FullPass,
         }
     }
 }
@@ -124,7 +141,9 @@ impl SabaConfig {
     pub fn validate(&self) -> Result<()> {
         self.inner_lr.validate("inner_lr")?;
         self.outer_lr.validate("outer_lr")?;
-        if self.memory == SabaMemoryLayout::PerBatch && self.sampling != SamplingMode::Contiguous {
+        if self.memory == SabaMemoryLayout::PerBatch
+            && self.sampling.order() != SamplingMode::Contiguous
+        {
             return Err(crate::core::Error::config(
                 "sampling",
                 "memory = \"per_batch\" keeps one row per fixed block and needs sampling = \
@@ -306,11 +325,12 @@ impl Solver for Saba {
             f_grad_x: SagaTable::zeros(rows_f.len(), dx),
         };
         let (mut gy, mut gx) = (Vector::zeros(dy), Vector::zeros(dx));
-        for (row, samples) in rows_g.iter().enumerate() {
+        let fill = self.config.init_memory == SabaInitMemory::FullPass;
+        for (row, samples) in rows_g.iter().enumerate().filter(|_| fill) {
             g.grad_y(&x, &y, Batch::Indices(samples), &mut gy);
             memory.g_grad_y.store(row, gy.as_slice());
         }
-        for (row, samples) in rows_f.iter().enumerate() {
+        for (row, samples) in rows_f.iter().enumerate().filter(|_| fill) {
             f.grad_xy(&x, &y, Batch::Indices(samples), &mut gx, &mut gy);
             memory.f_grad_y.store(row, gy.as_slice());
             memory.f_grad_x.store(row, gx.as_slice());

@@ -45,7 +45,10 @@
 //! iterates); `reptile_code` and `toy_code` are the two (mutually inconsistent) closed forms of
 //! the official scripts. q then depends on past draws, so the estimate is unbiased conditionally
 //! on the current q only. The two scripts disagree and the paper's formula could not be checked
-//! (§11.8): treat q as a hyperparameter first.
+//! (§11.8): treat q as a hyperparameter first. **Order differs from the official code:** here q
+//! is updated once per meta-step, from EMAs averaged over the meta-batch's tasks that took the
+//! exact branch; the official code updates the EMAs and q inside its loop over the meta-batch,
+//! once per exact task (so later tasks of a batch already see the new q).
 //!
 //! ## Oracle calls per iteration (m = meta-batch size, e = number of tasks with ξ = 1;
 //! checked by `tests/oracle_counts.rs`)

@@ -50,6 +50,11 @@
 //! | otherwise, `correct_last_inner_step = true` | 0 | m + 2 |
 //! | otherwise, `false` (official code) | 0 | m + 1 |
 //!
+//! **Equal comparisons.** An outer iteration makes m + 1 y-steps and corrections (m + 2 with
+//! the default `correct_last_inner_step`); the official code makes m + 1 and the reference
+//! benchmark m. To match the benchmark's inner work set `inner_steps` = its m − 1 (and
+//! `correct_last_inner_step = false` to match the official code's corrections).
+//!
 //! ## Parameters
 //! | field | paper | default | range |
 //! |-------|-------|---------|-------|

@@ -5,9 +5,11 @@ use serde::{Deserialize, Serialize};
 use super::error::{Error, Result};
 use super::linalg::{Rng, rng_from_seed, shuffle, uniform_below};
 
-/// How a sampler draws its minibatches.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// How a sampler draws its minibatches. In experiment files a plain name (`"contiguous"`), or
+/// a table that also sets the first epoch:
+/// `{ mode = "contiguous", first_epoch = "ordered" }` visits the first epoch in file order
+/// (the reference benchmark's sampler, to replay its runs exactly); later epochs are shuffled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SamplingMode {
     /// Without replacement: shuffle the samples each epoch and walk the permutation (a batch that
     /// crosses an epoch boundary is completed from the next epoch's permutation).
@@ -18,6 +20,107 @@ pub enum SamplingMode {
     /// The reference benchmark's mode: contiguous blocks of `batch_size` samples
     /// (wrapping around at n), the block order permuted each epoch.
     Contiguous,
+    /// `Shuffled`, with the first epoch in file order.
+    ShuffledOrderedFirst,
+    /// `Contiguous`, with the first epoch's blocks in file order (the reference benchmark's
+    /// sampler).
+    ContiguousOrderedFirst,
+}
+
+impl SamplingMode {
+    /// The order within an epoch (`Shuffled`, `WithReplacement` or `Contiguous`), without the
+    /// first-epoch rule.
+    pub fn order(self) -> SamplingMode {
+        match self {
+            SamplingMode::ShuffledOrderedFirst => SamplingMode::Shuffled,
+            SamplingMode::ContiguousOrderedFirst => SamplingMode::Contiguous,
+            other => other,
+        }
+    }
+
+    /// Whether the first epoch is visited in file order.
+    pub fn first_epoch_ordered(self) -> bool {
+        matches!(
+            self,
+            SamplingMode::ShuffledOrderedFirst | SamplingMode::ContiguousOrderedFirst
+        )
+    }
+
+    fn name(self) -> &'static str {
+        match self.order() {
+            SamplingMode::WithReplacement => "with_replacement",
+            SamplingMode::Contiguous => "contiguous",
+            _ => "shuffled",
+        }
+    }
+}
+
+impl Serialize for SamplingMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.first_epoch_ordered() {
+            let mut map = s.serialize_map(Some(2))?;
+            map.serialize_entry("mode", self.name())?;
+            map.serialize_entry("first_epoch", "ordered")?;
+            map.end()
+        } else {
+            s.serialize_str(self.name())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SamplingMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Order {
+            Shuffled,
+            WithReplacement,
+            Contiguous,
+        }
+        #[derive(Deserialize, Default, PartialEq)]
+        #[serde(rename_all = "snake_case")]
+        enum FirstEpoch {
+            #[default]
+            Shuffled,
+            Ordered,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            mode: Order,
+            #[serde(default)]
+            first_epoch: FirstEpoch,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Name(Order),
+            Table(Table),
+        }
+        let (order, first) = match Either::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected \"shuffled\", \"with_replacement\", \"contiguous\" or a table \
+                 { mode = …, first_epoch = \"shuffled\" | \"ordered\" }",
+            )
+        })? {
+            Either::Name(order) => (order, FirstEpoch::Shuffled),
+            Either::Table(t) => (t.mode, t.first_epoch),
+        };
+        Ok(match (order, first) {
+            (Order::Shuffled, FirstEpoch::Shuffled) => SamplingMode::Shuffled,
+            (Order::Shuffled, FirstEpoch::Ordered) => SamplingMode::ShuffledOrderedFirst,
+            (Order::Contiguous, FirstEpoch::Shuffled) => SamplingMode::Contiguous,
+            (Order::Contiguous, FirstEpoch::Ordered) => SamplingMode::ContiguousOrderedFirst,
+            (Order::WithReplacement, FirstEpoch::Shuffled) => SamplingMode::WithReplacement,
+            (Order::WithReplacement, FirstEpoch::Ordered) => {
+                return Err(serde::de::Error::custom(
+                    "first_epoch = \"ordered\" needs mode \"shuffled\" or \"contiguous\" (with \
+                     replacement has no epochs)",
+                ));
+            }
+        })
+    }
 }
 
 /// A seeded stream of minibatches over `0..n`.
@@ -80,10 +183,10 @@ impl TryFrom<SamplerRepr> for MinibatchSampler {
         // Clipped as in `new`: `draw` relies on batch_size ≤ n (a contiguous block wraps once).
         let n = r.n;
         let batch_size = r.batch_size.min(n);
-        let perm_len = match r.mode {
-            SamplingMode::Shuffled => n,
+        let perm_len = match r.mode.order() {
             SamplingMode::Contiguous => n.div_ceil(batch_size),
             SamplingMode::WithReplacement => 0,
+            _ => n,
         };
         if r.pos > perm_len {
             return Err(format!(
@@ -145,10 +248,10 @@ impl MinibatchSampler {
     /// Allocates the permutation and the batch buffer, failing (instead of aborting) when they
     /// do not fit in memory.
     fn try_allocate(&mut self) -> std::result::Result<(), std::collections::TryReserveError> {
-        let perm_len = match self.mode {
-            SamplingMode::Shuffled => self.n,
+        let perm_len = match self.mode.order() {
             SamplingMode::Contiguous => self.n.div_ceil(self.batch_size),
             SamplingMode::WithReplacement => 0,
+            _ => self.n,
         };
         let mut perm = Vec::new();
         perm.try_reserve_exact(perm_len)?;
@@ -168,6 +271,9 @@ impl MinibatchSampler {
         }
         for (i, p) in self.perm.iter_mut().enumerate() {
             *p = i;
+        }
+        if self.epoch == 0 && self.mode.first_epoch_ordered() {
+            return; // the first epoch in file order
         }
         let mut epoch_rng = rng_from_seed(self.seed, self.epoch);
         shuffle(&mut epoch_rng, &mut self.perm);
@@ -194,8 +300,8 @@ impl MinibatchSampler {
 
     /// The next minibatch (a view into an internal buffer).
     pub fn draw(&mut self) -> &[usize] {
-        match self.mode {
-            SamplingMode::Shuffled => {
+        match self.mode.order() {
+            SamplingMode::Shuffled | SamplingMode::ShuffledOrderedFirst => {
                 for k in 0..self.batch_size {
                     if self.pos == self.n {
                         self.next_epoch();
@@ -209,7 +315,7 @@ impl MinibatchSampler {
                     self.batch[k] = uniform_below(&mut self.rng, self.n);
                 }
             }
-            SamplingMode::Contiguous => {
+            SamplingMode::Contiguous | SamplingMode::ContiguousOrderedFirst => {
                 if self.pos == self.perm.len() {
                     self.next_epoch();
                 }
@@ -317,6 +423,40 @@ mod tests {
             let e = serde_json::from_value::<MinibatchSampler>(bad).unwrap_err();
             assert!(e.to_string().contains(needle), "{field}: {e}");
         }
+    }
+
+    #[test]
+    fn an_ordered_first_epoch_is_file_order_then_shuffled() {
+        let mut s = MinibatchSampler::new(12, 4, SamplingMode::ContiguousOrderedFirst, 5).unwrap();
+        let first: Vec<usize> = (0..3).map(|_| s.draw()[0]).collect();
+        assert_eq!(first, [0, 4, 8], "blocks in file order");
+        let later: Vec<Vec<usize>> = (0..12)
+            .map(|_| (0..3).map(|_| s.draw()[0]).collect())
+            .collect();
+        assert!(
+            later.iter().any(|e| e != &first),
+            "later epochs are shuffled"
+        );
+        let mut s = MinibatchSampler::new(6, 2, SamplingMode::ShuffledOrderedFirst, 5).unwrap();
+        let first: Vec<usize> = (0..3).flat_map(|_| s.draw().to_vec()).collect();
+        assert_eq!(first, [0, 1, 2, 3, 4, 5]);
+        // Serialised as a table, plain modes as before.
+        let json = serde_json::to_value(SamplingMode::ContiguousOrderedFirst).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"mode": "contiguous", "first_epoch": "ordered"})
+        );
+        assert_eq!(
+            serde_json::from_value::<SamplingMode>(json).unwrap(),
+            SamplingMode::ContiguousOrderedFirst
+        );
+        assert_eq!(
+            serde_json::to_value(SamplingMode::Contiguous).unwrap(),
+            serde_json::json!("contiguous")
+        );
+        let bad = serde_json::json!({"mode": "with_replacement", "first_epoch": "ordered"});
+        assert!(serde_json::from_value::<SamplingMode>(bad).is_err());
+        assert!(serde_json::from_value::<SamplingMode>(serde_json::json!("sorted")).is_err());
     }
 
     #[test]
