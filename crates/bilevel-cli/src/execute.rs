@@ -87,6 +87,19 @@ pub struct RunContext {
     pub budget_override: Option<BudgetOverride>,
 }
 
+impl RunContext {
+    /// The context of run `run_index` of `experiment`.
+    pub fn for_run(experiment: &Experiment, run_index: usize) -> Self {
+        Self {
+            spec: experiment.runs[run_index].clone(),
+            run_index,
+            start: experiment.start.clone(),
+            options: experiment.run.clone(),
+            budget_override: experiment.budget_override,
+        }
+    }
+}
+
 /// Output layout of an experiment directory.
 pub struct Layout {
     /// The directory.
@@ -531,13 +544,7 @@ pub fn run_grid_with(
                     let Some(&run_index) = todo.get(k) else { break };
                     let spec = &experiment.runs[run_index];
                     let (problem, x0, y0) = &problems[spec.problem_index];
-                    let context = RunContext {
-                        spec: spec.clone(),
-                        run_index,
-                        start: experiment.start.clone(),
-                        options: experiment.run.clone(),
-                        budget_override: experiment.budget_override,
-                    };
+                    let context = RunContext::for_run(experiment, run_index);
                     let checkpoint = resume_from
                         .iter()
                         .find(|(i, _, _)| *i == run_index)
@@ -695,13 +702,7 @@ pub fn resume_checkpoint(path: &Path) -> Result<RunSummary> {
         .resolve(&problem)
         .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
     let checkpoint = verified_checkpoint(path, spec, &problem)?;
-    let context = RunContext {
-        spec: spec.clone(),
-        run_index,
-        start: experiment.start.clone(),
-        options: experiment.run.clone(),
-        budget_override: experiment.budget_override,
-    };
+    let context = RunContext::for_run(&experiment, run_index);
     let summary = execute_run(
         &context,
         &out_dir,

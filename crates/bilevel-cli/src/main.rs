@@ -220,8 +220,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             fail_on_not_done,
         }),
         Command::Plot { dir } => {
+            let _lock = lock_existing(&dir)?;
             let experiment = execute::experiment_copy(&dir)?;
-            let _lock = outdir::FolderLock::acquire(&dir)?;
             execute::finalize(&dir, &experiment.name, &experiment.report, true)?;
             say(format_args!(
                 "figures in {}, report in {}",
@@ -268,8 +268,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Report { dir } => {
+            let _lock = lock_existing(&dir)?;
             let experiment = execute::experiment_copy(&dir)?;
-            let _lock = outdir::FolderLock::acquire(&dir)?;
             execute::finalize(&dir, &experiment.name, &experiment.report, false)?;
             say(format_args!("{}", dir.join("report.md").display()))?;
             Ok(())
@@ -314,6 +314,18 @@ struct RunArgs {
     quiet: bool,
     budget: experiment::BudgetOverride,
     fail_on_not_done: bool,
+}
+
+/// Locks an output folder that must exist already (`--resume`, `report`, `plot`).
+fn lock_existing(dir: &Path) -> Result<outdir::FolderLock> {
+    if !dir.is_dir() {
+        return Err(ConfigError(format!(
+            "{}: no such folder; is this an output directory of `bilevel run`?",
+            dir.display()
+        ))
+        .into());
+    }
+    outdir::FolderLock::acquire(dir)
 }
 
 /// Whether `dir` already holds results of a run.
@@ -422,8 +434,13 @@ fn run(args: RunArgs) -> Result<()> {
     if args.jobs == Some(0) {
         return Err(ConfigError("--jobs must be >= 1".into()).into());
     }
+    // An existing folder is locked before it is read (another process may be writing it).
+    let mut lock = None;
     let (experiment, out) = match &args.resume {
-        Some(dir) => (execute::experiment_copy(dir)?, dir.clone()),
+        Some(dir) => {
+            lock = Some(lock_existing(dir)?);
+            (execute::experiment_copy(dir)?, dir.clone())
+        }
         None => {
             let path = args
                 .experiment
@@ -469,7 +486,10 @@ fn run(args: RunArgs) -> Result<()> {
         .into());
     }
     // One process at a time in a folder: a second `run` or `resume` on it is refused.
-    let _lock = outdir::FolderLock::acquire(&out)?;
+    let _lock = match lock {
+        Some(lock) => lock,
+        None => outdir::FolderLock::acquire(&out)?,
+    };
     let layout = execute::Layout::new(&out);
     let (todo, checkpoints) = if args.resume.is_some() {
         let plan = plan_resume(&experiment, &layout)?;

@@ -445,15 +445,14 @@ impl Solver for Lancbio {
                 s.v.set_zero();
             } else {
                 let j = s.basis.len();
-                g.hvp_yy(&s.x, &s.y, &s.basis[j - 1], hessian_batch, u);
-                if j >= 2 {
-                    u.axpy(-s.beta, &s.basis[j - 2]);
-                }
-                let alpha = s.basis[j - 1].dot(u);
-                if !s.alphas.is_empty() {
-                    s.betas.push(s.beta);
-                }
-                s.alphas.push(alpha);
+                let alpha = lanczos_column(
+                    g,
+                    (&s.x, &s.y, hessian_batch),
+                    &s.basis,
+                    s.beta,
+                    (&mut s.alphas, &mut s.betas),
+                    u,
+                );
                 let u_norm = u.norm();
                 u.axpy(-alpha, &s.basis[j - 1]);
                 let beta = u.norm();
@@ -567,15 +566,14 @@ impl Solver for Lancbio {
 
             // 4. u = A_k q − β q_prev; α = ⟨q, u⟩; T grows by one row and column.
             let j = s.basis.len();
-            g.hvp_yy(&s.x, &s.y, &s.basis[j - 1], hessian_batch, u);
-            if j >= 2 {
-                u.axpy(-s.beta, &s.basis[j - 2]);
-            }
-            let alpha = s.basis[j - 1].dot(u);
-            if !s.alphas.is_empty() {
-                s.betas.push(s.beta);
-            }
-            s.alphas.push(alpha);
+            let alpha = lanczos_column(
+                g,
+                (&s.x, &s.y, hessian_batch),
+                &s.basis,
+                s.beta,
+                (&mut s.alphas, &mut s.betas),
+                u,
+            );
 
             // 5. s = T⁻¹ Qᵀ r (Q and T both of size j), Δv = Q s; 7. v = v̄ + Δv.
             projected_rhs.clear();
@@ -670,6 +668,30 @@ impl Solver for Lancbio {
     fn iteration(&self, s: &LancbioState) -> u64 {
         s.t
     }
+}
+
+/// Step 4 of the process: u = A_k q − β q_prev and α = ⟨q, u⟩ for the last basis vector q (and
+/// the one before it); T grows by one row and column (α on the diagonal, the previous β off
+/// it). Returns α.
+fn lanczos_column(
+    g: &dyn crate::core::Objective,
+    (x, y, batch): (&Vector, &Vector, Batch<'_>),
+    basis: &[Vector],
+    beta: f64,
+    (alphas, betas): (&mut Vec<f64>, &mut Vec<f64>),
+    u: &mut Vector,
+) -> f64 {
+    let j = basis.len();
+    g.hvp_yy(x, y, &basis[j - 1], batch, u);
+    if j >= 2 {
+        u.axpy(-beta, &basis[j - 2]);
+    }
+    let alpha = basis[j - 1].dot(u);
+    if !alphas.is_empty() {
+        betas.push(beta);
+    }
+    alphas.push(alpha);
+    alpha
 }
 
 /// Whether the symmetric tridiagonal matrix (diagonal `alphas`, off-diagonal `betas`) is
