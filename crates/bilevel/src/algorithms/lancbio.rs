@@ -425,21 +425,10 @@ impl Solver for Lancbio {
             // §3.5: restart from the previous b, window of m vectors, v = Q T⁻¹ Qᵀ b.
             let restart = s.basis.is_empty() || s.force_restart || m == 1 || k % m as u64 == 1;
             if restart {
-                spare.append(&mut s.basis);
-                s.alphas.clear();
-                s.betas.clear();
-                s.beta = 0.0;
-                s.force_restart = false;
                 let start: &Vector = if s.b_prev.nrows() == dy { &s.b_prev } else { b };
-                let norm = start.norm();
-                if norm.is_finite() && norm > 0.0 {
-                    let mut q = take_vector(spare, dy);
-                    q.assign(start);
-                    q.scale(1.0 / norm);
-                    s.basis.push(q);
-                } else {
-                    s.force_restart = true;
-                }
+                let cycle = (&mut s.basis, &mut s.alphas, &mut s.betas);
+                s.force_restart =
+                    !restart_basis(cycle, (&mut s.beta, &mut s.cycle_drift), spare, start);
             }
             if s.basis.is_empty() {
                 s.v.set_zero();
@@ -492,26 +481,15 @@ impl Solver for Lancbio {
                 projected_rhs.extend(s.basis[..size].iter().map(|q| q.dot(b)));
                 coefficients.clear();
                 coefficients.resize(size, 0.0);
-                match solve_tridiagonal(
-                    &s.alphas,
-                    &s.betas,
-                    projected_rhs,
-                    coefficients,
-                    tridiagonal,
+                if solve_projected(
+                    (&s.alphas, &s.betas),
+                    (projected_rhs, coefficients, tridiagonal),
+                    &mut diagnostics,
                 ) {
-                    Ok(method) => {
-                        s.v.set_zero();
-                        for (q, &coef) in s.basis.iter().zip(coefficients.iter()) {
-                            s.v.axpy(coef, q);
-                        }
-                        if method == TridiagonalMethod::DenseLu {
-                            diagnostics.set("tridiagonal_lu", 1.0);
-                        }
-                    }
-                    Err(_) => {
-                        diagnostics.set("tridiagonal_singular", 1.0);
-                        s.force_restart = true;
-                    }
+                    s.v.set_zero();
+                    add_combination(&mut s.v, &s.basis, coefficients);
+                } else {
+                    s.force_restart = true;
                 }
                 diagnostics.set("subspace_dim", size as f64);
             }
@@ -540,23 +518,10 @@ impl Solver for Lancbio {
             g.hvp_yy(&s.x, &s.y, &s.vbar, hessian_batch, &mut s.w_anchor);
             r.assign(b);
             r.axpy(-1.0, &s.w_anchor);
-            spare.append(&mut s.basis);
-            s.alphas.clear();
-            s.betas.clear();
-            s.beta = 0.0;
-            s.force_restart = false;
-            s.cycle_drift = 0.0;
-            let norm = r.norm();
-            if norm.is_finite() && norm > 0.0 {
-                let mut q = take_vector(spare, dy);
-                q.assign(r);
-                q.scale(1.0 / norm);
-                s.basis.push(q);
-            } else {
-                // Breakdown: v̄ already solves the current system (or the residual is not
-                // finite); keep v = v̄ and restart next time.
-                s.force_restart = true;
-            }
+            // A zero (or non-finite) residual is a breakdown: v̄ already solves the current
+            // system; keep v = v̄ and restart next time.
+            let cycle = (&mut s.basis, &mut s.alphas, &mut s.betas);
+            s.force_restart = !restart_basis(cycle, (&mut s.beta, &mut s.cycle_drift), spare, r);
         }
 
         if !s.basis.is_empty() {
@@ -580,27 +545,16 @@ impl Solver for Lancbio {
             projected_rhs.extend(s.basis.iter().map(|q| q.dot(r)));
             coefficients.clear();
             coefficients.resize(j, 0.0);
-            match solve_tridiagonal(
-                &s.alphas,
-                &s.betas,
-                projected_rhs,
-                coefficients,
-                tridiagonal,
+            if solve_projected(
+                (&s.alphas, &s.betas),
+                (projected_rhs, coefficients, tridiagonal),
+                &mut diagnostics,
             ) {
-                Ok(method) => {
-                    s.v.assign(&s.vbar);
-                    for (q, &coef) in s.basis.iter().zip(coefficients.iter()) {
-                        s.v.axpy(coef, q);
-                    }
-                    if method == TridiagonalMethod::DenseLu {
-                        diagnostics.set("tridiagonal_lu", 1.0);
-                    }
-                }
-                Err(_) => {
-                    // Singular T: keep the previous v and restart next time.
-                    diagnostics.set("tridiagonal_singular", 1.0);
-                    s.force_restart = true;
-                }
+                s.v.assign(&s.vbar);
+                add_combination(&mut s.v, &s.basis, coefficients);
+            } else {
+                // Singular T: keep the previous v and restart next time.
+                s.force_restart = true;
             }
 
             // 6. ω = u − α q; β = ‖ω‖; Q ← [Q, ω/β] (unless the recurrence broke down).
@@ -615,7 +569,7 @@ impl Solver for Lancbio {
                 // orthogonality once Ritz values converge, and T⁻¹Qᵀr (with Qᵀr recomputed) is
                 // then no longer a Galerkin solve; restart instead of extending.
                 // q_j is orthogonal to q by construction; q_{j−1}ᵀq measures the drift of the
-                // dynamic process (A_k changes), which older overlaps may reach 2j times.
+                // dynamic process (A_k changes), which older overlaps accumulate over the cycle.
                 let drift = if j >= 2 {
                     s.basis[j - 2].dot(&q).abs()
                 } else {
@@ -670,6 +624,30 @@ impl Solver for Lancbio {
     }
 }
 
+/// Empties the basis and T (their vectors go to `spare`) and starts a new cycle from
+/// `start / ‖start‖`. False when `start` is zero or not finite (the basis stays empty).
+fn restart_basis(
+    (basis, alphas, betas): (&mut Vec<Vector>, &mut Vec<f64>, &mut Vec<f64>),
+    (beta, cycle_drift): (&mut f64, &mut f64),
+    spare: &mut Vec<Vector>,
+    start: &Vector,
+) -> bool {
+    spare.append(basis);
+    alphas.clear();
+    betas.clear();
+    *beta = 0.0;
+    *cycle_drift = 0.0;
+    let norm = start.norm();
+    if !(norm.is_finite() && norm > 0.0) {
+        return false;
+    }
+    let mut q = take_vector(spare, start.nrows());
+    q.assign(start);
+    q.scale(1.0 / norm);
+    basis.push(q);
+    true
+}
+
 /// Step 4 of the process: u = A_k q − β q_prev and α = ⟨q, u⟩ for the last basis vector q (and
 /// the one before it); T grows by one row and column (α on the diagonal, the previous β off
 /// it). Returns α.
@@ -692,6 +670,36 @@ fn lanczos_column(
     }
     alphas.push(alpha);
     alpha
+}
+
+/// Step 5: s = T⁻¹ Qᵀr into `coefficients` (`projected_rhs` holds Qᵀr). False when T is
+/// singular.
+fn solve_projected(
+    (alphas, betas): (&[f64], &[f64]),
+    (projected_rhs, coefficients, tridiagonal): (&[f64], &mut Vec<f64>, &mut TridiagonalWorkspace),
+    diagnostics: &mut Diagnostics,
+) -> bool {
+    coefficients.clear();
+    coefficients.resize(alphas.len(), 0.0);
+    match solve_tridiagonal(alphas, betas, projected_rhs, coefficients, tridiagonal) {
+        Ok(method) => {
+            if method == TridiagonalMethod::DenseLu {
+                diagnostics.set("tridiagonal_lu", 1.0);
+            }
+            true
+        }
+        Err(_) => {
+            diagnostics.set("tridiagonal_singular", 1.0);
+            false
+        }
+    }
+}
+
+/// v += Σ sᵢ qᵢ over the first `coefficients.len()` basis vectors.
+fn add_combination(v: &mut Vector, basis: &[Vector], coefficients: &[f64]) {
+    for (q, &coef) in basis.iter().zip(coefficients) {
+        v.axpy(coef, q);
+    }
 }
 
 /// Whether the symmetric tridiagonal matrix (diagonal `alphas`, off-diagonal `betas`) is
