@@ -414,9 +414,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
     for (i, table) in problem_tables.iter().enumerate() {
         let label = table_label("problem", i, problem_tables.len(), table);
         for point in expand(table) {
-            let config: ProblemConfig = toml::Value::Table(point)
-                .try_into()
-                .map_err(|e: toml::de::Error| err(format!("{label}: {}", e.message().trim())))?;
+            let config: ProblemConfig =
+                toml::Value::Table(point.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        err(format!(
+                            "{label}: {}",
+                            with_field(&point, e.message().trim())
+                        ))
+                    })?;
             config
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
@@ -478,9 +484,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
             }
         }
         for point in expand(&table) {
-            let config: SolverConfig = toml::Value::Table(point)
-                .try_into()
-                .map_err(|e: toml::de::Error| err(format!("{label}: {}", e.message().trim())))?;
+            let config: SolverConfig =
+                toml::Value::Table(point.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        err(format!(
+                            "{label}: {}",
+                            with_field(&point, e.message().trim())
+                        ))
+                    })?;
             config
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
@@ -656,6 +668,44 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
     }
 }
 
+/// Names the field of a type error ("invalid type: string \"64\", expected usize" says which
+/// value but not which field): the one key of `table` (searched recursively) whose value reads
+/// as the value in the message. The message is returned unchanged when none or several match.
+fn with_field(table: &toml::Table, message: &str) -> String {
+    let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+    else {
+        return message.to_owned();
+    };
+    let shown = rest.split(", expected").next().unwrap_or("");
+    // "string \"64\"", "integer `-1`", "floating point `1.5`", "boolean `true`".
+    let value = match shown.split_once('`') {
+        Some((_, v)) => v.trim_end_matches('`').to_owned(),
+        None => shown.strip_prefix("string ").unwrap_or(shown).to_owned(),
+    };
+    fn find(table: &toml::Table, value: &str, prefix: &str, out: &mut Vec<String>) {
+        for (key, v) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match v {
+                toml::Value::Table(inner) => find(inner, value, &path, out),
+                other if other.to_string() == value => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    let mut found = Vec::new();
+    find(table, &value, "", &mut found);
+    match found.as_slice() {
+        [field] => format!("`{field}`: {message}"),
+        _ => message.to_owned(),
+    }
+}
+
 /// The most runs one experiment may expand to.
 pub const MAX_RUNS: u64 = 100_000;
 
@@ -729,6 +779,19 @@ outer_lr = { kind = "constant", c = [0.1, 0.2, 0.3] }
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 18, "ids are distinct");
+    }
+
+    #[test]
+    fn type_errors_name_their_field() {
+        for (bad, field) in [
+            ("batch_size = \"64\"", "`batch_size`"),
+            ("batch_size = 1.5", "`batch_size`"),
+            ("batch_size = -3", "`batch_size`"),
+        ] {
+            let text = GRID.replace("outer_lr = [0.1, 0.2, 0.3]", bad);
+            let e = parse(&text, Path::new("t.toml")).unwrap_err().0;
+            assert!(e.contains(field), "{bad}: {e}");
+        }
     }
 
     #[test]
