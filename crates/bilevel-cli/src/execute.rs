@@ -249,17 +249,17 @@ pub fn check_runs(experiment: &Experiment, built: &[(Problem, Vector, Vector)]) 
                 .map(|_| ())
         }
     }
-    let mut seen: Vec<(usize, serde_json::Value)> = Vec::new();
+    // One check per (problem, solver setting): the seeds of a setting share it.
+    let mut seen = std::collections::HashSet::new();
     let mut errors = Vec::new();
     for spec in &experiment.runs {
         let key = (
             spec.problem_index,
-            serde_json::to_value(&spec.solver).expect("invariant: configs serialize"),
+            serde_json::to_string(&spec.solver).expect("invariant: configs serialize"),
         );
-        if seen.contains(&key) {
+        if !seen.insert(key) {
             continue;
         }
-        seen.push(key);
         let (problem, x0, y0) = &built[spec.problem_index];
         let problem = problem.fresh();
         let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -612,6 +612,13 @@ pub fn finalize(
     Ok(())
 }
 
+/// Turns the complete trace of a failed run back into its partial trace, so that resuming from
+/// the run's checkpoint keeps the records it wrote (its summary line is dropped on resume).
+pub fn reopen_trace(trace: &Path) -> Result<()> {
+    std::fs::rename(trace, partial_path(trace))
+        .with_context(|| format!("reopening {}", trace.display()))
+}
+
 /// Loads the checkpoint at `path` and checks that it belongs to run `spec` on `problem`: its
 /// checksum ([`Checkpoint::load`]), the problem's fingerprint, and the run it says it is (id,
 /// problem, solver and seed equal to the experiment's). A checkpoint that fails is refused
@@ -667,8 +674,7 @@ pub fn resume_checkpoint(path: &Path) -> Result<RunSummary> {
         match crate::summary::read_trace_summary(&trace) {
             Ok(row) if row.summary.status == RunStatus::Failed => {
                 // A failed attempt: continue from the checkpoint with the records it kept.
-                std::fs::rename(&trace, partial_path(&trace))
-                    .with_context(|| format!("reopening {}", trace.display()))?;
+                reopen_trace(&trace)?;
             }
             _ => {
                 return Err(ConfigError(format!(

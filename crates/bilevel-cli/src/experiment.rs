@@ -414,15 +414,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
     for (i, table) in problem_tables.iter().enumerate() {
         let label = table_label("problem", i, problem_tables.len(), table);
         for point in expand(table) {
-            let config: ProblemConfig =
-                toml::Value::Table(point.clone())
-                    .try_into()
-                    .map_err(|e: toml::de::Error| {
-                        err(format!(
-                            "{label}: {}",
-                            with_field(&point, e.message().trim())
-                        ))
-                    })?;
+            let config: ProblemConfig = from_point(point, &label).map_err(&err)?;
             config
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
@@ -484,15 +476,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
             }
         }
         for point in expand(&table) {
-            let config: SolverConfig =
-                toml::Value::Table(point.clone())
-                    .try_into()
-                    .map_err(|e: toml::de::Error| {
-                        err(format!(
-                            "{label}: {}",
-                            with_field(&point, e.message().trim())
-                        ))
-                    })?;
+            let config: SolverConfig = from_point(point, &label).map_err(&err)?;
             config
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
@@ -666,6 +650,19 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
     } else if let Some(toml::Value::Table(inner)) = table.get_mut(&path[0]) {
         set_path(inner, &path[1..], value);
     }
+}
+
+/// Deserializes one grid point of a `[problem]` or `[[solver]]` table (`label` names the
+/// table), naming the field of a type error.
+fn from_point<T: serde::de::DeserializeOwned>(
+    point: toml::Table,
+    label: &str,
+) -> Result<T, String> {
+    toml::Value::Table(point.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            format!("{label}: {}", with_field(&point, e.message().trim()))
+        })
 }
 
 /// Names the field of a type error ("invalid type: string \"64\", expected usize" says which

@@ -423,9 +423,7 @@ fn plan_resume(
         .into());
     }
     for trace in reopen {
-        let partial = bilevel::run::observer::partial_path(&trace);
-        std::fs::rename(&trace, &partial)
-            .map_err(|e| anyhow::anyhow!("reopening {}: {e}", trace.display()))?;
+        execute::reopen_trace(&trace)?;
     }
     Ok(plan)
 }
