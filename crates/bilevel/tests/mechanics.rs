@@ -187,3 +187,71 @@ fn resuming_at_the_final_evaluation_reports_nothing_twice() {
     assert_eq!(resumed.final_metrics, straight.final_metrics);
     assert_eq!(first_records.last().unwrap().iter, 6);
 }
+
+/// `stop_at` ends a run at the first evaluation that meets the target, as `done` with stop
+/// reason `target_reached`; the evaluation before it had not met it.
+#[test]
+fn stop_at_ends_the_run_at_the_first_evaluation_that_meets_the_target() {
+    let problem = bilevel::problems::quadratic::tiny();
+    let (x0, y0) = problem.start();
+    let mut records = Vec::new();
+    let summary = Runner::new(RunOptions {
+        max_iters: Some(1000),
+        eval_every: 1,
+        stop_at: Some(bilevel::run::StopAt {
+            metric: "hypergrad_norm_sq".into(),
+            value: 1e-12,
+        }),
+        ..Default::default()
+    })
+    .observe(InMemory::new(&mut records))
+    .run_config(
+        &SolverConfig::ExactLbfgs(ExactLbfgsConfig::default()),
+        &problem,
+        x0,
+        y0,
+        1,
+    )
+    .unwrap();
+    assert_eq!(summary.status, RunStatus::Done);
+    assert_eq!(summary.stop_reason, bilevel::run::StopReason::TargetReached);
+    assert!(summary.iters < 1000, "stopped early: {}", summary.iters);
+    assert!(summary.final_metrics["hypergrad_norm_sq"] <= 1e-12);
+    let before = &records[records.len() - 2];
+    assert!(before.metrics["hypergrad_norm_sq"] > 1e-12);
+    assert_eq!(records.last().unwrap().iter, summary.iters);
+}
+
+/// `eval_every_seconds` evaluates by solver time: with a period shorter than any step, every
+/// iteration is evaluated although `eval_every` alone would evaluate only the start and end.
+#[test]
+fn eval_every_seconds_evaluates_by_solver_time() {
+    let problem = bilevel::problems::quadratic::tiny();
+    let (x0, y0) = problem.start();
+    let mut records = Vec::new();
+    Runner::new(RunOptions {
+        max_iters: Some(50),
+        eval_every: 1_000_000,
+        eval_every_seconds: Some(1e-12),
+        ..Default::default()
+    })
+    .observe(InMemory::new(&mut records))
+    .run_config(
+        &SolverConfig::Soba(SobaConfig::default()),
+        &problem,
+        x0,
+        y0,
+        1,
+    )
+    .unwrap();
+    let iters: Vec<u64> = records.iter().map(|r| r.iter).collect();
+    assert_eq!(iters, (0..=50).collect::<Vec<u64>>());
+    let err = RunOptions {
+        eval_every_seconds: Some(0.0),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("eval_every_seconds"), "{err}");
+}

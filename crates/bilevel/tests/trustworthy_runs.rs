@@ -284,3 +284,35 @@ fn a_trace_with_non_finite_metrics_reads_back() {
     assert!(summary.final_metrics["value"].is_nan());
     assert_eq!(summary.final_metrics["outer_value"], 1.5);
 }
+
+/// Solver time includes `init()`: SABA's full-pass memory fill is work the method does (the
+/// reference benchmark times it too). Before any step, the first record already shows the
+/// fill's oracle calls and a positive solver time; a runner that started its clock after
+/// `init()` reports exactly 0 there.
+#[test]
+fn solver_time_includes_the_memory_fill_of_saba() {
+    let n = 4096;
+    let problem = quadratic(n);
+    let (x0, y0) = problem.start();
+    let mut records = Vec::new();
+    Runner::new(RunOptions {
+        max_iters: Some(1),
+        eval_every: 1,
+        ..Default::default()
+    })
+    .observe(InMemory::new(&mut records))
+    .run_config(&saba(), &problem, x0, y0, 1)
+    .unwrap();
+    let first = &records[0];
+    assert_eq!(first.iter, 0);
+    assert!(
+        first.counts.g.samples >= n as u64,
+        "the fill touched every inner sample before the first step: {:?}",
+        first.counts
+    );
+    assert!(
+        first.solver_time_s > 0.0,
+        "the fill's time is solver time (got {})",
+        first.solver_time_s
+    );
+}

@@ -13,6 +13,7 @@ pub mod bsa;
 pub mod double_loop;
 pub mod esj;
 pub mod esj_s;
+pub mod exact_lbfgs;
 pub mod f2sa;
 pub mod fomaml;
 pub mod fsla;
@@ -48,6 +49,7 @@ pub use bsa::{Bsa, BsaConfig, BsaState};
 pub use double_loop::{DoubleLoop, DoubleLoopState, OuterOptimizer};
 pub use esj::{Esj, EsjConfig, EsjState};
 pub use esj_s::{EsjS, EsjSConfig, EsjSState};
+pub use exact_lbfgs::{ExactLbfgs, ExactLbfgsConfig, ExactLbfgsState};
 pub use f2sa::{F2sa, F2saConfig, F2saState};
 pub use fomaml::{Fomaml, FomamlConfig, FomamlState};
 pub use fsla::{Fsla, FslaConfig, FslaState, OuterDirection};
@@ -88,6 +90,8 @@ pub enum SolverConfig {
     Bsa(BsaConfig),
     /// HOAG (`hoag.rs`).
     Hoag(HoagConfig),
+    /// L-BFGS on the exact hypergradient (`exact_lbfgs.rs`).
+    ExactLbfgs(ExactLbfgsConfig),
     /// ITD (`itd.rs`).
     Itd(ItdConfig),
     /// Truncated ITD (`itd_truncated.rs`).
@@ -162,6 +166,7 @@ impl SolverConfig {
             SolverConfig::Amigo(_) => "amigo",
             SolverConfig::Bsa(_) => "bsa",
             SolverConfig::Hoag(_) => "hoag",
+            SolverConfig::ExactLbfgs(_) => "exact_lbfgs",
             SolverConfig::Itd(_) => "itd",
             SolverConfig::ItdTruncated(_) => "itd_truncated",
             SolverConfig::Saba(_) => "saba",
@@ -197,6 +202,7 @@ impl SolverConfig {
             SolverConfig::Amigo(c) => c.validate(),
             SolverConfig::Bsa(c) => c.validate(),
             SolverConfig::Hoag(c) => c.validate(),
+            SolverConfig::ExactLbfgs(c) => c.validate(),
             SolverConfig::Itd(c) => c.validate(),
             SolverConfig::ItdTruncated(c) => c.validate(),
             SolverConfig::Saba(c) => c.validate(),
@@ -232,6 +238,7 @@ impl SolverConfig {
             SolverConfig::Amigo(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Bsa(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Hoag(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::ExactLbfgs(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Itd(c) => visitor.visit(c.clone().build()?),
             SolverConfig::ItdTruncated(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Saba(c) => visitor.visit(c.clone().build()?),
@@ -267,6 +274,7 @@ impl SolverConfig {
             SolverConfig::Amigo(Default::default()),
             SolverConfig::Bsa(Default::default()),
             SolverConfig::Hoag(Default::default()),
+            SolverConfig::ExactLbfgs(Default::default()),
             SolverConfig::Itd(Default::default()),
             SolverConfig::ItdTruncated(Default::default()),
             SolverConfig::Saba(Default::default()),
@@ -304,6 +312,9 @@ impl SolverConfig {
             SolverConfig::Amigo(_) => "Arbel, Mairal, ICLR 2022",
             SolverConfig::Bsa(_) => "Ghadimi, Wang, arXiv 2018",
             SolverConfig::Hoag(_) => "Pedregosa, ICML 2016",
+            SolverConfig::ExactLbfgs(_) => {
+                "Liu, Nocedal, Math. Programming 1989 (L-BFGS) on the exact implicit hypergradient"
+            }
             SolverConfig::Itd(_) => "Franceschi, Donini, Frasconi, Pontil, ICML 2017",
             SolverConfig::ItdTruncated(_) => "Shaban, Cheng, Hatch, Boots, AISTATS 2019",
             SolverConfig::Saba(_) => "Dagréou, Ablin, Vaiter, Moreau, NeurIPS 2022",

@@ -509,6 +509,44 @@ pub(crate) fn dot_full(a: &[f64], b: &[f64]) -> f64 {
     hsum(acc)
 }
 
+/// ⟨a_r, b⟩ for `R` slices a_r at once, each computed exactly as [`dot_full`]`(a_r, b)` (same
+/// lanes, same order, same bits): `R` independent accumulator chains hide the add latency, and
+/// each chunk of `b` is loaded once for all `R` rows.
+#[inline(always)]
+pub(crate) fn dot_full_rows<const R: usize>(rows: [&[f64]; R], b: &[f64]) -> [f64; R] {
+    let b = b.as_chunks::<LANES>().0;
+    let rows = rows.map(|a| &a.as_chunks::<LANES>().0[..b.len()]);
+    let mut acc = [[0.0; LANES]; R];
+    for (j, y) in b.iter().enumerate() {
+        for r in 0..R {
+            let x = &rows[r][j];
+            for k in 0..LANES {
+                acc[r][k] += x[k] * y[k];
+            }
+        }
+    }
+    acc.map(hsum)
+}
+
+/// out ← out + c₀ x₀ + … + c_{R−1} x_{R−1}, the terms added in row order: each entry rounds
+/// exactly as `R` successive [`axpy_full`] calls (no fused multiply-add), while `out` is loaded
+/// and stored once instead of `R` times.
+#[inline(always)]
+pub(crate) fn axpy_full_rows<const R: usize>(c: [f64; R], rows: [&[f64]; R], out: &mut [f64]) {
+    let out = out.as_chunks_mut::<LANES>().0;
+    let rows = rows.map(|a| &a.as_chunks::<LANES>().0[..out.len()]);
+    for (j, o) in out.iter_mut().enumerate() {
+        let mut t = *o;
+        for r in 0..R {
+            let x = &rows[r][j];
+            for k in 0..LANES {
+                t[k] += c[r] * x[k];
+            }
+        }
+        *o = t;
+    }
+}
+
 /// out ← out + c · x for slices whose (equal) length is a multiple of [`LANES`].
 #[inline(always)]
 pub(crate) fn axpy_full(c: f64, x: &[f64], out: &mut [f64]) {

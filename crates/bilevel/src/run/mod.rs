@@ -7,4 +7,4 @@ pub mod runner;
 
 pub use checkpoint::{Checkpoint, write_atomic};
 pub use observer::{InMemory, JsonlTrace, Observer, Progress};
-pub use runner::{Record, RunOptions, RunStatus, RunSummary, Runner, StopReason};
+pub use runner::{Record, RunOptions, RunStatus, RunSummary, Runner, StopAt, StopReason};

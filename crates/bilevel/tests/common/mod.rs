@@ -307,6 +307,11 @@ pub fn cases() -> Vec<Case> {
             problem: quadratic_10x20,
         },
         Case {
+            config: SolverConfig::ExactLbfgs(ExactLbfgsConfig::default()),
+            iters: 30,
+            problem: quadratic_10x20,
+        },
+        Case {
             config: SolverConfig::Itd(ItdConfig {
                 inner_steps: 30,
                 inner_lr: 1.0,
