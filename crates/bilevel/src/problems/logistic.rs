@@ -468,6 +468,15 @@ impl<const NV: usize> MultiOps for PaddedCsr<'_, NV> {
     }
 }
 
+/// The layout a multiclass kernel works in: its length, where the K biases start, and the
+/// copies from and to the feature-major model layout.
+struct NativeLayout<In, Out> {
+    len: usize,
+    bias_at: usize,
+    to_native: In,
+    from_native: Out,
+}
+
 /// Feature-major W (rows of k, the bias row last) → the same rows padded to `kp` entries.
 fn to_padded_rows(w: &[f64], rows: usize, k: usize, kp: usize, out: &mut [f64]) {
     for (src, dst) in w.chunks_exact(k).take(rows).zip(out.chunks_exact_mut(kp)) {
@@ -919,50 +928,76 @@ impl LogisticData {
         hvp: Option<&mut [f64]>,
         on_sample: Option<OnSample<'_>>,
     ) -> f64 {
-        let kp = NV * LANES;
-        let model_rows = self.model_rows();
-        let native = model_rows * kp;
+        let (kp, model_rows) = (NV * LANES, self.model_rows());
+        let layout = NativeLayout {
+            len: model_rows * kp,
+            bias_at: self.d * kp,
+            to_native: |w: &[f64], out: &mut [f64]| to_padded_rows(w, model_rows, k, kp, out),
+            from_native: |n: &[f64], out: &mut [f64]| from_padded_rows(n, model_rows, k, kp, out),
+        };
+        let ops = PaddedCsr::<NV> { m: r };
+        self.multi_native(s, &ops, class, k, &layout, job, rows, grad, hvp, on_sample)
+    }
+
+    /// The multiclass pass in the native layout of `ops`: W (and V) are copied in, the blocks
+    /// run ([`multi_block`](Self::multi_block), split over threads for full batches by
+    /// [`drive`](Self::drive)), and ∇ and ∇²·v are copied back to the feature-major layout.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn multi_native<S: Simd8, W: Fn(usize) -> f64 + Sync, R: MultiOps>(
+        &self,
+        s: S,
+        ops: &R,
+        class: &[u32],
+        k: usize,
+        layout: &NativeLayout<impl Fn(&[f64], &mut [f64]), impl Fn(&[f64], &mut [f64])>,
+        job: &Job<'_, W>,
+        rows: RowSet<'_>,
+        grad: Option<&mut [f64]>,
+        hvp: Option<&mut [f64]>,
+        on_sample: Option<OnSample<'_>>,
+    ) -> f64 {
+        let native = layout.len;
         let n_in = 1 + usize::from(job.v.is_some());
         let n_out = usize::from(grad.is_some()) + usize::from(hvp.is_some());
         with_scratch((n_in + n_out) * native, |buf| {
             let (inputs, outputs) = buf.split_at_mut(n_in * native);
-            let (w_p, v_p) = inputs.split_at_mut(native);
-            to_padded_rows(job.w, model_rows, k, kp, w_p);
+            let (w_n, v_n) = inputs.split_at_mut(native);
+            (layout.to_native)(job.w, w_n);
             if let Some(v) = job.v {
-                to_padded_rows(v, model_rows, k, kp, v_p);
+                (layout.to_native)(v, v_n);
             }
-            let padded = Job {
-                w: w_p,
-                v: job.v.map(|_| &*v_p),
+            let native_job = Job {
+                w: w_n,
+                v: job.v.map(|_| &*v_n),
                 weight: job.weight,
                 inv: job.inv,
                 want_loss: job.want_loss,
             };
-            let (g_p, h_p) = outputs.split_at_mut(if grad.is_some() { native } else { 0 });
-            let g_p = grad.is_some().then_some(g_p);
-            let h_p = if hvp.is_some() {
-                Some(&mut h_p[..native])
+            let (g_n, h_n) = outputs.split_at_mut(if grad.is_some() { native } else { 0 });
+            let g_n = grad.is_some().then_some(g_n);
+            let h_n = if hvp.is_some() {
+                Some(&mut h_n[..native])
             } else {
                 None
             };
-            let ops = PaddedCsr::<NV> { m: r };
-            let bias_at = self.d * kp;
+            let bias_at = layout.bias_at;
             let total = self.drive(
                 s,
                 rows,
                 native,
-                g_p,
-                h_p,
+                g_n,
+                h_n,
                 on_sample,
                 #[inline(always)]
-                |set, g, h, o| self.multi_block(&ops, class, k, bias_at, &padded, set, g, h, o),
+                |set, g, h, o| self.multi_block(ops, class, k, bias_at, &native_job, set, g, h, o),
             );
-            let (g_p, h_p) = outputs.split_at(if grad.is_some() { native } else { 0 });
+            let (g_n, h_n) = outputs.split_at(if grad.is_some() { native } else { 0 });
             if let Some(g) = grad {
-                from_padded_rows(g_p, model_rows, k, kp, g);
+                (layout.from_native)(g_n, g);
             }
             if let Some(h) = hvp {
-                from_padded_rows(&h_p[..native], model_rows, k, kp, h);
+                (layout.from_native)(&h_n[..native], h);
             }
             total
         })
@@ -1241,53 +1276,17 @@ impl LogisticData {
         hvp: Option<&mut [f64]>,
         on_sample: Option<OnSample<'_>>,
     ) -> f64 {
-        let (y, v) = (job.w, job.v);
-        let (d, stride) = (self.d, r.stride);
+        let (d, stride, intercept) = (self.d, r.stride, self.intercept);
         // Native layout: k rows of `stride` (class-major, zero-padded), then the k biases.
-        let native = k * stride + if self.intercept { k } else { 0 };
-        let n_in = 1 + usize::from(v.is_some());
-        let n_out = usize::from(grad.is_some()) + usize::from(hvp.is_some());
-        with_scratch((n_in + n_out) * native, |buf| {
-            let (inputs, outputs) = buf.split_at_mut(n_in * native);
-            let (w_cm, v_cm) = inputs.split_at_mut(native);
-            to_class_major(y, d, k, stride, self.intercept, w_cm);
-            if let Some(v) = v {
-                to_class_major(v, d, k, stride, self.intercept, v_cm);
-            }
-            let job = Job {
-                w: w_cm,
-                v: v.map(|_| &*v_cm),
-                weight: job.weight,
-                inv: job.inv,
-                want_loss: job.want_loss,
-            };
-            let (g_cm, h_cm) = outputs.split_at_mut(if grad.is_some() { native } else { 0 });
-            let g_cm = grad.is_some().then_some(g_cm);
-            let h_cm = if hvp.is_some() {
-                Some(&mut h_cm[..native])
-            } else {
-                None
-            };
-            let bias_at = k * stride;
-            let total = self.drive(
-                s,
-                rows,
-                native,
-                g_cm,
-                h_cm,
-                on_sample,
-                #[inline(always)]
-                |set, g, h, s| self.multi_block(r, class, k, bias_at, &job, set, g, h, s),
-            );
-            let (g_cm, h_cm) = outputs.split_at(if grad.is_some() { native } else { 0 });
-            if let Some(g) = grad {
-                from_class_major(g_cm, d, k, stride, self.intercept, g);
-            }
-            if let Some(h) = hvp {
-                from_class_major(&h_cm[..native], d, k, stride, self.intercept, h);
-            }
-            total
-        })
+        let layout = NativeLayout {
+            len: k * stride + if intercept { k } else { 0 },
+            bias_at: k * stride,
+            to_native: |w: &[f64], out: &mut [f64]| to_class_major(w, d, k, stride, intercept, out),
+            from_native: |n: &[f64], out: &mut [f64]| {
+                from_class_major(n, d, k, stride, intercept, out)
+            },
+        };
+        self.multi_native(s, r, class, k, &layout, job, rows, grad, hvp, on_sample)
     }
 
     /// The multiclass kernel on one block of rows, in the native layout of `r` (biases at
