@@ -421,9 +421,12 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         // By default every solver except `exact_lbfgs`, whose iteration is one exact evaluation
         // (timed above): thousands of them would take hours on the wide shapes. Name it to
         // time it.
-        let wanted = |c: &&SolverConfig| match options.solvers.is_empty() {
-            true => c.kind() != "exact_lbfgs",
-            false => options.solvers.iter().any(|n| n == c.kind()),
+        let wanted = |c: &&SolverConfig| {
+            if options.solvers.is_empty() {
+                c.kind() != "exact_lbfgs"
+            } else {
+                options.solvers.iter().any(|n| n == c.kind())
+            }
         };
         for config in defaults.iter().filter(wanted) {
             let config = with_batch(config, options.batch_size, &options.sampling)?;
