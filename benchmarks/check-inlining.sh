@@ -13,4 +13,12 @@ if [ -n "$found" ]; then
   echo "$found" >&2
   exit 1
 fi
-echo "no out-of-line SIMD intrinsics in $bin"
+# The kernels of a pass are #[inline(always)]; a standalone copy of one (or of a closure inside
+# one, as when a buffer was borrowed inside the dispatch) ran 5x slower, as plain SSE2 code.
+kernels=$(nm -C "$bin" | grep -E '^[0-9a-f]+ [tT] bilevel::problems::logistic::LogisticData::(multi_native|multi_block|multi_sparse|multi_dense|pass_with|binary_pass|binary_block|hess_block)' || true)
+if [ -n "$kernels" ]; then
+  echo "out-of-line pass kernels in $bin:" >&2
+  echo "$kernels" | cut -c1-200 >&2
+  exit 1
+fi
+echo "no out-of-line SIMD intrinsics or pass kernels in $bin"

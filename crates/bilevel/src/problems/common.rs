@@ -81,12 +81,27 @@ pub(crate) fn check_batch(batch: Batch<'_>, n: usize, what: &str) {
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+    static NATIVE_SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with a zeroed per-thread scratch slice of length `len`. The buffer is kept between
 /// calls, so steady-state oracle calls do not allocate. Not reentrant (oracles do not nest).
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+    scratch_from(&SCRATCH, len, f)
+}
+
+/// [`with_scratch`] with a second per-thread buffer: for the model copies of a pass, taken
+/// before the SIMD dispatch so that the pass itself may still use [`with_scratch`].
+pub(crate) fn with_native_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    scratch_from(&NATIVE_SCRATCH, len, f)
+}
+
+fn scratch_from<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<f64>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f64]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             if buf.len() < len {
                 buf.resize(len, 0.0);

@@ -30,7 +30,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::common::{check_batch, with_scratch};
+use super::common::{check_batch, with_native_scratch, with_scratch};
 use super::kernels::{
     self, LANES, Lanes, LanesMut, Simd8, WithLanes, axpy_full, axpy_row, axpy2_row, dot_full,
     dot_row, dot2_row, padded_len,
@@ -614,6 +614,10 @@ struct PassOp<'a, 'o, 'p, W> {
     grad: Option<&'o mut [f64]>,
     hvp: Option<&'o mut [f64]>,
     on_sample: Option<OnSample<'p>>,
+    /// Room for the model copies of the multiclass kernels ([`LogisticData::native_len`]),
+    /// taken before the dispatch: a buffer borrowed inside it would put the kernel in a
+    /// closure compiled without the dispatch's instruction set (it ran 5× slower).
+    native: &'o mut [f64],
 }
 
 impl<W: Fn(usize) -> f64 + Sync> WithLanes for PassOp<'_, '_, '_, W> {
@@ -631,8 +635,15 @@ impl<W: Fn(usize) -> f64 + Sync> WithLanes for PassOp<'_, '_, '_, W> {
     }
     #[inline(always)]
     fn run<S: Simd8>(self, s: S) -> f64 {
-        self.data
-            .pass_with(s, &self.job, self.rows, self.grad, self.hvp, self.on_sample)
+        self.data.pass_with(
+            s,
+            &self.job,
+            self.rows,
+            self.grad,
+            self.hvp,
+            self.on_sample,
+            self.native,
+        )
     }
 }
 
@@ -817,14 +828,36 @@ impl LogisticData {
             inv: 1.0 / rows.len().max(1) as f64,
             want_loss,
         };
-        kernels::dispatch_lanes(PassOp {
-            data: self,
-            job,
-            rows,
-            grad,
-            hvp,
-            on_sample,
+        let copies =
+            1 + usize::from(v.is_some()) + usize::from(grad.is_some()) + usize::from(hvp.is_some());
+        let native_len = self.native_len().map_or(0, |len| copies * len);
+        with_native_scratch(native_len, |native| {
+            kernels::dispatch_lanes(PassOp {
+                data: self,
+                job,
+                rows,
+                grad,
+                hvp,
+                on_sample,
+                native,
+            })
         })
+    }
+
+    /// The length of the model in the native layout of the multiclass kernels (class-major
+    /// padded rows for dense designs, feature rows padded to whole lane chunks for CSR with
+    /// K ≤ 32); `None` where the pass works on the model as it is.
+    fn native_len(&self) -> Option<usize> {
+        match (&self.store, &self.targets) {
+            (_, Targets::Binary(_)) => None,
+            (Store::Dense(r), Targets::Multiclass { k, .. }) => {
+                Some(k * r.stride + if self.intercept { *k } else { 0 })
+            }
+            (Store::Sparse(_), Targets::Multiclass { k, .. }) => {
+                let nv = k.div_ceil(LANES);
+                (nv <= 4).then(|| self.model_rows() * nv * LANES)
+            }
+        }
     }
 
     /// [`pass`](Self::pass) with the instruction set `s`.
@@ -837,6 +870,7 @@ impl LogisticData {
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
         on_sample: Option<OnSample<'_>>,
+        native: &mut [f64],
     ) -> f64 {
         match (&self.store, &self.targets) {
             (Store::Dense(r), Targets::Binary(labels)) => match r.stride / LANES {
@@ -886,13 +920,21 @@ impl LogisticData {
                 self.binary_pass(s, r, labels, job, rows, grad, hvp, on_sample)
             }
             (Store::Dense(r), Targets::Multiclass { class, k }) => {
-                self.multi_dense(s, r, class, *k, job, rows, grad, hvp, on_sample)
+                self.multi_dense(s, r, class, *k, job, rows, grad, hvp, on_sample, native)
             }
             (Store::Sparse(r), Targets::Multiclass { class, k }) => match k.div_ceil(LANES) {
-                1 => self.multi_sparse::<1, S, W>(s, r, class, *k, job, rows, grad, hvp, on_sample),
-                2 => self.multi_sparse::<2, S, W>(s, r, class, *k, job, rows, grad, hvp, on_sample),
-                3 => self.multi_sparse::<3, S, W>(s, r, class, *k, job, rows, grad, hvp, on_sample),
-                4 => self.multi_sparse::<4, S, W>(s, r, class, *k, job, rows, grad, hvp, on_sample),
+                1 => self.multi_sparse::<1, S, W>(
+                    s, r, class, *k, job, rows, grad, hvp, on_sample, native,
+                ),
+                2 => self.multi_sparse::<2, S, W>(
+                    s, r, class, *k, job, rows, grad, hvp, on_sample, native,
+                ),
+                3 => self.multi_sparse::<3, S, W>(
+                    s, r, class, *k, job, rows, grad, hvp, on_sample, native,
+                ),
+                4 => self.multi_sparse::<4, S, W>(
+                    s, r, class, *k, job, rows, grad, hvp, on_sample, native,
+                ),
                 _ => {
                     let bias_at = self.d * k;
                     self.drive(
@@ -927,6 +969,7 @@ impl LogisticData {
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
         on_sample: Option<OnSample<'_>>,
+        native: &mut [f64],
     ) -> f64 {
         let (kp, model_rows) = (NV * LANES, self.model_rows());
         let layout = NativeLayout {
@@ -936,7 +979,9 @@ impl LogisticData {
             from_native: |n: &[f64], out: &mut [f64]| from_padded_rows(n, model_rows, k, kp, out),
         };
         let ops = PaddedCsr::<NV> { m: r };
-        self.multi_native(s, &ops, class, k, &layout, job, rows, grad, hvp, on_sample)
+        self.multi_native(
+            s, &ops, class, k, &layout, job, rows, grad, hvp, on_sample, native,
+        )
     }
 
     /// The multiclass pass in the native layout of `ops`: W (and V) are copied in, the blocks
@@ -956,11 +1001,13 @@ impl LogisticData {
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
         on_sample: Option<OnSample<'_>>,
+        scratch: &mut [f64],
     ) -> f64 {
         let native = layout.len;
         let n_in = 1 + usize::from(job.v.is_some());
         let n_out = usize::from(grad.is_some()) + usize::from(hvp.is_some());
-        with_scratch((n_in + n_out) * native, |buf| {
+        {
+            let buf = &mut scratch[..(n_in + n_out) * native];
             let (inputs, outputs) = buf.split_at_mut(n_in * native);
             let (w_n, v_n) = inputs.split_at_mut(native);
             (layout.to_native)(job.w, w_n);
@@ -1000,7 +1047,7 @@ impl LogisticData {
                 (layout.from_native)(&h_n[..native], h);
             }
             total
-        })
+        }
     }
 
     /// The number of parallel blocks of a pass over `rows` with outputs of length `len`.
@@ -1275,6 +1322,7 @@ impl LogisticData {
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
         on_sample: Option<OnSample<'_>>,
+        native: &mut [f64],
     ) -> f64 {
         let (d, stride, intercept) = (self.d, r.stride, self.intercept);
         // Native layout: k rows of `stride` (class-major, zero-padded), then the k biases.
@@ -1286,7 +1334,9 @@ impl LogisticData {
                 from_class_major(n, d, k, stride, intercept, out)
             },
         };
-        self.multi_native(s, r, class, k, &layout, job, rows, grad, hvp, on_sample)
+        self.multi_native(
+            s, r, class, k, &layout, job, rows, grad, hvp, on_sample, native,
+        )
     }
 
     /// The multiclass kernel on one block of rows, in the native layout of `r` (biases at
