@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bilevel::core::{Batch, Fused, Objective, Problem, Reference, Vector, VectorExt};
 use bilevel::problems::ProblemConfig;
 use bilevel::problems::common::NewtonReference;
-use bilevel::problems::common::ReferenceConfig;
+use bilevel::problems::common::{ADJOINT_PCG_MAX_PRODUCTS, ReferenceConfig};
 use bilevel::problems::logreg_hpo::LogregHpoConfig;
 
 fn ijcnn1(reference: ReferenceConfig) -> Problem {
@@ -181,6 +181,60 @@ fn warm_chord_path_is_taken_near_the_last_point_and_stays_exact() {
             _ => assert_eq!(paths.dense_newton, 1, "far jump falls back, {paths:?}"),
         }
     }
+}
+
+/// From `adjoint_pcg_min` up (forced here at dim y = 22; the default, 128, is where a dense
+/// Hessian pass starts to cost more than the products), warm evaluations solve the adjoint by CG
+/// preconditioned with the kept Hessian: no new dense Hessian (a dense Hessian is counted as a
+/// value on g; warm evaluations have none), at most `ADJOINT_PCG_MAX_PRODUCTS` Hessian-vector
+/// products, and the same ∇F as the tight Newton-CG solve to 1e-8 (the tolerance argument of
+/// the file header: the adjoint is solved to relative residual 1e-12).
+#[test]
+fn preconditioned_adjoint_skips_the_dense_hessian_and_stays_exact() {
+    let no_reference = ReferenceConfig {
+        enabled: false,
+        ..Default::default()
+    };
+    let problem = Arc::new(ijcnn1(no_reference));
+    let (x0, y0) = problem.start();
+    let reference = NewtonReference::new(
+        Arc::new(Side(problem.clone(), false)),
+        Arc::new(Side(problem.clone(), true)),
+        Vector::zeros(y0.nrows()),
+        ReferenceConfig {
+            adjoint_pcg_min: 1,
+            ..Default::default()
+        },
+    );
+    let slow = ijcnn1(ReferenceConfig {
+        dense_max: 0,
+        tol: 1e-13,
+        ..Default::default()
+    });
+    for (i, step) in [0.0, 0.01, 0.02, 0.03].into_iter().enumerate() {
+        let mut x = x0.clone();
+        for (j, v) in x.as_mut_slice().iter_mut().enumerate() {
+            *v += if j % 2 == 0 { step } else { -step };
+        }
+        let before = problem.counts();
+        let fast = reference.evaluate(&x).unwrap();
+        let used = problem.counts().since(&before).g;
+        let tight = slow.reference().unwrap().evaluate(&x).unwrap();
+        let err = relative(&fast.hypergradient, &tight.hypergradient);
+        assert!(err <= 1e-8, "point {i}: ∇F relative error {err:e}");
+        if i > 0 {
+            assert_eq!(
+                used.value, 0,
+                "point {i}: a dense Hessian was formed, {used:?}"
+            );
+            assert!(
+                used.hvp_yy as usize <= ADJOINT_PCG_MAX_PRODUCTS,
+                "point {i}: {used:?}"
+            );
+        }
+    }
+    let paths = reference.paths();
+    assert!(paths.chord_pcg >= 3, "{paths:?}");
 }
 
 /// When dense Newton stalls (here: cut off after one step), the evaluation starts again from the

@@ -8,7 +8,7 @@ pub mod gd;
 pub mod lanczos;
 pub mod neumann;
 
-pub use cg::{CgParams, CgWorkspace, cg, cg_in_place};
+pub use cg::{CgParams, CgWorkspace, cg, cg_in_place, pcg_in_place};
 pub use gd::{GdParams, GdWorkspace, gd_in_place};
 pub use lanczos::{
     SingularTridiagonal, TridiagonalMethod, TridiagonalWorkspace, solve_tridiagonal,

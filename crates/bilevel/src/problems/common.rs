@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::error::{Error, Result};
 use crate::core::{Batch, Fused, Objective, Reference, ReferencePoint, Vector, VectorExt};
 use crate::data::{CsrMatrix, DenseMatrix, Design};
-use crate::linsolve::{CgParams, CgWorkspace, cg_in_place};
+use crate::linsolve::{CgParams, CgWorkspace, cg_in_place, pcg_in_place};
 use faer::linalg::solvers::Solve as _;
 
 /// Row access used by the per-row streaming loops of the least-squares oracles (the logistic
@@ -168,7 +168,18 @@ pub struct ReferenceConfig {
     /// dim y is at most this and the inner objective provides a dense Hessian; 0: always
     /// Newton-CG with Hessian-vector products.
     pub dense_max: usize,
+    /// From this dim y up, a warm quasi-Newton evaluation solves the adjoint by conjugate
+    /// gradients preconditioned with the kept Hessian H₀ (exact Hessian-vector products at
+    /// y*), and forms a new dense Hessian only when that takes more than
+    /// [`ADJOINT_PCG_MAX_PRODUCTS`] products. A dense Hessian pass costs about dim y products
+    /// (times the row density): at dim y = 385 (covtype's 7 classes) it is 95 % of an
+    /// evaluation. Below, the exact Hessian at y* is formed as before.
+    pub adjoint_pcg_min: usize,
 }
+
+/// Hessian-vector products the preconditioned adjoint solve may take before the warm dense
+/// path forms the exact Hessian at y* instead (see [`ReferenceConfig::adjoint_pcg_min`]).
+pub const ADJOINT_PCG_MAX_PRODUCTS: usize = 12;
 
 impl Default for ReferenceConfig {
     fn default() -> Self {
@@ -178,6 +189,7 @@ impl Default for ReferenceConfig {
             accept: 1e-7,
             max_newton: 60,
             dense_max: 512,
+            adjoint_pcg_min: 128,
         }
     }
 }
@@ -216,6 +228,9 @@ pub struct ReferencePaths {
     /// Dense Newton failed from the warm start: damped Newton, then Newton-CG, from the cold
     /// start.
     pub fallback: usize,
+    /// Of the `chord` evaluations: the adjoint solved by conjugate gradients preconditioned
+    /// with H₀ (no dense Hessian formed; see [`ReferenceConfig::adjoint_pcg_min`]).
+    pub chord_pcg: usize,
 }
 
 /// The exact bilevel quantities by high-accuracy solves on the full batch, for problems without
@@ -246,7 +261,12 @@ pub struct ReferencePaths {
 /// plus one step of iterative refinement (one pass over the data, where conjugate gradients
 /// would take several Hessian-vector products), and the Hessian is kept as the next H₀. The
 /// stopping rules are those of the other paths, so the result is as exact; only the work
-/// differs ([`NewtonReference::paths`] counts which path ran).
+/// differs ([`NewtonReference::paths`] counts which path ran). From dim y =
+/// [`ReferenceConfig::adjoint_pcg_min`] up, a dense Hessian pass costs more than the
+/// Hessian-vector products a well-preconditioned solve needs: the steps stop computing the
+/// exact Hessian, and the adjoint is solved by conjugate gradients preconditioned with H₀ (to
+/// relative residual 1e-12); only when that does not converge within
+/// [`ADJOINT_PCG_MAX_PRODUCTS`] products is the exact Hessian formed at y* (and kept as H₀).
 ///
 /// Warm start: the last y* and v are kept (behind a mutex, per problem instance) and start the
 /// next evaluation; the last point is cached, so evaluating the same x twice costs nothing.
@@ -382,6 +402,7 @@ impl NewtonReference {
         // ‖∇ᵧg‖ shrinks by about this factor per step (the last step's; none measured yet).
         let mut rate = 1.0;
         let mut steps = 0;
+        let pcg_adjoint = dy >= self.config.adjoint_pcg_min;
         while gnorm > self.config.tol {
             if steps == self.config.max_newton || !gnorm.is_finite() {
                 return Ok(None);
@@ -393,7 +414,7 @@ impl NewtonReference {
             // A step expected to converge computes the exact Hessian in the same pass as the
             // gradient: the adjoint solve below needs it at y*, and a pass that computes both
             // costs less than two passes.
-            let tn = if gnorm * rate <= self.config.tol {
+            let tn = if !pcg_adjoint && gnorm * rate <= self.config.tol {
                 let fused = g
                     .value_grad_hess_yy(x, &trial, Batch::Full, &mut trial_grad, &mut trial_hess)
                     .is_some();
@@ -433,6 +454,26 @@ impl NewtonReference {
         // when the last step computed it; cheaper than the handful of Hessian-vector products
         // preconditioned CG would take), plus one step of iterative refinement. The exact
         // Hessian replaces the quasi-Newton H₀ as the next evaluation's starting Hessian.
+        if pcg_adjoint && !exact_at_y {
+            let (value, fx, fy) = self.outer_pass(x, y);
+            let mut v = llt.solve(&fy);
+            let mut ws = CgWorkspace::new(dy);
+            let info = pcg_in_place(
+                |p, out| g.hvp_yy(x, y, p, Batch::Full, out),
+                |r, z| z.copy_from(llt.solve(r)),
+                &fy,
+                &mut v,
+                &CgParams {
+                    max_iters: ADJOINT_PCG_MAX_PRODUCTS,
+                    rel_tol: 1e-12,
+                },
+                &mut ws,
+            );
+            if info.converged {
+                self.count_path(|p| &mut p.chord_pcg);
+                return Ok(Some((self.assemble(x, y.clone(), &v, value, fx), v)));
+            }
+        }
         if !exact_at_y {
             let Some(hess) = self.dense_hessian(x, y)? else {
                 return Ok(None);

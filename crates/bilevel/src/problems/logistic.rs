@@ -19,9 +19,12 @@
 //!   streamed from such a dense copy too (faster than index gathers), unless the caller asks
 //!   for the storage as given. Multiclass dense kernels work on a class-major copy of W.
 //! - **Minibatches** are read in place through their indices (no gather copies).
-//! - **Full batches** are split into fixed blocks of rows (their number depends on n and the
-//!   output size only, not on the thread count), the blocks run in parallel (rayon), and the
-//!   block sums are added in block order: results are deterministic and use every core.
+//! - **Threads**: full batches are split into fixed blocks of rows; their number depends on n
+//!   and the model size only, never on the thread count. The blocks run in parallel (rayon),
+//!   their sums are added in block order and per-sample callbacks run in row order
+//!   afterwards: results are the same bits with any number of threads (`RAYON_NUM_THREADS=1`
+//!   included) and full passes use every core. Minibatches (below 2,048 rows) run on one
+//!   thread (see `LogisticData::blocks` for the measurement).
 //! - **SIMD**: every pass runs under `kernels::dispatch` (AVX-512 or AVX2 when available, capped
 //!   by `BILEVEL_SIMD`); values do not depend on the instruction set (`tests/simd_levels.rs`).
 
@@ -61,6 +64,8 @@ pub const DENSE_DENSITY: f64 = 0.25;
 const CHUNK: usize = 32;
 /// Full batches with fewer multiply-adds than this run on one thread.
 const PAR_MIN_WORK: usize = 1 << 16;
+/// Values recorded per sample by a parallel block: (i, ℓᵢ, ∇ℓᵢ·v, 1/|B|).
+const SAMPLE_RECORD: usize = 4;
 /// Rows per parallel block of a full batch (before the caps below).
 const BLOCK_ROWS: usize = 2048;
 /// At most this many parallel blocks.
@@ -1050,16 +1055,20 @@ impl LogisticData {
         }
     }
 
-    /// The number of parallel blocks of a pass over `rows` with outputs of length `len`.
-    fn blocks(&self, rows: RowSet<'_>, len: usize, per_sample: bool) -> usize {
-        match rows {
-            RowSet::Range(a, b) if !per_sample => block_count(b - a, self.dim(), len),
-            _ => 1,
-        }
+    /// The number of parallel blocks of a pass over `rows` with outputs of length `len`. It
+    /// depends on the shape only (never on the thread count), so results do not either.
+    /// Minibatches run in one block: splitting a 64-row batch of the hyper-cleaning shape in
+    /// two took longer with two threads than in one piece (276 → 395 µs per SOBA step), as
+    /// each block zeroes and adds back a partial output of the whole model (2 × 12,560
+    /// entries) for ~70 µs of work.
+    fn blocks(&self, rows: RowSet<'_>, len: usize) -> usize {
+        block_count(rows.len(), self.dim(), len)
     }
 
     /// Runs `block` over `rows` into the (zeroed) outputs: in one piece, or in parallel blocks
-    /// whose partial sums are added in block order. Returns the summed scalar.
+    /// whose partial sums are added in block order. Returns the summed scalar. With parallel
+    /// blocks, each block records its per-sample values, and `on_sample` is called afterwards
+    /// in row order, as in one piece.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn drive<S: Simd8>(
@@ -1084,32 +1093,43 @@ impl LogisticData {
             grad: grad.is_some(),
             hvp: hvp.is_some(),
         };
-        let nb = self.blocks(rows, len, on_sample.is_some());
-        let RowSet::Range(start, end) = rows else {
-            return block(rows, grad, hvp, on_sample);
-        };
+        let nb = self.blocks(rows, len);
         if nb == 1 {
             return block(rows, grad, hvp, on_sample);
         }
-        let plen = layout.partial();
-        let n = end - start;
+        let n = rows.len();
+        let outputs = layout.partial();
+        // Per block: the partial outputs and sum, then (i, ℓᵢ, ∇ℓᵢ·v, 1/|B|) per row.
+        let records = if on_sample.is_some() {
+            SAMPLE_RECORD * n.div_ceil(nb)
+        } else {
+            0
+        };
+        let plen = outputs + records;
         with_scratch(nb * plen, |partials| {
             partials
                 .par_chunks_mut(plen)
                 .enumerate()
                 .for_each(|(b, part)| {
                     let range = block_range(b, nb, n);
+                    let sub = match rows {
+                        RowSet::Range(start, _) => {
+                            RowSet::Range(start + range.start, start + range.end)
+                        }
+                        RowSet::Indices(idx) => RowSet::Indices(&idx[range]),
+                    };
+                    let (part, recs) = part.split_at_mut(outputs);
                     let (g, h) = layout.split(part);
-                    part[plen - 1] = s.run(
+                    let mut at = 0;
+                    let mut record = |i: usize, loss: f64, dd: f64, inv: f64| {
+                        recs[at..at + SAMPLE_RECORD].copy_from_slice(&[i as f64, loss, dd, inv]);
+                        at += SAMPLE_RECORD;
+                    };
+                    let recorder: Option<OnSample<'_>> =
+                        if records > 0 { Some(&mut record) } else { None };
+                    part[outputs - 1] = s.run(
                         #[inline(always)]
-                        || {
-                            block(
-                                RowSet::Range(start + range.start, start + range.end),
-                                g,
-                                h,
-                                None,
-                            )
-                        },
+                        || block(sub, g, h, recorder),
                     );
                 });
             let mut total = 0.0;
@@ -1121,7 +1141,18 @@ impl LogisticData {
                 if let (Some(out), Some(p)) = (hvp.as_deref_mut(), h) {
                     kernels_add(out, p);
                 }
-                total += part[plen - 1];
+                total += part[outputs - 1];
+            }
+            if let Some(f) = on_sample {
+                for (b, part) in partials.chunks_exact(plen).enumerate() {
+                    let rows_in_block = block_range(b, nb, n).len();
+                    for r in part[outputs..]
+                        .chunks_exact(SAMPLE_RECORD)
+                        .take(rows_in_block)
+                    {
+                        f(r[0] as usize, r[1], r[2], r[3]);
+                    }
+                }
             }
             total
         })
@@ -1357,9 +1388,9 @@ impl LogisticData {
         mut hvp: Option<&mut [f64]>,
         mut on_sample: Option<OnSample<'_>>,
     ) -> f64 {
-        // z, u, c_grad, c_hvp for GROUP rows, and p for one.
-        let size = (4 * GROUP + 1) * k;
-        let mut stack = [0.0; (4 * GROUP + 1) * STACK_K];
+        // z, u, c_grad, c_hvp and p for GROUP rows.
+        let size = 5 * GROUP * k;
+        let mut stack = [0.0; 5 * GROUP * STACK_K];
         let mut heap = Vec::new();
         let buf: &mut [f64] = if k <= STACK_K {
             &mut stack[..size]
@@ -1400,24 +1431,34 @@ impl LogisticData {
                         }
                     }
                 }
-                for (q, &i) in group.iter().enumerate() {
+                // p = softmax z: the shifted outputs of the whole group first, then one
+                // exponential loop over all of them (it vectorises; per row, K = 7 or 10 is too
+                // short), then each row's sum in class order (the same values as row by row).
+                let mut maxes = [0.0; GROUP];
+                for (q, max) in maxes[..m].iter_mut().enumerate() {
                     let zq = &mut z[q * k..(q + 1) * k];
-                    let uq = &mut u[q * k..(q + 1) * k];
-                    let wi = (job.weight)(i) * job.inv;
                     if self.intercept {
                         for (zc, &b) in zq.iter_mut().zip(&job.w[bias_at..bias_at + k]) {
                             *zc += b;
                         }
                     }
-                    // p = softmax z, lse = log Σ exp z.
+                    *max = zq.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                    for (pc, &zz) in p[q * k..(q + 1) * k].iter_mut().zip(zq.iter()) {
+                        *pc = zz - *max;
+                    }
+                }
+                for pc in p[..m * k].iter_mut() {
+                    *pc = kernels::exp(*pc);
+                }
+                for (q, &i) in group.iter().enumerate() {
+                    let zq = &mut z[q * k..(q + 1) * k];
+                    let uq = &mut u[q * k..(q + 1) * k];
+                    let p = &mut p[q * k..(q + 1) * k];
+                    let wi = (job.weight)(i) * job.inv;
                     let cls = class[i] as usize;
                     let zc = zq[cls];
-                    let max = zq.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-                    let mut sum = 0.0;
-                    for (pc, &zz) in p.iter_mut().zip(zq.iter()) {
-                        *pc = kernels::exp(zz - max);
-                        sum += *pc;
-                    }
+                    let max = maxes[q];
+                    let sum: f64 = p.iter().fold(0.0, |a, &b| a + b);
                     let inv_sum = 1.0 / sum;
                     for pc in p.iter_mut() {
                         *pc *= inv_sum;
@@ -2255,6 +2296,125 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// (loss, ∇, ∇²·v, per-sample (i, ℓᵢ, ∇ℓᵢ·v)) of one pass.
+    type PassResult = (f64, Vec<f64>, Vec<f64>, Vec<(usize, f64, f64)>);
+
+    /// Full passes large enough to run as parallel blocks (here 2 blocks of 3,000 rows) give the
+    /// same bits on one thread and on two, call the per-sample callback once per row in row
+    /// order, and agree with the naive reference to 1e-12 relative (multiclass, dense and CSR;
+    /// binary dense).
+    #[test]
+    fn parallel_blocks_give_the_same_bits_on_one_and_two_threads() {
+        let (n, d, k) = (6000, 12, 7);
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut uniform = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let x: Vec<f64> = (0..n * d)
+            .map(|_| {
+                let keep = uniform() >= 0.5;
+                let value = 2.0 * uniform() - 1.0;
+                if keep { value } else { 0.0 }
+            })
+            .collect();
+        let class: Vec<u32> = (0..n).map(|i| ((i * 5 + 3) % k) as u32).collect();
+        let labels: Vec<f64> = (0..n)
+            .map(|i| if i % 3 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let dense = DenseMatrix::new(n, d, x.clone()).unwrap();
+        let (mut indptr, mut indices, mut values) = (vec![0], Vec::new(), Vec::new());
+        for i in 0..n {
+            for j in 0..d {
+                if x[i * d + j] != 0.0 {
+                    indices.push(j as u32);
+                    values.push(x[i * d + j]);
+                }
+            }
+            indptr.push(indices.len());
+        }
+        let csr = CsrMatrix::new(n, d, indptr, indices, values).unwrap();
+        let multi = || Targets::Multiclass {
+            class: class.clone(),
+            k,
+        };
+        let cases = [
+            LogisticData::with_storage(Design::Dense(dense.clone()), multi(), true, true),
+            LogisticData::with_storage(Design::Sparse(csr), multi(), true, false),
+            LogisticData::with_storage(Design::Dense(dense), Targets::Binary(labels), false, true),
+        ];
+        let weight = |i: usize| 0.5 + (i % 4) as f64 * 0.25;
+        for (case, data) in cases.iter().enumerate() {
+            let dim = data.dim();
+            assert!(
+                data.blocks(RowSet::Range(0, n), 2 * dim) >= 2,
+                "case {case}: one block"
+            );
+            let y: Vec<f64> = (0..dim).map(|_| uniform() - 0.5).collect();
+            let v: Vec<f64> = (0..dim).map(|_| uniform() - 0.5).collect();
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let (mut g, mut h, mut per) = (vec![0.0; dim], vec![0.0; dim], Vec::new());
+                    let mut record = |i: usize, l: f64, dd: f64, _: f64| per.push((i, l, dd));
+                    let loss = data.pass(
+                        &y,
+                        Some(&v),
+                        Batch::Full,
+                        weight,
+                        true,
+                        Some(&mut g),
+                        Some(&mut h),
+                        Some(&mut record),
+                    );
+                    (loss, g, h, per)
+                })
+            };
+            let one = run(1);
+            let two = run(2);
+            let bits = |r: &PassResult| {
+                let mut b = vec![r.0.to_bits()];
+                b.extend(r.1.iter().chain(&r.2).map(|a| a.to_bits()));
+                b.extend(
+                    r.3.iter()
+                        .flat_map(|&(i, l, dd)| [i as u64, l.to_bits(), dd.to_bits()]),
+                );
+                b
+            };
+            assert_eq!(
+                bits(&one),
+                bits(&two),
+                "case {case}: 1 and 2 threads differ"
+            );
+            let order: Vec<usize> = one.3.iter().map(|r| r.0).collect();
+            assert_eq!(
+                order,
+                (0..n).collect::<Vec<_>>(),
+                "case {case}: callback order"
+            );
+            if case < 2 {
+                let rows: Vec<usize> = (0..n).collect();
+                let (loss, g, h, per) = naive_multi(&x, d, &class, k, true, &y, &v, &rows, weight);
+                let close = |a: f64, b: f64, scale: f64| (a - b).abs() <= 1e-12 * scale;
+                assert!(close(loss, one.0, loss.abs()), "case {case}: loss");
+                let gs = g.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+                let hs = h.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+                for j in 0..dim {
+                    assert!(close(g[j], one.1[j], gs), "case {case}: grad[{j}]");
+                    assert!(close(h[j], one.2[j], hs), "case {case}: hvp[{j}]");
+                }
+                for (&(l, dd), &(_, l2, dd2)) in per.iter().zip(&one.3) {
+                    assert!(close(l, l2, l.abs().max(1.0)) && close(dd, dd2, dd.abs().max(1.0)));
                 }
             }
         }
