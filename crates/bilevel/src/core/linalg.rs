@@ -124,10 +124,32 @@ impl VectorExt for Vector {
         self.as_slice().iter().all(|v| v.is_finite())
     }
     fn max_abs(&self) -> f64 {
-        self.as_slice().iter().fold(
-            0.0_f64,
-            |m, &v| if v.is_nan() { f64::NAN } else { m.max(v.abs()) },
-        )
+        // Eight independent lanes with a sticky NaN (a select, not a branch): it vectorises,
+        // where one running fold did not (28 µs per call at the hyper-cleaning shape's 28k
+        // entries, 7 % of a run's time in the runner's divergence check).
+        #[inline(always)]
+        fn step(m: f64, v: f64) -> f64 {
+            let a = v.abs();
+            if a > m || a.is_nan() { a } else { m }
+        }
+        let s = self.as_slice();
+        let (chunks, tail) = s.as_chunks::<8>();
+        let mut lanes = [0.0_f64; 8];
+        for c in chunks {
+            for (m, &v) in lanes.iter_mut().zip(c) {
+                *m = step(*m, v);
+            }
+        }
+        for &v in tail {
+            lanes[0] = step(lanes[0], v);
+        }
+        lanes.iter().fold(0.0_f64, |m, &l| {
+            if m.is_nan() || l.is_nan() {
+                f64::NAN
+            } else {
+                m.max(l)
+            }
+        })
     }
 }
 
@@ -383,6 +405,19 @@ mod tests {
         assert_eq!(a.norm_sq(), 55.0);
         assert_eq!(from_slice(&[-3.0, 2.0]).max_abs(), 3.0);
         assert!(from_slice(&[f64::NAN]).max_abs().is_nan());
+        // Longer than one 8-lane chunk: the maximum in a chunk or in the tail, a NaN anywhere
+        // (also before a larger value), an infinity.
+        let mut v: Vec<f64> = (0..21).map(|i| (i as f64 - 10.0) * 0.5).collect();
+        assert_eq!(from_slice(&v).max_abs(), 5.0);
+        v[19] = -7.5;
+        assert_eq!(from_slice(&v).max_abs(), 7.5);
+        for at in [0, 9, 20] {
+            let mut w = v.clone();
+            w[at] = f64::NAN;
+            assert!(from_slice(&w).max_abs().is_nan(), "NaN at {at}");
+        }
+        v[3] = f64::NEG_INFINITY;
+        assert_eq!(from_slice(&v).max_abs(), f64::INFINITY);
     }
 
     #[test]
