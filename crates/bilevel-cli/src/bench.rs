@@ -161,6 +161,10 @@ pub struct ShapeResult {
 pub struct BenchReport {
     /// CPUs visible to the process.
     pub cpus: usize,
+    /// Threads of the pool that full passes run on (rayon; `RAYON_NUM_THREADS` sets it).
+    /// Results do not depend on it: blocks are fixed by the shape, sums added in block order.
+    #[serde(default)]
+    pub threads: usize,
     /// CPU model (from /proc/cpuinfo), if known.
     pub cpu_model: String,
     /// Instruction set the data kernels ran with (`plain`, `avx2`, `avx512`; cap it with
@@ -367,6 +371,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         }
     }
     let mut report = BenchReport {
+        threads: rayon::current_num_threads(),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
@@ -640,7 +645,9 @@ pub fn table(report: &BenchReport) -> String {
     }
     out.push_str(&format!(
         "{} CPU(s), {}, kernels {}; {} warm-up + {} x {} iterations, batch {}; \
-         random-block read bandwidth {:.1} GB/s\n",
+         random-block read bandwidth {:.1} GB/s\n\
+         threads: {} (full passes and exact evaluations use them all, minibatch steps one; \
+         results are the same bits with any thread count)\n",
         report.cpus,
         report.cpu_model,
         report.simd,
@@ -648,7 +655,8 @@ pub fn table(report: &BenchReport) -> String {
         report.repeats,
         report.iters,
         report.batch_size,
-        report.block_read_gbs
+        report.block_read_gbs,
+        report.threads,
     ));
     for shape in &report.shapes {
         out.push_str(&format!(

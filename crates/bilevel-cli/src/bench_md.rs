@@ -1,7 +1,8 @@
-//! `bilevel bench-md`: writes `BENCHMARKS.md` from the JSON reports of `bilevel bench --json`,
-//! with the reference figures of the JAX and PyTorch implementations and the ratio to each.
-//! Nothing in the tables is typed by hand: every figure of ours comes from a JSON file, and the
-//! reference figures come from [`REFERENCES`].
+//! `bilevel bench-md`: writes `BENCHMARKS.md` from the JSON reports of `bilevel bench --json`
+//! and, for ratios, the peer timing files of the same sitting (the output of
+//! `../shared/peers/jax_timing.py`, as `benchmarks/peer-sitting.sh` writes them). Nothing in the
+//! tables is typed by hand, and no peer figure is "measured elsewhere": a ratio is shown only
+//! between a peer file and a report given together.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,57 +11,100 @@ use anyhow::{Context, Result, bail};
 
 use crate::bench::{BenchReport, SCALING_BATCHES, SCALING_FEATURES, read_floor_us};
 
-/// A per-iteration reference figure, measured elsewhere on a 2-core machine of the same class
-/// (ijcnn1 shape, minibatch 64, timing synchronised).
-pub struct ReferenceFigure {
-    /// Our solver kind.
-    pub solver: &'static str,
-    /// The implementation measured.
-    pub implementation: &'static str,
-    /// µs per iteration (low end of the reported range).
-    pub low_us: f64,
-    /// µs per iteration (high end; equal to `low_us` for a single figure).
-    pub high_us: f64,
-    /// The speed-up the project aims for.
-    pub target: f64,
+/// The per-iteration speed-up over the peer the project aims for, per shape (issue 16).
+fn target(shape: &str) -> Option<f64> {
+    match shape {
+        "ijcnn1-shape" => Some(4.0),
+        "covtype-shape" | "hyperclean-shape" => Some(2.0),
+        _ => None,
+    }
 }
 
-/// The reference figures of the performance issue.
-pub const REFERENCES: &[ReferenceFigure] = &[
-    jax("soba", 7.0, 7.0),
-    jax("fsla", 10.0, 10.0),
-    jax("srba", 12.0, 12.0),
-    jax("saba", 21.0, 44.0),
-    jax("ttsa", 26.0, 26.0),
-    jax("sustain", 29.0, 29.0),
-    jax("bsa", 48.0, 48.0),
-    jax("stocbio", 52.0, 52.0),
-    jax("mrbo", 55.0, 55.0),
-    jax("amigo", 58.0, 58.0),
-    jax("f2sa", 79.0, 79.0),
-    jax("vrbo", 410.0, 410.0),
-    ReferenceFigure {
-        solver: "aid_cg",
-        implementation: "PyTorch (TorchOpt, Betty, BOAT), outer iteration = 10 GD + 10 CG",
-        low_us: 2_700.0,
-        high_us: 5_800.0,
-        target: 100.0,
-    },
-];
+/// One peer timing file: the output of `jax_timing.py` for one shape, with the `# key: value`
+/// lines a sitting script puts before it (date, the benchmark's commit, the round).
+#[derive(Clone, Debug)]
+pub struct PeerFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Our shape name (`ijcnn1-shape`, …) for the peer's `ijcnn1`, ….
+    pub shape: String,
+    /// The JAX version the file names.
+    pub jax: String,
+    /// The `# key: value` lines.
+    pub notes: Vec<(String, String)>,
+    /// (solver, median, min, max) in µs per iteration.
+    pub solvers: Vec<(String, f64, f64, f64)>,
+}
 
-/// jaxopt's exact evaluation (L-BFGS + implicit differentiation, full batch), ms.
-pub const JAXOPT_EXACT_EVAL_MS: f64 = 44.0;
-/// The speed-up aimed for on the exact evaluation.
-pub const EXACT_EVAL_TARGET: f64 = 10.0;
-
-const fn jax(solver: &'static str, low_us: f64, high_us: f64) -> ReferenceFigure {
-    ReferenceFigure {
-        solver,
-        implementation: "JAX (jit, CPU)",
-        low_us,
-        high_us,
-        target: 5.0,
+/// Parses one peer file; an error names the file and the line.
+fn parse_peer(path: &Path, text: &str) -> Result<PeerFile> {
+    let mut peer = PeerFile {
+        path: path.to_path_buf(),
+        shape: String::new(),
+        jax: String::new(),
+        notes: Vec::new(),
+        solvers: Vec::new(),
+    };
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(note) = line.strip_prefix('#') {
+            if let Some((k, v)) = note.split_once(':') {
+                peer.notes.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("shape ") {
+            let mut parts = rest.split(';').map(str::trim);
+            let shape = parts.next().unwrap_or_default();
+            peer.shape = match shape {
+                "ijcnn1" | "covtype" | "hyperclean" => format!("{shape}-shape"),
+                other => bail!("{}:{}: unknown peer shape `{other}`", path.display(), n + 1),
+            };
+            peer.jax = parts
+                .find_map(|p| p.strip_prefix("jax "))
+                .unwrap_or("?")
+                .to_owned();
+            continue;
+        }
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        if tokens.len() >= 8 && tokens[1] == "median" && tokens[3] == "us/it" {
+            let number = |t: &str| -> Result<f64> {
+                t.trim_matches(|c| c == '[' || c == ']' || c == ',')
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v > 0.0)
+                    .with_context(|| format!("{}:{}: `{t}` is not a time", path.display(), n + 1))
+            };
+            peer.solvers.push((
+                tokens[0].to_owned(),
+                number(tokens[2])?,
+                number(tokens[5])?,
+                number(tokens[7])?,
+            ));
+        }
     }
+    if peer.shape.is_empty() {
+        bail!(
+            "{} is not a peer timing file (no `shape …; jax …` line from jax_timing.py)",
+            path.display()
+        );
+    }
+    if peer.solvers.is_empty() {
+        bail!("{}: no `<solver> median … us/it` line", path.display());
+    }
+    Ok(peer)
+}
+
+/// Reads the peer files.
+pub fn load_peers(paths: &[PathBuf]) -> Result<Vec<PeerFile>> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            parse_peer(path, &text)
+        })
+        .collect()
 }
 
 fn range(low: f64, high: f64, digits: usize) -> String {
@@ -90,19 +134,31 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<(PathBuf, BenchReport)>> {
 }
 
 /// Renders the Markdown.
-pub fn render(reports: &[(PathBuf, BenchReport)], out_name: &Path) -> String {
+pub fn render(reports: &[(PathBuf, BenchReport)], peers: &[PeerFile], out_name: &Path) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
         "Generated by `bilevel bench-md` from the JSON reports of `bilevel bench --json` listed \
          below; do not edit by hand. To regenerate, run each report's command (release build), \
-         then:\n\n```\ntarget/release/bilevel bench-md {} --out {}\n```\n",
+         then:\n\n```\ntarget/release/bilevel bench-md {}{} --out {}\n```\n",
         reports
             .iter()
             .map(|(p, _)| p.display().to_string())
             .collect::<Vec<_>>()
             .join(" "),
+        if peers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " --peers {}",
+                peers
+                    .iter()
+                    .map(|p| p.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        },
         out_name.display()
     );
     let _ = writeln!(md, "## Machine and commands\n");
@@ -134,7 +190,7 @@ pub fn render(reports: &[(PathBuf, BenchReport)], out_name: &Path) -> String {
          figures from one report, and rerun before reading much into a few percent.\n"
     );
 
-    reference_section(&mut md, reports);
+    peer_section(&mut md, reports, peers);
     for (path, r) in reports {
         for shape in &r.shapes {
             let _ = writeln!(
@@ -209,113 +265,123 @@ fn or_dash(v: f64, digits: usize) -> String {
     }
 }
 
-fn reference_section(md: &mut String, reports: &[(PathBuf, BenchReport)]) {
-    let Some((path, report, shape)) = reports.iter().find_map(|(p, r)| {
-        r.shapes
-            .iter()
-            .find(|s| s.shape == "ijcnn1-shape")
-            .map(|s| (p, r, s))
-    }) else {
-        return;
-    };
+fn peer_section(md: &mut String, reports: &[(PathBuf, BenchReport)], peers: &[PeerFile]) {
     let _ = writeln!(
         md,
-        "## Against the reference implementations (ijcnn1 shape, batch {}, `{}`)\n",
-        report.batch_size,
-        path.display()
+        "## Against the reference benchmark's JAX solvers (same sitting)\n"
     );
-    let _ = writeln!(
-        md,
-        "The reference figures were measured elsewhere, on a 2-core machine of the same class, on \
-         data of the ijcnn1 shape with minibatch 64 and synchronised timing; they were not \
-         measured by this command. Speed-up = reference time / our median (a range when the \
-         reference is a range). Ours runs on the real ijcnn1 file (same shape).\n"
-    );
-    let _ = writeln!(
-        md,
-        "The read floor is the data an iteration streams (design rows and targets, counted by \
-         the kernels) divided by this machine's single-thread read bandwidth for random \
-         minibatch blocks out of memory larger than one core's caches ({:.1} GB/s, measured by \
-         the same command): no implementation that reads the same f64 data can run an \
-         iteration faster on this machine, and reference / floor bounds the speed-up any of \
-         them can reach here.\n",
-        report.block_read_gbs
-    );
-    let _ = writeln!(
-        md,
-        "| solver | implementation | reference µs/it | bilevel µs/it (median) | speed-up | target | \
-         met | read floor µs/it | speed-up bound at the floor |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-    for reference in REFERENCES {
-        let ours = shape
-            .solvers
-            .iter()
-            .find(|s| s.solver == reference.solver && s.us_per_iter_median.is_finite());
-        let floor = ours.map_or(f64::NAN, |s| {
-            read_floor_us(s.data_kb_per_iter, report.block_read_gbs)
-        });
-        let bound = if floor.is_finite() {
-            format!(
-                "{}×",
-                range(reference.low_us / floor, reference.high_us / floor, 1)
-            )
-        } else {
-            "–".to_owned()
-        };
-        let (ours_text, speedup, met) = match ours {
-            Some(s) => {
-                let low = reference.low_us / s.us_per_iter_median;
-                let high = reference.high_us / s.us_per_iter_median;
-                (
-                    format!("{:.2}", s.us_per_iter_median),
-                    format!("{}×", range(low, high, 1)),
-                    if low >= reference.target {
-                        "yes"
-                    } else if high >= reference.target {
-                        "against the slow end only"
-                    } else {
-                        "no"
-                    },
-                )
-            }
-            None => ("not in this report".into(), "–".into(), "–"),
-        };
+    if peers.is_empty() {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | ≥ {}× | {} | {} | {} |",
-            reference.solver,
-            reference.implementation,
-            range(reference.low_us, reference.high_us, 0),
-            ours_text,
-            speedup,
-            reference.target,
-            met,
-            or_dash(floor, 2),
-            bound
+            "No peer timing file was given (`--peers`), so this file states no ratio to a peer: \
+             a ratio holds only between timings taken back to back on one machine \
+             (`benchmarks/peer-sitting.sh` takes both).\n"
         );
+        return;
     }
-    if let (Some([median, _, _]), Some(cold)) = (shape.exact_eval_ms, shape.exact_eval_cold_ms) {
+    let _ = writeln!(
+        md,
+        "Peer: the reference benchmark's own solvers at their defaults (JAX, float32, \
+         synchronised; `../shared/peers/jax_timing.py`), timed in the same sitting as the reports \
+         above, alternating peer and bilevel round by round. Ratio = peer µs / bilevel µs per \
+         iteration, round i against round i (files in the order given); the range is over \
+         rounds. Per-iteration cost does not depend on the data values: the covtype and \
+         hyper-cleaning rows use data of the same shape on both sides, ijcnn1 the same file.\n"
+    );
+    let _ = writeln!(md, "| peer file | shape | JAX | notes |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for p in peers {
+        let notes: Vec<String> = p.notes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         let _ = writeln!(
             md,
-            "| exact evaluation (F, ∇F) | jaxopt (L-BFGS + implicit diff.), ms | {:.0} | {:.2} ms \
-             warm, {:.2} ms cold | {:.0}× warm, {:.0}× cold | ≥ {}× | {} | – | – |",
-            JAXOPT_EXACT_EVAL_MS,
-            median,
-            cold,
-            JAXOPT_EXACT_EVAL_MS / median,
-            JAXOPT_EXACT_EVAL_MS / cold,
-            EXACT_EVAL_TARGET,
-            if JAXOPT_EXACT_EVAL_MS / cold >= EXACT_EVAL_TARGET {
-                "yes"
-            } else if JAXOPT_EXACT_EVAL_MS / median >= EXACT_EVAL_TARGET {
-                "warm only"
-            } else {
-                "no"
-            }
+            "| `{}` | {} | {} | {} |",
+            p.path.display(),
+            p.shape,
+            p.jax,
+            notes.join("; ")
         );
     }
     let _ = writeln!(md);
+    let mut shapes: Vec<&str> = Vec::new();
+    for p in peers {
+        if !shapes.contains(&p.shape.as_str()) {
+            shapes.push(&p.shape);
+        }
+    }
+    for shape in shapes {
+        let rounds: Vec<&PeerFile> = peers.iter().filter(|p| p.shape == shape).collect();
+        let ours: Vec<_> = reports
+            .iter()
+            .filter_map(|(_, r)| r.shapes.iter().find(|s| s.shape == shape))
+            .collect();
+        let goal = target(shape);
+        let _ = writeln!(
+            md,
+            "### {shape}: {} peer round(s), {} bilevel report(s)\n",
+            rounds.len(),
+            ours.len()
+        );
+        let _ = writeln!(
+            md,
+            "| solver | JAX µs/it per round | bilevel µs/it per round | ratio per round | target | met |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let mut solvers: Vec<&str> = Vec::new();
+        for r in &rounds {
+            for (name, ..) in &r.solvers {
+                if !solvers.contains(&name.as_str()) {
+                    solvers.push(name);
+                }
+            }
+        }
+        for solver in solvers {
+            let theirs: Vec<Option<f64>> = rounds
+                .iter()
+                .map(|r| r.solvers.iter().find(|s| s.0 == solver).map(|s| s.1))
+                .collect();
+            let mine: Vec<Option<f64>> = ours
+                .iter()
+                .map(|s| {
+                    s.solvers
+                        .iter()
+                        .find(|t| t.solver == solver && t.us_per_iter_median.is_finite())
+                        .map(|t| t.us_per_iter_median)
+                })
+                .collect();
+            let list = |v: &[Option<f64>]| {
+                v.iter()
+                    .map(|x| x.map_or("–".to_owned(), |x| format!("{x:.1}")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let ratios: Vec<f64> = theirs
+                .iter()
+                .zip(&mine)
+                .filter_map(|(a, b)| Some((*a)? / (*b)?))
+                .collect();
+            let (ratio, met) = if ratios.is_empty() {
+                ("not in the reports".to_owned(), "–".to_owned())
+            } else {
+                let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = ratios.iter().copied().fold(0.0, f64::max);
+                let met = match goal {
+                    Some(t) if lo >= t => "yes",
+                    Some(t) if hi >= t => "in some rounds",
+                    Some(_) => "no",
+                    None => "–",
+                };
+                (format!("{}×", range(lo, hi, 2)), met.to_owned())
+            };
+            let _ = writeln!(
+                md,
+                "| {solver} | {} | {} | {ratio} | {} | {met} |",
+                list(&theirs),
+                list(&mine),
+                goal.map_or("–".to_owned(), |t| format!("≥ {t}×"))
+            );
+        }
+        let _ = writeln!(md);
+    }
 }
 
 fn scaling_section(md: &mut String, reports: &[(PathBuf, BenchReport)]) {

@@ -135,8 +135,8 @@ enum Command {
         #[arg(long)]
         scaling: bool,
     },
-    /// Write BENCHMARKS.md from `bilevel bench --json` reports, with the reference figures and
-    /// the ratio to each.
+    /// Write BENCHMARKS.md from `bilevel bench --json` reports and, for ratios, the peer timing
+    /// files of the same sitting.
     BenchMd {
         /// JSON reports of `bilevel bench --json`.
         #[arg(required = true)]
@@ -144,6 +144,10 @@ enum Command {
         /// Output file (written atomically).
         #[arg(long, default_value = "BENCHMARKS.md")]
         out: PathBuf,
+        /// Peer timing files of the same sitting (`jax_timing.py` output, one per shape and
+        /// round, in round order); without them no ratio to a peer is shown.
+        #[arg(long, num_args = 1..)]
+        peers: Vec<PathBuf>,
     },
     /// Regenerate `summary.csv` and `report.md` of an experiment directory (no figures).
     Report {
@@ -260,9 +264,14 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::BenchMd { reports, out } => {
+        Command::BenchMd {
+            reports,
+            out,
+            peers,
+        } => {
             let loaded = bench_md::load(&reports).map_err(|e| ConfigError(format!("{e:#}")))?;
-            let markdown = bench_md::render(&loaded, &out);
+            let peers = bench_md::load_peers(&peers).map_err(|e| ConfigError(format!("{e:#}")))?;
+            let markdown = bench_md::render(&loaded, &peers, &out);
             bilevel::run::write_atomic(&out, markdown.as_bytes())?;
             eprintln!("wrote {}", out.display());
             Ok(())
