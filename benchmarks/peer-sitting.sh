@@ -17,7 +17,9 @@ data="$(cd "$(dirname "$0")/../../shared/data/libsvm" && pwd)"
 test -x "$bin" || { echo "no release build at $bin" >&2; exit 2; }
 mkdir -p "$out"
 rm -f "$out"/jax_*.txt "$out"/bilevel_*.json
-commit="$(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+# The commit the binary was built from (as its reports will name it).
+commit="$("$bin" bench --problem quadratic --solvers soba --iters 1 --warmup 0 --repeats 1 --json \
+  | sed -n 's/.*"git_commit": *"\([^"]*\)".*/\1/p' | head -1)"
 bb_commit="$(cat "$BB/../bb_commit.txt" 2>/dev/null || echo unknown)"
 solvers_ijcnn1="soba fsla srba saba mrbo stocbio amigo"
 solvers_wide="soba fsla saba stocbio mrbo amigo"

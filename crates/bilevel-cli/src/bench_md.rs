@@ -283,7 +283,8 @@ fn peer_section(md: &mut String, reports: &[(PathBuf, BenchReport)], peers: &[Pe
         md,
         "Peer: the reference benchmark's own solvers at their defaults (JAX, float32, \
          synchronised; `../shared/peers/jax_timing.py`), timed in the same sitting as the reports \
-         above, alternating peer and bilevel round by round. Ratio = peer µs / bilevel µs per \
+         built from the commit the peer files name (`bilevel commit`), alternating peer and \
+         bilevel round by round. Ratio = peer µs / bilevel µs per \
          iteration, round i against round i (files in the order given); the range is over \
          rounds. Per-iteration cost does not depend on the data values: the covtype and \
          hyper-cleaning rows use data of the same shape on both sides, ijcnn1 the same file.\n"
@@ -310,8 +311,24 @@ fn peer_section(md: &mut String, reports: &[(PathBuf, BenchReport)], peers: &[Pe
     }
     for shape in shapes {
         let rounds: Vec<&PeerFile> = peers.iter().filter(|p| p.shape == shape).collect();
+        // The reports of the sitting: those built from the commit the peer files name (all
+        // reports when they name none).
+        let commits: Vec<&str> = rounds
+            .iter()
+            .flat_map(|p| p.notes.iter())
+            .filter(|(k, _)| k == "bilevel commit")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let same_commit = |c: &str| {
+            commits.is_empty()
+                || commits.iter().any(|n| {
+                    let k = n.len().min(c.len()).min(12);
+                    k >= 7 && n.as_bytes()[..k] == c.as_bytes()[..k]
+                })
+        };
         let ours: Vec<_> = reports
             .iter()
+            .filter(|(_, r)| same_commit(&r.git_commit))
             .filter_map(|(_, r)| r.shapes.iter().find(|s| s.shape == shape))
             .collect();
         let goal = target(shape);
