@@ -255,3 +255,38 @@ fn eval_every_seconds_evaluates_by_solver_time() {
     .to_string();
     assert!(err.contains("eval_every_seconds"), "{err}");
 }
+
+/// Every run counts from zero: two solvers run one after the other on one `Problem` report the
+/// same counts (and stop at the same iteration of an oracle-call budget) as each run alone on a
+/// fresh copy. Before the fix the second run started from the first run's counts.
+#[test]
+fn each_run_counts_its_own_oracle_calls() {
+    let problem = bilevel::problems::quadratic::tiny();
+    let (x0, y0) = problem.start();
+    let run = |p: &Problem, config: &SolverConfig| {
+        let mut records = Vec::new();
+        let summary = Runner::new(RunOptions {
+            max_iters: Some(1000),
+            max_oracle_calls: Some(3000),
+            eval_every: 10,
+            ..Default::default()
+        })
+        .observe(InMemory::new(&mut records))
+        .run_config(config, p, x0.clone(), y0.clone(), 1)
+        .unwrap();
+        (summary.iters, records.last().unwrap().counts)
+    };
+    let aid = SolverConfig::AidCg(AidCgConfig::default());
+    let soba = SolverConfig::Soba(SobaConfig::default());
+    let aid_alone = run(&problem.fresh(), &aid);
+    let soba_alone = run(&problem.fresh(), &soba);
+    assert!(aid_alone.1.calls() > 0 && soba_alone.1.calls() > 0);
+    let shared = problem.fresh();
+    assert_eq!(run(&shared, &aid), aid_alone, "AID-CG first");
+    assert_eq!(
+        run(&shared, &soba),
+        soba_alone,
+        "SOBA after AID-CG on the same problem"
+    );
+    assert_eq!(run(&shared, &aid), aid_alone, "AID-CG again");
+}

@@ -316,7 +316,8 @@ impl<'o> Runner<'o> {
         })?
     }
 
-    /// Runs a built solver from (x₀, y₀). `solver_json` is stored in checkpoints.
+    /// Runs a built solver from (x₀, y₀). `solver_json` is stored in checkpoints. The
+    /// problem's oracle counters are reset first: the run's counts and budgets are its own.
     pub fn run<S: Solver>(
         &mut self,
         solver: &S,
@@ -339,6 +340,10 @@ impl<'o> Runner<'o> {
                 },
             });
         }
+        // Every run counts its own oracle calls from zero, also on a `Problem` that ran before
+        // (its counters would otherwise carry over into this run's counts and budgets). Runs
+        // that share one `Problem` concurrently need a `problem.fresh()` copy each.
+        problem.set_counts(&crate::core::Counts::default());
         // Solver time includes initialisation: SABA's memory fill, SRBA's first full pass and
         // any other warm-up are work the method does, and the reference benchmark counts them.
         let started = Instant::now();
