@@ -18,6 +18,20 @@ fn run_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("bench --json prints JSON")
 }
 
+/// `bilevel bench-md <json> [--peers …] --out <out>`.
+fn bench_md(
+    json: &std::path::Path,
+    peers: &[&std::path::Path],
+    out: &std::path::Path,
+) -> std::process::Output {
+    let mut command = bilevel();
+    command.arg("bench-md").arg(json);
+    if !peers.is_empty() {
+        command.arg("--peers").args(peers);
+    }
+    command.arg("--out").arg(out).output().unwrap()
+}
+
 #[test]
 fn bench_reports_counts_and_bench_md_renders_them_with_peer_ratios() {
     let report = run_json(&[
@@ -65,11 +79,7 @@ fn bench_reports_counts_and_bench_md_renders_them_with_peer_ratios() {
     std::fs::write(&json, serde_json::to_string(&report).unwrap()).unwrap();
     let md_path = dir.path().join("BENCHMARKS.md");
     // Without a peer file: no ratio at all (no figure "measured elsewhere").
-    let out = bilevel()
-        .args(["bench-md", json.to_str().unwrap(), "--out"])
-        .arg(&md_path)
-        .output()
-        .unwrap();
+    let out = bench_md(&json, &[], &md_path);
     assert!(
         out.status.success(),
         "{}",
@@ -88,13 +98,7 @@ fn bench_reports_counts_and_bench_md_renders_them_with_peer_ratios() {
          (setup+compile 1.7 s)\n",
     )
     .unwrap();
-    let out = bilevel()
-        .args(["bench-md", json.to_str().unwrap(), "--peers"])
-        .arg(&peer)
-        .arg("--out")
-        .arg(&md_path)
-        .output()
-        .unwrap();
+    let out = bench_md(&json, &[&peer], &md_path);
     assert!(
         out.status.success(),
         "{}",
@@ -118,13 +122,7 @@ fn bench_reports_counts_and_bench_md_renders_them_with_peer_ratios() {
     let bad_peer = dir.path().join("notes.txt");
     std::fs::write(&bad_peer, "hello\n").unwrap();
     let other = dir.path().join("B2.md");
-    let out = bilevel()
-        .args(["bench-md", json.to_str().unwrap(), "--peers"])
-        .arg(&bad_peer)
-        .arg("--out")
-        .arg(&other)
-        .output()
-        .unwrap();
+    let out = bench_md(&json, &[&bad_peer], &other);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a peer timing file"));
     assert!(!other.exists());

@@ -120,24 +120,31 @@ impl Objective for Side {
     }
 }
 
+/// The ijcnn1 problem (no reference of its own) and a `NewtonReference` with `config` over its
+/// counted objectives: the problem's counts show what each evaluation used.
+fn counted_reference(config: ReferenceConfig) -> (Arc<Problem>, NewtonReference) {
+    let problem = Arc::new(ijcnn1(ReferenceConfig {
+        enabled: false,
+        ..Default::default()
+    }));
+    let dim_y = problem.dims().1;
+    let reference = NewtonReference::new(
+        Arc::new(Side(problem.clone(), false)),
+        Arc::new(Side(problem.clone(), true)),
+        Vector::zeros(dim_y),
+        config,
+    );
+    (problem, reference)
+}
+
 /// The cold evaluation computes two dense Hessians (at the start and at y*); consecutive nearby
 /// points take the warm quasi-Newton path from the previous Hessian and compute one (at y*,
 /// for the adjoint); all agree with the tight Newton-CG path to 1e-8. A far jump makes the
 /// quasi-Newton steps fail and falls back to dense Newton, still exact.
 #[test]
 fn warm_chord_path_is_taken_near_the_last_point_and_stays_exact() {
-    let no_reference = ReferenceConfig {
-        enabled: false,
-        ..Default::default()
-    };
-    let problem = Arc::new(ijcnn1(no_reference));
-    let (x0, y0) = problem.start();
-    let reference = NewtonReference::new(
-        Arc::new(Side(problem.clone(), false)),
-        Arc::new(Side(problem.clone(), true)),
-        Vector::zeros(y0.nrows()),
-        ReferenceConfig::default(),
-    );
+    let (problem, reference) = counted_reference(ReferenceConfig::default());
+    let (x0, _) = problem.start();
     let slow = ijcnn1(ReferenceConfig {
         dense_max: 0,
         tol: 1e-13,
@@ -191,21 +198,11 @@ fn warm_chord_path_is_taken_near_the_last_point_and_stays_exact() {
 /// the file header: the adjoint is solved to relative residual 1e-12).
 #[test]
 fn preconditioned_adjoint_skips_the_dense_hessian_and_stays_exact() {
-    let no_reference = ReferenceConfig {
-        enabled: false,
+    let (problem, reference) = counted_reference(ReferenceConfig {
+        adjoint_pcg_min: 1,
         ..Default::default()
-    };
-    let problem = Arc::new(ijcnn1(no_reference));
-    let (x0, y0) = problem.start();
-    let reference = NewtonReference::new(
-        Arc::new(Side(problem.clone(), false)),
-        Arc::new(Side(problem.clone(), true)),
-        Vector::zeros(y0.nrows()),
-        ReferenceConfig {
-            adjoint_pcg_min: 1,
-            ..Default::default()
-        },
-    );
+    });
+    let (x0, _) = problem.start();
     let slow = ijcnn1(ReferenceConfig {
         dense_max: 0,
         tol: 1e-13,

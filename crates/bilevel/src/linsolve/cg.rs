@@ -79,26 +79,13 @@ pub fn cg_in_place(
     params: &CgParams,
     ws: &mut CgWorkspace,
 ) -> SolveInfo {
-    let n = b.nrows();
-    assert_eq!(v.nrows(), n, "cg: init length");
-    assert_eq!(ws.r.nrows(), n, "cg: workspace length");
-    let b_norm = b.norm();
-    let mut matvecs = 0;
-    if b_norm == 0.0 {
-        v.set_zero();
+    let Some((b_norm, mut matvecs)) = initial_residual(&mut matvec, b, v, ws) else {
         return SolveInfo {
-            matvecs,
+            matvecs: 0,
             rel_residual: 0.0,
             converged: true,
         };
-    }
-    // r = b − A v
-    ws.r.assign(b);
-    if v.as_slice().iter().any(|&e| e != 0.0) {
-        matvec(v, &mut ws.ap);
-        matvecs += 1;
-        ws.r.axpy(-1.0, &ws.ap);
-    }
+    };
     ws.p.assign(&ws.r);
     let mut rs = ws.r.norm_sq();
     let tol_sq = (params.rel_tol * b_norm).powi(2);
@@ -126,6 +113,31 @@ pub fn cg_in_place(
     }
 }
 
+/// The start of [`cg_in_place`] and [`pcg_in_place`]: r = b − A v into the workspace (one
+/// matvec unless `v` is exactly zero). Returns (‖b‖, matvecs), or `None` (and v = 0) when b = 0.
+fn initial_residual(
+    matvec: &mut impl FnMut(&Vector, &mut Vector),
+    b: &Vector,
+    v: &mut Vector,
+    ws: &mut CgWorkspace,
+) -> Option<(f64, usize)> {
+    let n = b.nrows();
+    assert_eq!(v.nrows(), n, "cg: init length");
+    assert_eq!(ws.r.nrows(), n, "cg: workspace length");
+    let b_norm = b.norm();
+    if b_norm == 0.0 {
+        v.set_zero();
+        return None;
+    }
+    ws.r.assign(b);
+    if v.as_slice().iter().any(|&e| e != 0.0) {
+        matvec(v, &mut ws.ap);
+        ws.r.axpy(-1.0, &ws.ap);
+        return Some((b_norm, 1));
+    }
+    Some((b_norm, 0))
+}
+
 /// Preconditioned conjugate gradient from the current `v`, in place: CG on A v = b with the
 /// SPD preconditioner M, applied as `precondition(r, z)` (z = M⁻¹ r). With M close to A, each
 /// iteration gains several digits. Stops as [`cg_in_place`] does; the residual is the
@@ -138,25 +150,13 @@ pub fn pcg_in_place(
     params: &CgParams,
     ws: &mut CgWorkspace,
 ) -> SolveInfo {
-    let n = b.nrows();
-    assert_eq!(v.nrows(), n, "pcg: init length");
-    assert_eq!(ws.r.nrows(), n, "pcg: workspace length");
-    let b_norm = b.norm();
-    let mut matvecs = 0;
-    if b_norm == 0.0 {
-        v.set_zero();
+    let Some((b_norm, mut matvecs)) = initial_residual(&mut matvec, b, v, ws) else {
         return SolveInfo {
-            matvecs,
+            matvecs: 0,
             rel_residual: 0.0,
             converged: true,
         };
-    }
-    ws.r.assign(b);
-    if v.as_slice().iter().any(|&e| e != 0.0) {
-        matvec(v, &mut ws.ap);
-        matvecs += 1;
-        ws.r.axpy(-1.0, &ws.ap);
-    }
+    };
     let tol_sq = (params.rel_tol * b_norm).powi(2);
     let mut rr = ws.r.norm_sq();
     precondition(&ws.r, &mut ws.z);

@@ -2144,6 +2144,32 @@ mod tests {
     use super::*;
     use crate::data::DenseMatrix;
 
+    /// Uniform draws in [0, 1) from a fixed LCG seeded with `state` (the test values only need
+    /// to be generic).
+    fn uniform_draws(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// The row-major `n × d` matrix `x` as CSR (its non-zeros).
+    fn csr_of(x: &[f64], n: usize, d: usize) -> CsrMatrix {
+        let (mut indptr, mut indices, mut values) = (vec![0], Vec::new(), Vec::new());
+        for row in x.chunks_exact(d).take(n) {
+            for (j, &a) in row.iter().enumerate() {
+                if a != 0.0 {
+                    indices.push(j as u32);
+                    values.push(a);
+                }
+            }
+            indptr.push(indices.len());
+        }
+        CsrMatrix::new(n, d, indptr, indices, values).unwrap()
+    }
+
     /// (mean loss, ∇, ∇²·v, per-sample (ℓᵢ, ∇ℓᵢ·v)).
     type NaiveMulti = (f64, Vec<f64>, Vec<f64>, Vec<(f64, f64)>);
 
@@ -2208,14 +2234,7 @@ mod tests {
     #[test]
     fn multiclass_kernels_match_the_naive_reference() {
         let (n, d) = (41, 30);
-        // Uniform draws in [0, 1) from a fixed LCG (the values only need to be generic).
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut uniform = move || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = uniform_draws(0x2545_f491_4f6c_dd1d);
         let x: Vec<f64> = (0..n * d)
             .map(|_| {
                 let keep = uniform() >= 0.4;
@@ -2232,17 +2251,7 @@ mod tests {
             let y: Vec<f64> = (0..dim).map(|_| uniform() - 0.5).collect();
             let v: Vec<f64> = (0..dim).map(|_| uniform() - 0.5).collect();
             let dense = DenseMatrix::new(n, d, x.clone()).unwrap();
-            let (mut indptr, mut indices, mut values) = (vec![0], Vec::new(), Vec::new());
-            for i in 0..n {
-                for j in 0..d {
-                    if x[i * d + j] != 0.0 {
-                        indices.push(j as u32);
-                        values.push(x[i * d + j]);
-                    }
-                }
-                indptr.push(indices.len());
-            }
-            let csr = CsrMatrix::new(n, d, indptr, indices, values).unwrap();
+            let csr = csr_of(&x, n, d);
             let targets = || Targets::Multiclass {
                 class: class.clone(),
                 k,
@@ -2311,13 +2320,7 @@ mod tests {
     #[test]
     fn parallel_blocks_give_the_same_bits_on_one_and_two_threads() {
         let (n, d, k) = (6000, 12, 7);
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut uniform = move || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = uniform_draws(0x9e37_79b9_7f4a_7c15);
         let x: Vec<f64> = (0..n * d)
             .map(|_| {
                 let keep = uniform() >= 0.5;
@@ -2330,17 +2333,7 @@ mod tests {
             .map(|i| if i % 3 == 0 { 1.0 } else { -1.0 })
             .collect();
         let dense = DenseMatrix::new(n, d, x.clone()).unwrap();
-        let (mut indptr, mut indices, mut values) = (vec![0], Vec::new(), Vec::new());
-        for i in 0..n {
-            for j in 0..d {
-                if x[i * d + j] != 0.0 {
-                    indices.push(j as u32);
-                    values.push(x[i * d + j]);
-                }
-            }
-            indptr.push(indices.len());
-        }
-        let csr = CsrMatrix::new(n, d, indptr, indices, values).unwrap();
+        let csr = csr_of(&x, n, d);
         let multi = || Targets::Multiclass {
             class: class.clone(),
             k,
