@@ -247,6 +247,7 @@ fn eval_every_seconds_evaluates_by_solver_time() {
     let iters: Vec<u64> = records.iter().map(|r| r.iter).collect();
     assert_eq!(iters, (0..=50).collect::<Vec<u64>>());
     let err = RunOptions {
+        max_iters: Some(10),
         eval_every_seconds: Some(0.0),
         ..Default::default()
     }
@@ -289,4 +290,29 @@ fn each_run_counts_its_own_oracle_calls() {
         "SOBA after AID-CG on the same problem"
     );
     assert_eq!(run(&shared, &aid), aid_alone, "AID-CG again");
+}
+
+/// No hidden budget: a run with only `max_seconds` goes past 1,000 iterations (the old default
+/// stopped every run there), and options with no budget at all are refused, naming the budgets.
+#[test]
+fn only_the_budgets_that_are_set_apply() {
+    let problem = bilevel::problems::quadratic::tiny();
+    let (x0, y0) = problem.start();
+    let summary = Runner::new(RunOptions {
+        max_seconds: Some(0.2),
+        eval_every: 1_000_000,
+        ..Default::default()
+    })
+    .run_config(
+        &SolverConfig::Soba(SobaConfig::default()),
+        &problem,
+        x0,
+        y0,
+        1,
+    )
+    .unwrap();
+    assert_eq!(summary.stop_reason, bilevel::run::StopReason::MaxSeconds);
+    assert!(summary.iters > 1000, "stopped at {}", summary.iters);
+    let err = RunOptions::default().validate().unwrap_err().to_string();
+    assert!(err.contains("set at least one budget"), "{err}");
 }

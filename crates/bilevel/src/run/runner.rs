@@ -17,7 +17,8 @@ use crate::core::{
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunOptions {
-    /// Stop after this many outer iterations.
+    /// Stop after this many outer iterations. No budget applies unless it is set: the default
+    /// has none, and [`validate`](Self::validate) asks for at least one.
     pub max_iters: Option<u64>,
     /// Stop once the solver time (evaluation excluded) reaches this many seconds.
     pub max_seconds: Option<f64>,
@@ -46,7 +47,7 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
-            max_iters: Some(1000),
+            max_iters: None,
             max_seconds: None,
             max_oracle_calls: None,
             max_samples: None,
