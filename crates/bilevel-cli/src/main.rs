@@ -666,10 +666,46 @@ fn print_parameters(params: &serde_json::Value, indent: &str) -> Result<()> {
     match params.as_object() {
         Some(map) if !map.is_empty() => {
             for (k, v) in map {
-                say(format_args!("{indent}{k} = {v}"))?;
+                match toml_value(v) {
+                    Some(t) => say(format_args!("{indent}{k} = {t}"))?,
+                    // TOML has no null: an unset optional parameter is shown as a comment.
+                    None => say(format_args!("{indent}# {k}: unset by default"))?,
+                }
             }
             Ok(())
         }
         _ => say(format_args!("{indent}(no parameters)")),
+    }
+}
+
+/// A default value as TOML (inline tables for objects), so that `bilevel list` lines can be
+/// pasted into an experiment file; `None` for null (and null entries are left out of tables).
+fn toml_value(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::Null => None,
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        // A JSON string literal is a valid TOML basic string.
+        Value::String(_) => Some(v.to_string()),
+        Value::Array(items) => Some(format!(
+            "[{}]",
+            items
+                .iter()
+                .filter_map(toml_value)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Value::Object(map) => {
+            let fields: Vec<String> = map
+                .iter()
+                .filter_map(|(k, v)| toml_value(v).map(|t| format!("{k} = {t}")))
+                .collect();
+            Some(if fields.is_empty() {
+                "{}".to_owned()
+            } else {
+                format!("{{ {} }}", fields.join(", "))
+            })
+        }
     }
 }

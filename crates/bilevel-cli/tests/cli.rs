@@ -144,6 +144,34 @@ fn list_names_every_solver_and_problem() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("outer_lr"));
 }
 
+/// Every `key = value` line of `bilevel list` is valid TOML (inline tables, no JSON objects,
+/// no `null`), so it can be pasted into an experiment file; unset defaults are comments.
+#[test]
+fn list_prints_defaults_as_valid_toml() {
+    let text = String::from_utf8_lossy(&run_ok(&["list"]).stdout).to_string();
+    let mut lines = 0;
+    // Parameter lines are the ones indented by four spaces.
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("    "))
+        .map(str::trim)
+    {
+        if line.starts_with('#') || line == "(no parameters)" {
+            continue;
+        }
+        lines += 1;
+        let parsed: Result<toml::Table, _> = toml::from_str(line);
+        assert!(parsed.is_ok(), "not TOML: {line}: {:?}", parsed.err());
+    }
+    assert!(lines > 100, "{lines} parameter lines");
+    assert!(
+        text.contains("cg = { max_iters = 10, rel_tol = 1e-10 }"),
+        "{text}"
+    );
+    assert!(text.contains("# batch_size: unset by default"), "{text}");
+    assert!(!text.contains("null"), "{text}");
+}
+
 #[test]
 fn list_shows_the_aliases_and_the_meta_learning_kinds() {
     let out = run_ok(&["list", "--json"]);
