@@ -79,12 +79,9 @@ pub fn cg_in_place(
     params: &CgParams,
     ws: &mut CgWorkspace,
 ) -> SolveInfo {
-    let Some((b_norm, mut matvecs)) = initial_residual(&mut matvec, b, v, ws) else {
-        return SolveInfo {
-            matvecs: 0,
-            rel_residual: 0.0,
-            converged: true,
-        };
+    let (b_norm, mut matvecs) = match initial_residual(&mut matvec, b, v, ws) {
+        Ok(start) => start,
+        Err(solved) => return solved,
     };
     ws.p.assign(&ws.r);
     let mut rs = ws.r.norm_sq();
@@ -114,28 +111,33 @@ pub fn cg_in_place(
 }
 
 /// The start of [`cg_in_place`] and [`pcg_in_place`]: r = b − A v into the workspace (one
-/// matvec unless `v` is exactly zero). Returns (‖b‖, matvecs), or `None` (and v = 0) when b = 0.
+/// matvec unless `v` is exactly zero). Returns (‖b‖, matvecs), or, when b = 0, the finished
+/// solve (v = 0).
 fn initial_residual(
     matvec: &mut impl FnMut(&Vector, &mut Vector),
     b: &Vector,
     v: &mut Vector,
     ws: &mut CgWorkspace,
-) -> Option<(f64, usize)> {
+) -> std::result::Result<(f64, usize), SolveInfo> {
     let n = b.nrows();
     assert_eq!(v.nrows(), n, "cg: init length");
     assert_eq!(ws.r.nrows(), n, "cg: workspace length");
     let b_norm = b.norm();
     if b_norm == 0.0 {
         v.set_zero();
-        return None;
+        return Err(SolveInfo {
+            matvecs: 0,
+            rel_residual: 0.0,
+            converged: true,
+        });
     }
     ws.r.assign(b);
     if v.as_slice().iter().any(|&e| e != 0.0) {
         matvec(v, &mut ws.ap);
         ws.r.axpy(-1.0, &ws.ap);
-        return Some((b_norm, 1));
+        return Ok((b_norm, 1));
     }
-    Some((b_norm, 0))
+    Ok((b_norm, 0))
 }
 
 /// Preconditioned conjugate gradient from the current `v`, in place: CG on A v = b with the
@@ -150,12 +152,9 @@ pub fn pcg_in_place(
     params: &CgParams,
     ws: &mut CgWorkspace,
 ) -> SolveInfo {
-    let Some((b_norm, mut matvecs)) = initial_residual(&mut matvec, b, v, ws) else {
-        return SolveInfo {
-            matvecs: 0,
-            rel_residual: 0.0,
-            converged: true,
-        };
+    let (b_norm, mut matvecs) = match initial_residual(&mut matvec, b, v, ws) {
+        Ok(start) => start,
+        Err(solved) => return solved,
     };
     let tol_sq = (params.rel_tol * b_norm).powi(2);
     let mut rr = ws.r.norm_sq();

@@ -459,6 +459,9 @@ impl NewtonReference {
         // when the last step computed it; cheaper than the handful of Hessian-vector products
         // preconditioned CG would take), plus one step of iterative refinement. The exact
         // Hessian replaces the quasi-Newton H₀ as the next evaluation's starting Hessian.
+        // The outer pass at y*, kept when the preconditioned solve below fails over to the
+        // exact Hessian (it does not depend on the Hessian).
+        let mut outer = None;
         if pcg_adjoint && !exact_at_y {
             let (value, fx, fy) = self.outer_pass(x, y);
             let mut v = llt.solve(&fy);
@@ -478,6 +481,7 @@ impl NewtonReference {
                 self.count_path(|p| &mut p.chord_pcg);
                 return Ok(Some((self.assemble(x, y.clone(), &v, value, fx), v)));
             }
+            outer = Some((value, fx, fy));
         }
         if !exact_at_y {
             let Some(hess) = self.dense_hessian(x, y)? else {
@@ -489,7 +493,7 @@ impl NewtonReference {
             h0.copy_from_slice(&hess);
             llt = factor;
         }
-        let (value, fx, fy) = self.outer_pass(x, y);
+        let (value, fx, fy) = outer.unwrap_or_else(|| self.outer_pass(x, y));
         let v = refined_solve(&llt, h0, &fy);
         Ok(Some((self.assemble(x, y.clone(), &v, value, fx), v)))
     }
