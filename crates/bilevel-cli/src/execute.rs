@@ -1,14 +1,16 @@
 //! Running a grid: one thread per job, one trace per run, checkpoints, and the summary.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use bilevel::core::{Problem, Vector};
 use bilevel::run::observer::partial_path;
 use bilevel::run::runner::CheckpointTarget;
-use bilevel::run::{Checkpoint, JsonlTrace, Record, RunOptions, RunStatus, RunSummary, Runner};
+use bilevel::run::{
+    Checkpoint, JsonlTrace, LiveStatus, Record, RunOptions, RunStatus, RunSummary, Runner,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::{BudgetOverride, ConfigError, Experiment, RunSpec, Start};
@@ -85,6 +87,9 @@ pub struct RunContext {
     /// The command-line budget that replaced the file's (already applied to `options`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_override: Option<BudgetOverride>,
+    /// Where the run reports its progress for the progress line (not saved in checkpoints).
+    #[serde(skip)]
+    pub live: Option<Arc<LiveStatus>>,
 }
 
 impl RunContext {
@@ -94,8 +99,9 @@ impl RunContext {
             spec: experiment.runs[run_index].clone(),
             run_index,
             start: experiment.start.clone(),
-            options: experiment.run.clone(),
+            options: experiment.runs[run_index].options(&experiment.run),
             budget_override: experiment.budget_override,
+            live: None,
         }
     }
 }
@@ -338,6 +344,9 @@ pub fn attempt_run(
         None => JsonlTrace::create(&trace_path, header)?,
     };
     let mut runner = Runner::new(context.options.clone()).observe(trace);
+    if let Some(live) = &context.live {
+        runner = runner.live(live.clone());
+    }
     if context.options.checkpoint_every.is_some() {
         runner.checkpoint = Some(CheckpointTarget {
             path: layout.checkpoint(&context.spec.id),
@@ -408,6 +417,7 @@ fn failed_summary(message: String) -> RunSummary {
         final_metrics_iter: None,
         eval_failures: 0,
         message: Some(message),
+        warnings: Vec::new(),
     }
 }
 
@@ -513,69 +523,129 @@ pub fn run_grid_with(
     {
         anyhow::bail!("invariant: run id `{}` is not a plain file name", bad.id);
     }
+    // The bar counts per-mille of runs: finished runs count 1000, running ones the fraction of
+    // their budget used, so the position and the ETA move within a long run too.
     let bar = if show_progress {
-        indicatif::ProgressBar::new(todo.len() as u64)
+        indicatif::ProgressBar::new(todo.len() as u64 * 1000)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} runs, ETA {eta} {msg}",
-    ) {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% ETA {eta} {msg}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(experiment.name.clone());
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(Vec::new());
     let failed = AtomicUsize::new(0);
-    let running = AtomicUsize::new(0);
-    let update = |bar: &indicatif::ProgressBar| {
+    let finished = AtomicUsize::new(0);
+    // The runs in progress: (run index, its status).
+    let running: Mutex<Vec<(usize, Arc<LiveStatus>)>> = Mutex::new(Vec::new());
+    let all_done = std::sync::atomic::AtomicBool::new(false);
+    let show = |bar: &indicatif::ProgressBar| {
+        let running = running.lock().unwrap_or_else(|p| p.into_inner());
+        let done = finished.load(Ordering::Relaxed);
+        let partial: f64 = running.iter().map(|(_, s)| s.budget_fraction()).sum();
+        bar.set_position(done as u64 * 1000 + (partial * 1000.0) as u64);
+        // The first run in progress, in detail; the others as a count.
+        let detail = running.first().map(|(index, status)| {
+            let spec = &experiment.runs[*index];
+            let name = spec.label.as_deref().unwrap_or(spec.solver.kind());
+            let metric = status
+                .metric()
+                .map(|(k, v)| format!(", {k} = {v:.3e}"))
+                .unwrap_or_default();
+            format!(
+                "{name} seed {}: iter {} ({:.0} %){metric}",
+                spec.seed,
+                status.iter(),
+                100.0 * status.budget_fraction()
+            )
+        });
+        let failed = failed.load(Ordering::Relaxed);
         bar.set_message(format!(
-            "{} running, {} not done",
-            running.load(Ordering::Relaxed),
-            failed.load(Ordering::Relaxed)
+            "{done}/{} runs{}{}{}",
+            todo.len(),
+            detail.map(|d| format!(" | {d}")).unwrap_or_default(),
+            if running.len() > 1 {
+                format!(" (+{} running)", running.len() - 1)
+            } else {
+                String::new()
+            },
+            if failed > 0 {
+                format!(" | {failed} not done")
+            } else {
+                String::new()
+            }
         ));
     };
     let jobs = jobs.clamp(1, todo.len().max(1));
     std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&run_index) = todo.get(k) else { break };
-                    let spec = &experiment.runs[run_index];
-                    let (problem, x0, y0) = &problems[spec.problem_index];
-                    let context = RunContext::for_run(experiment, run_index);
-                    let checkpoint = resume_from
-                        .iter()
-                        .find(|(i, _, _)| *i == run_index)
-                        .map(|(_, c, p)| (c, p.as_path()));
-                    running.fetch_add(1, Ordering::Relaxed);
-                    update(&bar);
-                    let summary = execute_run(
-                        &context,
-                        out_dir,
-                        &experiment.name,
-                        &problem.fresh(),
-                        x0,
-                        y0,
-                        checkpoint,
-                        attempt,
-                    );
-                    if summary.status != RunStatus::Done {
-                        failed.fetch_add(1, Ordering::Relaxed);
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                scope.spawn(|| {
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&run_index) = todo.get(k) else { break };
+                        let spec = &experiment.runs[run_index];
+                        let (problem, x0, y0) = &problems[spec.problem_index];
+                        let mut context = RunContext::for_run(experiment, run_index);
+                        let status = Arc::new(LiveStatus::default());
+                        context.live = Some(status.clone());
+                        let checkpoint = resume_from
+                            .iter()
+                            .find(|(i, _, _)| *i == run_index)
+                            .map(|(_, c, p)| (c, p.as_path()));
+                        running
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((run_index, status.clone()));
+                        let summary = execute_run(
+                            &context,
+                            out_dir,
+                            &experiment.name,
+                            &problem.fresh(),
+                            x0,
+                            y0,
+                            checkpoint,
+                            attempt,
+                        );
+                        if summary.status != RunStatus::Done {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        running
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .retain(|(_, s)| !Arc::ptr_eq(s, &status));
+                        finished.fetch_add(1, Ordering::Relaxed);
+                        outcomes
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(Outcome {
+                                spec: spec.clone(),
+                                summary,
+                            });
                     }
-                    bar.inc(1);
-                    bar.set_message(format!("({} not done)", failed.load(Ordering::Relaxed)));
-                    outcomes
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(Outcome {
-                            spec: spec.clone(),
-                            summary,
-                        });
+                })
+            })
+            .collect();
+        if show_progress {
+            // Redraws the line (positions, the running run's iteration and metric) until every
+            // worker has finished.
+            scope.spawn(|| {
+                while !all_done.load(Ordering::Relaxed) {
+                    show(&bar);
+                    std::thread::sleep(std::time::Duration::from_millis(200));
                 }
             });
         }
+        for worker in workers {
+            // A worker never panics (execute_run catches a run's panic); if one did, the others'
+            // outcomes are still reported.
+            let _ = worker.join();
+        }
+        all_done.store(true, Ordering::Relaxed);
     });
     bar.finish_and_clear();
     let mut outcomes = outcomes.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -595,9 +665,25 @@ pub fn finalize(
     let layout = Layout::new(out_dir);
     summary::write_summary(&layout)?;
     let traces = report::load_traces(&layout)?;
+    // A metric asked for by name must be in the traces (a typo would give empty figures).
+    let present: std::collections::BTreeSet<&str> = traces
+        .iter()
+        .flat_map(|t| t.points.iter().flat_map(|p| p.metrics.keys()))
+        .map(String::as_str)
+        .collect();
+    for metric in options.metrics.iter().chain(&options.selection_metric) {
+        if !traces.is_empty() && !present.contains(metric.as_str()) {
+            return Err(ConfigError(format!(
+                "metric `{metric}` is not in the traces of {}; they have {}",
+                out_dir.display(),
+                present.iter().copied().collect::<Vec<_>>().join(", ")
+            ))
+            .into());
+        }
+    }
     let sections = report::analyze(&traces, options);
     let figures = if plots {
-        plot::plot_sections(&layout, &sections)?
+        plot::plot_sections(&layout, &sections, options)?
     } else {
         Vec::new()
     };
@@ -807,8 +893,17 @@ batch_size = 4
             eval_error: None,
         };
         use bilevel::run::Observer;
-        writer.observe(&record(0, 2.0)).unwrap();
-        writer.observe(&record(100, 1.0)).unwrap();
+        let (x, y) = (
+            bilevel::core::linalg::zeros(1),
+            bilevel::core::linalg::zeros(1),
+        );
+        let at = bilevel::run::Iterate {
+            x: &x,
+            y: &y,
+            v: None,
+        };
+        writer.observe(&record(0, 2.0), at).unwrap();
+        writer.observe(&record(100, 1.0), at).unwrap();
         drop(writer);
         // A line cut by the failure is dropped, the records before it are kept.
         let partial = partial_path(&trace);

@@ -157,6 +157,60 @@ pub struct RunSpec {
     pub label: Option<String>,
     /// The seed.
     pub seed: u64,
+    /// The solver table's own evaluation settings (its `eval` table), over the `[run]` table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<EvalSettings>,
+}
+
+/// When a solver's runs are evaluated, in place of the `[run]` table's settings: a solver table's
+/// `eval = { … }`. Budgets stay the experiment's (the same for every solver, for a fair
+/// comparison); only the spacing of the curve's points differs, e.g. every 2 iterations for a
+/// method whose iterations are full passes, by draws for the stochastic ones.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSettings {
+    /// Replaces `eval_every` (0: not by iterations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every: Option<u64>,
+    /// Replaces `eval_every_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every_seconds: Option<f64>,
+    /// Replaces `eval_every_samples`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every_samples: Option<u64>,
+    /// Replaces `eval_every_draws`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every_draws: Option<u64>,
+}
+
+impl EvalSettings {
+    /// `run` with these settings in place of its own.
+    pub fn apply(&self, run: &RunOptions) -> RunOptions {
+        let mut run = run.clone();
+        if let Some(n) = self.eval_every {
+            run.eval_every = n;
+        }
+        if let Some(s) = self.eval_every_seconds {
+            run.eval_every_seconds = Some(s);
+        }
+        if let Some(n) = self.eval_every_samples {
+            run.eval_every_samples = Some(n);
+        }
+        if let Some(n) = self.eval_every_draws {
+            run.eval_every_draws = Some(n);
+        }
+        run
+    }
+}
+
+impl RunSpec {
+    /// The run's options: the experiment's `[run]` table with the solver's `eval` settings.
+    pub fn options(&self, run: &RunOptions) -> RunOptions {
+        match &self.eval {
+            Some(eval) => eval.apply(run),
+            None => run.clone(),
+        }
+    }
 }
 
 /// A validated experiment.
@@ -389,6 +443,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
             let mut t = t.clone();
             t.remove("problems");
             t.remove("label");
+            t.remove("eval");
             let own_seeds = match t.remove("seeds") {
                 Some(toml::Value::Array(a)) => a.len() as u64,
                 _ => seeds.len() as u64,
@@ -440,6 +495,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
                     .map_err(|e| err(format!("{label}: `problems` {e}")))?,
             ),
         };
+        let eval: Option<EvalSettings> = match table.remove("eval") {
+            None => None,
+            Some(v) => {
+                let eval: EvalSettings = v.try_into().map_err(|e: toml::de::Error| {
+                    err(format!("{label}: `eval`: {}", e.message().trim()))
+                })?;
+                eval.apply(&run)
+                    .validate()
+                    .map_err(|e| err(format!("{label}: `eval`: {e}")))?;
+                Some(eval)
+            }
+        };
         let own_seeds: Option<Vec<u64>> = match table.remove("seeds") {
             None => None,
             Some(v) => {
@@ -480,13 +547,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
             config
                 .validate()
                 .map_err(|e| err(format!("{label}: {e}")))?;
-            solvers.push((config, name.clone(), only.clone(), own_seeds.clone()));
+            solvers.push((
+                config,
+                name.clone(),
+                only.clone(),
+                own_seeds.clone(),
+                eval.clone(),
+            ));
         }
     }
 
     let mut runs = Vec::new();
     for (problem_index, problem) in problems.iter().enumerate() {
-        for (solver, label, only, own_seeds) in &solvers {
+        for (solver, label, only, own_seeds, eval) in &solvers {
             if only
                 .as_ref()
                 .is_some_and(|tables| !tables.contains(&problem_table_of[problem_index]))
@@ -506,6 +579,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
                     solver: solver.clone(),
                     label: label.clone(),
                     seed,
+                    eval: eval.clone(),
                 });
             }
         }

@@ -101,6 +101,8 @@ enum Command {
     Plot {
         /// An output directory of `bilevel run`.
         dir: PathBuf,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Time every solver per iteration on the standard shapes (median/min/max over repeats,
     /// oracle calls and heap allocations per iteration) and one exact evaluation.
@@ -153,7 +155,81 @@ enum Command {
     Report {
         /// An output directory of `bilevel run`.
         dir: PathBuf,
+        #[command(flatten)]
+        view: ViewArgs,
     },
+}
+
+/// What `bilevel plot` and `bilevel report` show, over the experiment's `[report]` table.
+#[derive(clap::Args, Debug, Default)]
+struct ViewArgs {
+    /// Metrics to tabulate and plot, comma-separated (replaces the `[report]` list).
+    #[arg(long, value_delimiter = ',')]
+    metric: Vec<String>,
+    /// X-axes of the figures, comma-separated: time, calls, samples, draws.
+    #[arg(long, value_delimiter = ',')]
+    axis: Vec<String>,
+    /// Log-scale y-axes for every metric.
+    #[arg(long, conflicts_with = "linear")]
+    log: bool,
+    /// Linear y-axes for every metric.
+    #[arg(long)]
+    linear: bool,
+    /// Parameter selection rule: early_median, final_median or time_to_target.
+    #[arg(long)]
+    selection: Option<String>,
+    /// The metric that selects parameters (lower is better).
+    #[arg(long)]
+    selection_metric: Option<String>,
+    /// Absolute target of the selection metric (for time_to_target).
+    #[arg(long)]
+    target: Option<f64>,
+}
+
+impl ViewArgs {
+    /// `report` with these choices applied, checked.
+    fn apply(&self, report: &report::ReportOptions) -> Result<report::ReportOptions> {
+        let mut out = report.clone();
+        if !self.metric.is_empty() {
+            out.metrics = self.metric.clone();
+        }
+        if !self.axis.is_empty() {
+            out.axes = self
+                .axis
+                .iter()
+                .map(|a| {
+                    plot::Axis::parse(a).ok_or_else(|| {
+                        ConfigError(format!(
+                            "--axis {a}: expected time, calls, samples or draws"
+                        ))
+                    })
+                })
+                .collect::<std::result::Result<_, _>>()?;
+        }
+        if self.log {
+            out.log_scale = Some(true);
+        }
+        if self.linear {
+            out.log_scale = Some(false);
+        }
+        if let Some(rule) = &self.selection {
+            out.selection = serde_json::from_value(serde_json::Value::String(rule.clone()))
+                .map_err(|_| {
+                    ConfigError(format!(
+                        "--selection {rule}: expected early_median, final_median or \
+                         time_to_target"
+                    ))
+                })?;
+        }
+        if let Some(metric) = &self.selection_metric {
+            out.selection_metric = Some(metric.clone());
+        }
+        if let Some(target) = self.target {
+            out.target = Some(target);
+        }
+        out.validate().map_err(ConfigError)?;
+        Ok(out)
+    }
 }
 
 fn main() -> ExitCode {
@@ -223,10 +299,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             },
             fail_on_not_done,
         }),
-        Command::Plot { dir } => {
+        Command::Plot { dir, view } => {
             let _lock = lock_existing(&dir)?;
             let experiment = execute::experiment_copy(&dir)?;
-            execute::finalize(&dir, &experiment.name, &experiment.report, true)?;
+            let options = view.apply(&experiment.report)?;
+            execute::finalize(&dir, &experiment.name, &options, true)?;
             say(format_args!(
                 "figures in {}, report in {}",
                 dir.join("plots").display(),
@@ -276,10 +353,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             eprintln!("wrote {}", out.display());
             Ok(())
         }
-        Command::Report { dir } => {
+        Command::Report { dir, view } => {
             let _lock = lock_existing(&dir)?;
             let experiment = execute::experiment_copy(&dir)?;
-            execute::finalize(&dir, &experiment.name, &experiment.report, false)?;
+            let options = view.apply(&experiment.report)?;
+            execute::finalize(&dir, &experiment.name, &options, false)?;
             say(format_args!("{}", dir.join("report.md").display()))?;
             Ok(())
         }
@@ -547,7 +625,29 @@ fn run(args: RunArgs) -> Result<()> {
     )?;
     execute::finalize(&out, &experiment.name, &experiment.report, args.plots)?;
     let rows = summary::read_rows(&layout)?;
-    say(summary::table(&rows))?;
+    say(summary::table(
+        &rows,
+        experiment.report.selection_metric.as_deref(),
+    ))?;
+    // What the runs warned about, once each (a grid repeats the same warning per seed).
+    let mut warnings: Vec<(String, Vec<String>)> = Vec::new();
+    for outcome in &outcomes {
+        let name = outcome
+            .spec
+            .label
+            .clone()
+            .unwrap_or_else(|| outcome.spec.solver.kind().to_owned());
+        for warning in &outcome.summary.warnings {
+            match warnings.iter_mut().find(|(w, _)| w == warning) {
+                Some((_, names)) if !names.contains(&name) => names.push(name.clone()),
+                Some(_) => {}
+                None => warnings.push((warning.clone(), vec![name.clone()])),
+            }
+        }
+    }
+    for (warning, names) in &warnings {
+        eprintln!("warning ({}): {warning}", names.join(", "));
+    }
     let not_done = outcomes
         .iter()
         .filter(|o| o.summary.status != bilevel::run::RunStatus::Done)
@@ -590,6 +690,9 @@ fn budget_line(run: &bilevel::run::RunOptions, overridden: bool) -> String {
     }
     if let Some(n) = run.max_samples {
         parts.push(format!("max_samples = {n}"));
+    }
+    if let Some(n) = run.max_draws {
+        parts.push(format!("max_draws = {n}"));
     }
     parts.push(format!("eval_every = {}", run.eval_every));
     let source = if overridden {

@@ -15,6 +15,7 @@ use bilevel::run::{RunStatus, RunSummary};
 use serde::{Deserialize, Serialize};
 
 use crate::execute::Layout;
+use crate::plot::Axis;
 
 /// How parameters are selected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,11 @@ pub struct ReportOptions {
     /// Metrics to tabulate and plot (default: the selection metric, then `hypergrad_norm_sq`,
     /// `value`, `suboptimality`, `linsys_residual` and every task metric present).
     pub metrics: Vec<String>,
+    /// The x-axes of the figures: `time`, `calls`, `samples`, `draws` (default: all four).
+    pub axes: Vec<Axis>,
+    /// Log (true) or linear (false) y-axes for every metric; default: log for the metrics that
+    /// span orders of magnitude (‖∇F‖², suboptimality, distances, residuals), linear otherwise.
+    pub log_scale: Option<bool>,
 }
 
 impl Default for ReportOptions {
@@ -63,6 +69,8 @@ impl Default for ReportOptions {
             target_fraction: 1e-3,
             target: None,
             metrics: Vec::new(),
+            axes: Axis::ALL.to_vec(),
+            log_scale: None,
         }
     }
 }
@@ -90,6 +98,9 @@ impl ReportOptions {
         if self.selection == SelectionRule::TimeToTarget && self.target.is_none() {
             return Err("selection = \"time_to_target\" needs an absolute `target`".into());
         }
+        if self.axes.is_empty() {
+            return Err("axes must name at least one of time, calls, samples, draws".into());
+        }
         Ok(())
     }
 }
@@ -101,6 +112,10 @@ pub struct Point {
     pub time: f64,
     /// Oracle calls so far.
     pub calls: u64,
+    /// Samples touched so far (every oracle component on every row).
+    pub samples: u64,
+    /// Data rows drawn so far (minibatch rows, n per full-batch pass).
+    pub draws: u64,
     /// Metrics.
     pub metrics: BTreeMap<String, f64>,
 }
@@ -171,6 +186,8 @@ pub fn read_trace(path: &Path) -> Result<RunTrace> {
                         .and_then(|v| v.as_f64())
                         .unwrap_or(0.0),
                     calls: counts.calls(),
+                    samples: counts.samples(),
+                    draws: counts.draws,
                     metrics,
                 };
                 if seen.is_multiple_of(stride) {
@@ -686,6 +703,8 @@ mod tests {
             .map(|(i, v)| Point {
                 time: i as f64 * 0.1,
                 calls: i as u64 * 100,
+                samples: i as u64 * 6400,
+                draws: i as u64 * 128,
                 metrics: [("value".to_owned(), *v)].into_iter().collect(),
             })
             .collect();
@@ -709,6 +728,7 @@ mod tests {
                 final_metrics_iter: Some(10 * (values.len() as u64 - 1)),
                 eval_failures: 0,
                 message: None,
+                warnings: Vec::new(),
             },
         }
     }

@@ -31,6 +31,30 @@ pub struct Row {
     pub summary: RunSummary,
 }
 
+/// The leaves of a parameter object in compact JSON, as (dotted key, value) pairs.
+fn flatten(params: &str) -> Vec<(String, String)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map {
+                    let key = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_owned(), other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(params) {
+        walk("", &value, &mut out);
+    }
+    out
+}
+
 /// Reads the header and summary lines of a complete trace.
 pub fn read_trace_summary(path: &Path) -> Result<Row> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -172,24 +196,56 @@ pub fn write_summary(layout: &Layout) -> Result<()> {
 }
 
 /// A readable table of the rows.
-pub fn table(rows: &[Row]) -> String {
-    let key_metrics = ["hypergrad_norm_sq", "value", "outer_value"];
-    let key = key_metrics
-        .into_iter()
-        .find(|k| {
-            rows.iter()
-                .any(|r| r.summary.final_metrics.contains_key(*k))
-        })
-        .unwrap_or("outer_value");
+pub fn table(rows: &[Row], selection_metric: Option<&str>) -> String {
+    // The metric the report selects on: the experiment's, else its default rule (the first
+    // present of these).
+    let defaults = ["suboptimality", "value", "hypergrad_norm_sq", "outer_value"];
+    let key = selection_metric.unwrap_or_else(|| {
+        defaults
+            .into_iter()
+            .find(|k| {
+                rows.iter()
+                    .any(|r| r.summary.final_metrics.contains_key(*k))
+            })
+            .unwrap_or("outer_value")
+    });
+    // Solvers by their label, followed, where one label has several settings, by the parameters
+    // that differ between them (`soba (outer_lr.c=1000000)`).
+    let leaves: Vec<Vec<(String, String)>> = rows.iter().map(|r| flatten(&r.params)).collect();
+    let name = |k: usize| {
+        let r = &rows[k];
+        let differing: Vec<String> = leaves[k]
+            .iter()
+            .filter(|(key, value)| {
+                rows.iter().zip(&leaves).any(|(other, theirs)| {
+                    other.solver == r.solver
+                        && theirs.iter().find(|(k2, _)| k2 == key).map(|(_, v)| v) != Some(value)
+                })
+            })
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        if differing.is_empty() {
+            r.solver.clone()
+        } else {
+            format!("{} ({})", r.solver, differing.join(", "))
+        }
+    };
+    let names: Vec<String> = (0..rows.len()).map(name).collect();
+    let width = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     let mut lines = vec![format!(
-        "{:<34} {:>6} {:>9} {:>9} {:>10} {:>14}",
-        "run", "seed", "status", "iters", "time (s)", key
+        "{:<width$} {:>6} {:>9} {:>9} {:>10} {:>14}",
+        "solver", "seed", "status", "iters", "time (s)", key
     )];
-    for r in rows {
+    for (r, name) in rows.iter().zip(&names) {
         let s = &r.summary;
         lines.push(format!(
-            "{:<34} {:>6} {:>9} {:>9} {:>10.3} {:>14}",
-            r.run,
+            "{:<width$} {:>6} {:>9} {:>9} {:>10.3} {:>14}",
+            name,
             r.seed,
             s.status.as_str(),
             s.iters,

@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the hot kernels: oracles on a minibatch and on the full batch,
 //! CG on a Hessian-vector closure, the minibatch sampler, and one solver step.
 //!
-//! `cargo bench -p bilevel --bench kernels`. Macro comparisons live in `bilevel bench`.
+//! `cargo bench -p bilevel --features bench --bench kernels`. Macro comparisons live in `bilevel bench`.
 
 use std::hint::black_box;
 

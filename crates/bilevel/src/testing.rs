@@ -1,6 +1,30 @@
-//! The test kit: finite-difference checks of oracles, and the mechanical checks every solver must
-//! pass (bit-exact resume, determinism, oracle counts per step). Public, so that users can check
-//! their own objectives the same way.
+//! The test kit, public so that users check their own objectives and solvers the way the
+//! library checks its own.
+//!
+//! - [`check_objective`] compares every oracle of an [`Objective`] (gradients, the three
+//!   second-order products, the fused calls and the dense Hessian) with central finite
+//!   differences at one point, and returns the worst relative error of each
+//!   ([`FdReport`]); [`assert_objective_matches_fd`] does it at several random points. The
+//!   example on [`Objective`] checks a user objective this way.
+//! - [`assert_resumes_bit_exact`] and [`assert_deterministic`] are the mechanical checks every
+//!   solver passes: stopping, serializing the state, and continuing gives the same bits as a
+//!   straight run; the same seed gives the same run.
+//! - [`counts_per_steps`] measures the oracle calls of a number of steps (the per-iteration
+//!   counts each algorithm file documents).
+//!
+//! ```
+//! use bilevel::prelude::*;
+//! use bilevel::testing::{assert_deterministic, assert_resumes_bit_exact, counts_per_steps};
+//!
+//! let problem = bilevel::problems::quadratic::tiny();
+//! let config = SolverConfig::Soba(SobaConfig { batch_size: 2, ..Default::default() });
+//! assert_resumes_bit_exact(&config, &problem, 10, 3);
+//! assert_deterministic(&config, &problem, 10, 3);
+//! // SOBA's documented cost per iteration, measured after a warm-up step:
+//! let counts = counts_per_steps(&config, &problem, 1, 1, 0);
+//! assert_eq!((counts.g.grad_y, counts.g.hvp_yy, counts.g.cross_xy), (1, 1, 1));
+//! assert_eq!((counts.f.grad_x, counts.f.grad_y), (1, 1));
+//! ```
 
 use crate::algorithms::{SolverConfig, SolverVisitor};
 use crate::core::linalg::{normal_vector, rng_from_seed};

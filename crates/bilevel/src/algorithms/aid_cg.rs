@@ -8,9 +8,9 @@
 //! ## Update (one outer iteration t)
 //! 1. Inner GD, warm-started from y_{t−1}: T steps of
 //!    $y \leftarrow y - \alpha \nabla_y g(x_t, y)$.
-//! 2. K conjugate-gradient iterations on $\nabla^2_{yy} g(x_t, y)\, v = \nabla_y f(x_t, y)$,
+//! 2. K conjugate-gradient iterations on $\nabla^2_{yy} g(x_t, y)\thinspace v = \nabla_y f(x_t, y)$,
 //!    warm-started from v_{t−1} (`warm_start_v`; hypertorch starts from 0).
-//! 3. $\hat h = \nabla_x f(x_t, y) - \nabla^2_{xy} g(x_t, y)\, v$ and
+//! 3. $\hat h = \nabla_x f(x_t, y) - \nabla^2_{xy} g(x_t, y)\thinspace v$ and
 //!    $x_{t+1} = x_t - \gamma_t \hat h$.
 //!
 //! Deterministic (full-batch) oracles throughout by default; with `batch_size` every oracle
@@ -18,7 +18,7 @@
 //! `bilevel bench` times at batch 64). With enough inner and CG steps ĥ matches the
 //! closed-form ∇F to relative error ≤ 1e-6 (tested).
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 | full |

@@ -14,7 +14,7 @@
 //!    - `form = "fixed_point"` (AID-FP): $w_0 = 0$, $w_{i+1} = (I - \alpha A) w_i + b$,
 //!      K steps (K products), i.e. the series with K − 1 products: AID-FP with K + 1 steps
 //!      equals AID-NS with K.
-//! 3. $\hat h = \nabla_x f + (\partial\Psi/\partial x)^\top w = \nabla_x f - \alpha\,\nabla^2_{xy} g\, w$,
+//! 3. $\hat h = \nabla_x f + (\partial\Psi/\partial x)^\top w = \nabla_x f - \alpha\thinspace \nabla^2_{xy} g\thinspace w$,
 //!    and $x_{t+1} = x_t - \gamma_t \hat h$.
 //!
 //! **Normalisation (+v convention).** hypertorch's w is the adjoint of the *map* Ψ, so
@@ -25,9 +25,9 @@
 //! inner step α (`neumann_step = None`), as in hypertorch; setting it decouples the two.
 //!
 //! With enough inner steps and terms ĥ matches the closed-form ∇F to relative error ≤ 1e-6
-//! (`tests/baseline_estimators.rs`).
+//! (`tests/it/baseline_estimators.rs`).
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 | full |

@@ -8,18 +8,18 @@
 //! 2. One outer minibatch D_F: $b = \nabla_y f(x_t, y; D_F)$, $\nabla_x f(x_t, y; D_F)$.
 //! 3. The linear system, warm-started from v_{t−1} (the amortization):
 //!    - `linear.kind = "gd"` (AmIGO-GD): K steps
-//!      $v \leftarrow v - \rho\,(\nabla^2_{yy} g(x_t, y; B_k)\, v - b)$, a fresh Hessian batch
+//!      $v \leftarrow v - \rho\thinspace (\nabla^2_{yy} g(x_t, y; B_k)\thinspace v - b)$, a fresh Hessian batch
 //!      B_k per step, b fixed over the K steps (§1.5.4);
 //!    - `linear.kind = "cg"` (AmIGO-CG): K conjugate-gradient iterations on one Hessian
 //!      minibatch (CG needs a fixed operator).
-//! 4. $\hat h = \nabla_x f(x_t, y; D_F) - \nabla^2_{xy} g(x_t, y; D_G)\, v$, and
+//! 4. $\hat h = \nabla_x f(x_t, y; D_F) - \nabla^2_{xy} g(x_t, y; D_G)\thinspace v$, and
 //!    $x_{t+1} = x_t - \gamma_t \hat h$.
 //!
 //! Choice (ambiguous in our sources): b is drawn once per outer iteration and kept over the K
 //! linear-system steps, as for stocBiO's D_F; the paper's analysis also allows a fresh outer
 //! batch per step.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 | B_s / D_F |

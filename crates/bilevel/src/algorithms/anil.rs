@@ -22,7 +22,7 @@
 //! head-only inner loop (on `meta_linear`, the Reference with `reference_adapts = "head"`). It
 //! shares the unrolled reverse-mode code with MAML (it is MAML's estimator with P ≠ I).
 //!
-//! ## Oracle calls per iteration (m = meta-batch size; checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (m = meta-batch size; checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | m·r | m | one task each |

@@ -10,8 +10,8 @@
 //! 1. $\hat y$ = T GD steps on g(x_k, ·) from y_k (fresh minibatches), held constant:
 //!    $q(x, y) \approx g(x, y) - g(x, \hat y)$,
 //!    $\nabla q = \big(\nabla_x g(x_k, y_k) - \nabla_x g(x_k, \hat y),\ \nabla_y g(x_k, y_k)\big)$.
-//! 2. $\phi = \eta \|\nabla q\|^2$ and
-//!    $\lambda = \max\big(\phi - \langle \nabla f, \nabla q\rangle, 0\big) / \|\nabla q\|^2$
+//! 2. $\phi = \eta \Vert \nabla q\Vert ^2$ and
+//!    $\lambda = \max\big(\phi - \langle \nabla f, \nabla q\rangle, 0\big) / \Vert \nabla q\Vert ^2$
 //!    (λ = 0 when ∇q = 0), with $\nabla f = (\nabla_x f, \nabla_y f)(x_k, y_k)$.
 //! 3. $(x, y)_{k+1} = (x, y)_k - \xi_k (\nabla f + \lambda \nabla q)$.
 //!
@@ -20,7 +20,7 @@
 //! by η, the step ξ and the accuracy of ŷ (on the quadratic: a decreasing step drives ‖∇F‖²
 //! down; see the convergence table).
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | T + 1 | 1 | B_s (T steps), ξ / ζ |

@@ -6,8 +6,8 @@
 //! ## Update (one iteration t, at the current (x_t, y_t); algorithms.md §8.2)
 //! 1. Hypergradient at the *current* inner iterate: outer minibatch D_F,
 //!    $b = \nabla_y f(x_t, y_t; D_F)$; HIA (§1.5.2): draw P uniform in {0, …, N − 1},
-//!    $v = N\eta \prod_{j=1}^{P} (I - \eta \nabla^2_{yy} g(x_t, y_t; B_j))\, b$;
-//!    $\hat h = \nabla_x f(x_t, y_t; D_F) - \nabla^2_{xy} g(x_t, y_t; D_G)\, v$.
+//!    $v = N\eta \prod_{j=1}^{P} (I - \eta \nabla^2_{yy} g(x_t, y_t; B_j))\thinspace b$;
+//!    $\hat h = \nabla_x f(x_t, y_t; D_F) - \nabla^2_{xy} g(x_t, y_t; D_G)\thinspace v$.
 //! 2. Outer step: $x_{t+1} = x_t - \gamma_t \hat h$.
 //! 3. Inner SGD at the *new* x, warm-started: T steps
 //!    $y \leftarrow y - \rho_t \nabla_y g(x_{t+1}, y; B_s)$, giving $y_{t+1}$.
@@ -22,7 +22,7 @@
 //! does not change the draws; with constant inner steps the x-sequences coincide with a double
 //! loop that skips its first inner phase.)
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 | B_s / D_F |

@@ -20,7 +20,7 @@
 //! 3. For each j: $y_T^j = \mathrm{GD}_T(x_k + \mu u_j; y_0)$ (same start) and
 //!    $\delta_j = (y_T^j - y_T)/\mu$.
 //! 4. $\hat h = \nabla_x f(x_k, y_T) + \frac{1}{Q} \sum_j \langle \delta_j, \nabla_y f(x_k, y_T)
-//!    \rangle\, u_j$ (= ∇ₓf + Ĵᵀ∇ᵧf with Ĵ = (1/Q) Σⱼ δⱼuⱼᵀ).
+//!    \rangle\thinspace u_j$ (= ∇ₓf + Ĵᵀ∇ᵧf with Ĵ = (1/Q) Σⱼ δⱼuⱼᵀ).
 //! 5. $x_{k+1} = x_k - \beta_k \hat h$ (or an Adam step on ĥ, `outer_optimizer`), and
 //!    $y_{\mathrm{warm}} = y_T$.
 //!
@@ -31,7 +31,7 @@
 //! x-independent ∇²ᵧᵧg) y_T^μ = y_T, so E\[Ĵ\] = J_T for every μ, and J_T → dy*/dx as T grows
 //! (both tested on the benchmark quadratic).
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | (Q + 1)·T | 1 | full |

@@ -20,14 +20,14 @@
 //!    $y_T^j = \mathrm{SGD}_T(x_k + \mu u_j; y_0; B_{1..T})$ (same start, same batches) and
 //!    $\delta_j = (y_T^j - y_T)/\mu$.
 //! 4. $\hat h = \nabla_x f(x_k, y_T; B_F) + \frac{1}{Q} \sum_j \langle \delta_j,
-//!    \nabla_y f(x_k, y_T; B_F) \rangle\, u_j$.
+//!    \nabla_y f(x_k, y_T; B_F) \rangle\thinspace u_j$.
 //! 5. $x_{k+1} = x_k - \beta_k \hat h$ (or Adam), $y_{\mathrm{warm}} = y_T$.
 //!
 //! The official deep hyper-representation script uses Adam as the inner optimiser shared by
 //! both trajectories; §4.4 recommends (and this implementation uses) plain SGD with identical
 //! batch sequences, so every trajectory has the same (stateless) optimiser.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | (Q + 1)·T | 1 | B_t (each replayed Q + 1 times) / B_F |

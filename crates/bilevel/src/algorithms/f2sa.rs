@@ -5,7 +5,7 @@
 //!
 //! ## Update (iteration k; algorithms.md §8.5)
 //! The penalty (value-function) Lagrangian
-//! $\mathcal L_\lambda(x, y) = f(x, y) + \lambda\,\big(g(x, y) - \min_z g(x, z)\big)$ has gradient in x
+//! $\mathcal L_\lambda(x, y) = f(x, y) + \lambda\thinspace \big(g(x, y) - \min_z g(x, z)\big)$ has gradient in x
 //! $\nabla_x f(x, y_\lambda) + \lambda\big(\nabla_x g(x, y_\lambda) - \nabla_x g(x, z^*)\big)$ at
 //! $y_\lambda = \arg\min_y f + \lambda g$, $z^* = \arg\min_z g$. F2SA tracks both minimisers:
 //! 1. T inner steps (fresh minibatches B_s on g, B'_s on f, shared by the two updates of a step):
@@ -19,11 +19,11 @@
 //! estimate of y*(x); y is the penalised iterate. **Bias:** for a fixed λ the direction is the gradient of the
 //! penalty function, not ∇F; the difference is O(1/λ) (y_λ − y* = O(1/λ)). With λ growing
 //! (λ_k ~ Σ δ_k) the bias vanishes; with λ capped (`max_penalty`) F2SA converges to a
-//! neighbourhood of a stationary point of size O(1/λ_max). `tests/baseline_estimators.rs`
+//! neighbourhood of a stationary point of size O(1/λ_max). `tests/it/baseline_estimators.rs`
 //! checks that the error of [`penalty_hypergradient`] against the closed form shrinks from
 //! λ = 10 to λ = 100.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | 2T | T | B_s / B'_s |

@@ -19,7 +19,7 @@
 //! 3. $\hat h = \frac{1}{|\mathcal T|}\sum_j \nabla L_j(\theta_r^j)$ (§7.1, g_FO) and
 //!    $\phi_{t+1} = \phi_t - \gamma_t \hat h$ (or Adam).
 //!
-//! ## Oracle calls per iteration (m = meta-batch size; checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (m = meta-batch size; checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | m·r | m | one task each |

@@ -16,17 +16,17 @@
 //! (1) inner step, batch B₁ on g:
 //! $$ y_{k+1} = y_k - \rho_k \nabla_y g(x_k, y_k; B_1) $$
 //! (2) one warm-started step on the quadratic for v, at y_{k+1}; B₂ on g, B₃ on f:
-//! $$ v_{k+1} = v_k - \eta_k \big(\nabla^2_{yy} g(x_k, y_{k+1}; B_2)\, v_k -
+//! $$ v_{k+1} = v_k - \eta_k \big(\nabla^2_{yy} g(x_k, y_{k+1}; B_2)\thinspace v_k -
 //!    \nabla_y f(x_k, y_{k+1}; B_3)\big) $$
 //! (3) hypergradient at the new triple and at the previous one, same B₄ (on f) and B₅ (on g):
-//! $$ h^{new}_k = \nabla_x f(x_k, y_{k+1}; B_4) - \nabla^2_{xy} g(x_k, y_{k+1}; B_5)\, v_{k+1},
+//! $$ h^{new}_k = \nabla_x f(x_k, y_{k+1}; B_4) - \nabla^2_{xy} g(x_k, y_{k+1}; B_5)\thinspace v_{k+1},
 //!    \qquad
-//!    h^{old}_k = \nabla_x f(x_{k-1}, y_k; B_4) - \nabla^2_{xy} g(x_{k-1}, y_k; B_5)\, v_k $$
+//!    h^{old}_k = \nabla_x f(x_{k-1}, y_k; B_4) - \nabla^2_{xy} g(x_{k-1}, y_k; B_5)\thinspace v_k $$
 //! (4) outer direction (`outer_direction`):
 //! - `storm` (default): $d_k = h^{new}_k + (1 - a_k)(d_{k-1} - h^{old}_k)$, with d₋₁ = 0 and
 //!   h^{old}₀ = 0, so d₀ = h^{new}₀;
 //! - `ema` (benchopt's first version, no old-point evaluation):
-//!   $d_k = (1 - a_k)\, d_{k-1} + a_k h^{new}_k$, d₋₁ = 0;
+//!   $d_k = (1 - a_k)\thinspace d_{k-1} + a_k h^{new}_k$, d₋₁ = 0;
 //! - `plain`: $d_k = h^{new}_k$ (the plain single-loop method).
 //!
 //! (5) outer step: $x_{k+1} = x_k - \beta_k d_k$.
@@ -39,7 +39,7 @@
 //! The previous triple (x_{k−1}, y_k, v_k) is the state's `x_prev` plus the current y and v at
 //! the start of the step (copied to scratch before they are updated), so only x_prev persists.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | 1 | 1 | B₁ / B₃ |

@@ -7,11 +7,11 @@
 //! With a summable tolerance sequence ε_k (Σ ε_k < ∞):
 //! 1. (i) Solve the inner problem to tolerance ε_k: GD steps
 //!    $y \leftarrow y - \alpha \nabla_y g(x_k, y)$, warm-started, until
-//!    $\|\nabla_y g(x_k, y)\| \le \varepsilon_k$ (or `max_inner_steps`).
-//! 2. (ii) Solve $\nabla^2_{yy} g\, v = \nabla_y f$ by conjugate gradient, warm-started from
-//!    v_{k−1}, until $\|\nabla^2_{yy} g\, v - \nabla_y f\| \le \varepsilon_k \|\nabla_y f\|$ (or
+//!    $\Vert \nabla_y g(x_k, y)\Vert  \le \varepsilon_k$ (or `max_inner_steps`).
+//! 2. (ii) Solve $\nabla^2_{yy} g\thinspace v = \nabla_y f$ by conjugate gradient, warm-started from
+//!    v_{k−1}, until $\Vert \nabla^2_{yy} g\thinspace v - \nabla_y f\Vert  \le \varepsilon_k \Vert \nabla_y f\Vert $ (or
 //!    `max_cg_iters`).
-//! 3. (iii) $p_k = \nabla_x f - \nabla^2_{xy} g\, v$ and (iv) $x_{k+1} = x_k - \gamma_k p_k$.
+//! 3. (iii) $p_k = \nabla_x f - \nabla^2_{xy} g\thinspace v$ and (iv) $x_{k+1} = x_k - \gamma_k p_k$.
 //!
 //! Because the tolerances are summable, the hypergradient errors are summable and the iterates
 //! converge like exact gradient descent (the paper's Theorem 2).
@@ -22,7 +22,7 @@
 //! implemented — `outer_lr` is a schedule. The tolerance laws (quadratic 0.1/k², cubic, or
 //! exponential 0.1·0.9^k) are the paper's experiments' as we recall them \[recall\].
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | S + 1 (S inner steps until the tolerance; the last gradient is the test) | 1 | full |

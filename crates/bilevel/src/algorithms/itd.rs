@@ -10,17 +10,17 @@
 //!    from $y_0$ (the previous $y_T$ with `warm_start`, else the initial y), storing
 //!    $y_0, \dots, y_T$ (`inner::descend_recording`).
 //! 2. Reverse sweep (`hypergrad::reverse_sweep`): $a_T = \nabla_y f(x_t, y_T)$; for
-//!    s = T−1 down to 0: $\hat h \mathrel{+}= -\alpha \nabla^2_{xy} g(x_t, y_s)\, a_{s+1}$,
-//!    $a_s = a_{s+1} - \alpha \nabla^2_{yy} g(x_t, y_s)\, a_{s+1}$, from
+//!    s = T−1 down to 0: $\hat h \mathrel{+}= -\alpha \nabla^2_{xy} g(x_t, y_s)\thinspace a_{s+1}$,
+//!    $a_s = a_{s+1} - \alpha \nabla^2_{yy} g(x_t, y_s)\thinspace a_{s+1}$, from
 //!    $\hat h = \nabla_x f(x_t, y_T)$.
 //! 3. $x_{t+1} = x_t - \gamma_t \hat h$.
 //!
 //! ĥ is the exact gradient of x ↦ f(x, y_T(x)) with y₀ held constant; with enough steps it
-//! matches the closed-form ∇F to relative error ≤ 1e-6 (`tests/baseline_estimators.rs`).
+//! matches the closed-form ∇F to relative error ≤ 1e-6 (`tests/it/baseline_estimators.rs`).
 //! With `batch_size` set, every forward step uses a fresh minibatch and the reverse sweep
 //! replays it.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 | full (or B_s / D_F) |

@@ -8,17 +8,17 @@
 //!    previous $y_T$ with `warm_start`), storing the iterates.
 //! 2. Reverse sweep over the **last K** steps only (`hypergrad::reverse_sweep`):
 //!    $a_T = \nabla_y f(x_t, y_T)$; for s = T−1 down to T−K:
-//!    $\hat h \mathrel{+}= -\alpha \nabla^2_{xy} g(x_t, y_s)\, a_{s+1}$,
-//!    $a_s = a_{s+1} - \alpha \nabla^2_{yy} g(x_t, y_s)\, a_{s+1}$, from
+//!    $\hat h \mathrel{+}= -\alpha \nabla^2_{xy} g(x_t, y_s)\thinspace a_{s+1}$,
+//!    $a_s = a_{s+1} - \alpha \nabla^2_{yy} g(x_t, y_s)\thinspace a_{s+1}$, from
 //!    $\hat h = \nabla_x f(x_t, y_T)$.
 //! 3. $x_{t+1} = x_t - \gamma_t \hat h$.
 //!
-//! Known bias: near y*, the dropped steps carry $-\alpha \sum_{s<T-K} \nabla^2_{xy}g\,
-//! (I - \alpha A)^{T-1-s} \nabla_y f$, i.e. ĥ − ∇F ≈ $\nabla^2_{xy} g\,(I - \alpha A)^K A^{-1}
+//! Known bias: near y*, the dropped steps carry $-\alpha \sum_{s<T-K} \nabla^2_{xy}g\thinspace
+//! (I - \alpha A)^{T-1-s} \nabla_y f$, i.e. ĥ − ∇F ≈ $\nabla^2_{xy} g\thinspace (I - \alpha A)^K A^{-1}
 //! \nabla_y f$: it shrinks geometrically in K, at rate 1 − αμ (tested at two K against the
-//! closed form in `tests/baseline_estimators.rs`). K = T is ITD.
+//! closed form in `tests/it/baseline_estimators.rs`). K = T is ITD.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 | full (or B_s / D_F) |

@@ -24,7 +24,7 @@
 //! 3. Residual with the current right-hand side and the stored anchor product:
 //!    $r_k = b_k - w$ (no new HVP; Qᵀr is recomputed every iteration, never replaced by ‖r‖e₁).
 //! 4. Dynamic Lanczos step with the current Hessian (q = last column of Q, q_prev the one
-//!    before): $u = A_k q - \beta\, q_{prev}$, $\alpha = q^\top u$; T grows by one row and column
+//!    before): $u = A_k q - \beta\thinspace q_{prev}$, $\alpha = q^\top u$; T grows by one row and column
 //!    (α on the diagonal, the previous β off it).
 //! 5. Projected system of size j = #columns of Q = size of T:
 //!    $s = T_j^{-1} Q_j^\top r_k$, $\Delta v = Q_j s$
@@ -32,7 +32,7 @@
 //! 6. Extend the basis (three-term recurrence, no re-orthogonalisation):
 //!    $\omega = u - \alpha q$, $\beta = \lVert\omega\rVert$, $Q \leftarrow [Q, \omega/\beta]$.
 //! 7. $v = \bar v + \Delta v$ and
-//!    $x_{k+1} = x_k - \lambda \big(\nabla_x f(x_k, y) - \nabla^2_{xy} g(x_k, y)\, v\big)$.
+//!    $x_{k+1} = x_k - \lambda \big(\nabla_x f(x_k, y) - \nabla^2_{xy} g(x_k, y)\thinspace v\big)$.
 //!
 //! Breakdown guards (**\[derived\]**, not in the official code): if β ≤ 10⁻¹²·‖A_k q − β q_prev‖
 //! (invariant subspace reached) the basis is not extended and the next iteration restarts; if the
@@ -90,7 +90,7 @@
 //! The Lanczos vectors q and q_prev are the last two columns of the stored basis Q (not stored
 //! twice). Everything is f64 (Lanczos without re-orthogonalisation degrades in lower precision).
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 (fused with grad_x) | inner / outer |

@@ -15,15 +15,15 @@
 //! 2. For each task j ∈ 𝒯 (Finn et al., Alg. 1, inner loop): θ₀ = φ_t,
 //!    $\theta_{k+1} = \theta_k - \alpha \nabla l_j(\theta_k)$, k < r, storing θ₀..θ_r.
 //! 3. Reverse sweep (§7.1 product formula): $a \leftarrow \nabla L_j(\theta_r)$, then for
-//!    k = r−1, …, 0: $a \leftarrow a - \alpha \nabla^2 l_j(\theta_k)\, a$; so
-//!    $a = \prod_{k=0}^{r-1} (I - \alpha H_k)\, \nabla L_j(\theta_r) = \nabla M_j(\phi_t)$.
+//!    k = r−1, …, 0: $a \leftarrow a - \alpha \nabla^2 l_j(\theta_k)\thinspace a$; so
+//!    $a = \prod_{k=0}^{r-1} (I - \alpha H_k)\thinspace \nabla L_j(\theta_r) = \nabla M_j(\phi_t)$.
 //! 4. $\hat h = \frac{1}{|\mathcal T|} \sum_{j \in \mathcal T} \nabla M_j(\phi_t)$ and
 //!    $\phi_{t+1} = \phi_t - \gamma_t \hat h$ (or Adam, `outer_optimizer`).
 //!
 //! With the full meta-batch ĥ equals the problem Reference's ∇M (tested against the forward-mode
 //! reference and finite differences of M).
 //!
-//! ## Oracle calls per iteration (m = meta-batch size; checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (m = meta-batch size; checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | m·r | m | one task each |

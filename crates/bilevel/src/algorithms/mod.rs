@@ -2,7 +2,7 @@
 //!
 //! Adding an algorithm: copy `soba.rs` (single loop) or `aid_cg.rs` (double loop), then add
 //! exactly one variant to [`SolverConfig`] and one arm to each of its three `match`es
-//! (`kind`, `validate`, `visit`), and one row to `tests/all_algorithms_converge.rs`.
+//! (`kind`, `validate`, `visit`), and one row to `tests/it/all_algorithms_converge.rs`.
 
 pub mod aid_cg;
 pub mod aid_neumann;

@@ -45,7 +45,7 @@
 //!   inner = 0.9 }`, `neumann = { terms = 3, step = 0.5 }`, `batch_size = 1000` (the script's
 //!   second y-step per iteration is not reproduced).
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | 2 | 2 | B′ / B_F (fused with grad_x) |

@@ -7,7 +7,7 @@
 //!
 //! ## Update (iteration k)
 //! $$ y_{k+1} = y_k - \beta_k \nabla_y g(x_k, y_k; B_k), $$
-//! $$ h_k = c\, \hat\Phi(x_k, y_{k+1}; \mathcal B) + (1 - c)\big(h_{k-1} + \hat\Phi(x_k, y_{k+1}; \mathcal B)
+//! $$ h_k = c\thinspace \hat\Phi(x_k, y_{k+1}; \mathcal B) + (1 - c)\big(h_{k-1} + \hat\Phi(x_k, y_{k+1}; \mathcal B)
 //!        - \hat\Phi(x_{k-1}, y_k; \mathcal B)\big)
 //!      = \hat\Phi(x_k, y_{k+1}; \mathcal B) + (1 - c)\big(h_{k-1} - \hat\Phi(x_{k-1}, y_k; \mathcal B)\big), $$
 //! $$ x_{k+1} = x_k - \alpha_k h_k, $$
@@ -15,7 +15,7 @@
 //! point (x_{k−1}, y_k) is the previous iteration's "new" point, the STORM pairing. The
 //! momentum only acts on the outer direction (single timescale: α_k and β_k decay alike).
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | 1 | 2 | B_k / B_F (twice) |

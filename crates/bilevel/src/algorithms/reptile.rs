@@ -22,7 +22,7 @@
 //! The paper's inner optimiser is Adam; here the inner loop is the problem's plain SGD (the same
 //! loop that defines M), so Reptile and MAML adapt identically.
 //!
-//! ## Oracle calls per iteration (m = meta-batch size; checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (m = meta-batch size; checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | m·r | 0 | one task each |

@@ -6,10 +6,10 @@
 //!
 //! ## Update (iteration t, inner samples ξ ⊂ {1..n_g}, outer samples ζ ⊂ {1..n_f})
 //! The SOBA directions at (y_t, v_t, x_t) are finite sums over samples,
-//! $$ D_y = \nabla_y g, \qquad D_v = \nabla^2_{yy} g\, v - \nabla_y f, \qquad
-//!    D_x = \nabla_x f - \nabla^2_{xy} g\, v, $$
-//! each of whose five per-sample terms — $\nabla_y g_i$, $\nabla^2_{yy} g_i\, v$,
-//! $\nabla^2_{xy} g_i\, v$ (samples of g) and $\nabla_y f_j$, $\nabla_x f_j$ (samples of f) — is
+//! $$ D_y = \nabla_y g, \qquad D_v = \nabla^2_{yy} g\thinspace v - \nabla_y f, \qquad
+//!    D_x = \nabla_x f - \nabla^2_{xy} g\thinspace v, $$
+//! each of whose five per-sample terms — $\nabla_y g_i$, $\nabla^2_{yy} g_i\thinspace v$,
+//! $\nabla^2_{xy} g_i\thinspace v$ (samples of g) and $\nabla_y f_j$, $\nabla_x f_j$ (samples of f) — is
 //! estimated by SAGA: with a memory $m_i$ per sample (the term at the last point sample i was
 //! drawn) and its mean $\bar m$,
 //! $$ \hat\delta = \frac{1}{|\xi|} \sum_{i \in \xi} \big(\delta_i(y_t, v_t, x_t) - m_i\big) + \bar m,
@@ -34,7 +34,7 @@
 //! because v₀ = 0. `zero` starts every memory at zero, as the reference benchmark's SABA does
 //! (use it to replay the benchmark's runs; the first epoch's estimates are then biased).
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`; b = batch size)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`; b = batch size)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | b (per_batch: 1) | b (per_batch: 1) | each i ∈ ξ / j ∈ ζ (the block) |

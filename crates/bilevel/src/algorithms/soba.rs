@@ -7,13 +7,13 @@
 //! ## Update (paper, Alg. 1, with the SOBA directions of Eq. (5)) — all three directions at
 //! (xₜ, yₜ, vₜ), inner batch ξ (on g), outer batch ζ (on f)
 //! $$ y_{t+1} = y_t - \rho_t \nabla_y g_\xi, \qquad
-//!    v_{t+1} = v_t - \rho_t\,(\nabla^2_{yy} g_\xi\, v_t - \nabla_y f_\zeta), \qquad
-//!    x_{t+1} = x_t - \gamma_t\,(\nabla_x f_\zeta - \nabla^2_{xy} g_\xi\, v_t). $$
+//!    v_{t+1} = v_t - \rho_t\thinspace (\nabla^2_{yy} g_\xi\thinspace v_t - \nabla_y f_\zeta), \qquad
+//!    x_{t+1} = x_t - \gamma_t\thinspace (\nabla_x f_\zeta - \nabla^2_{xy} g_\xi\thinspace v_t). $$
 //!
 //! Sign convention: the paper tracks w = −v and adds the cross term; this library tracks
 //! v ≈ +[∇²ᵧᵧg]⁻¹∇ᵧf everywhere (algorithms.md §1.2), so the iterates are identical up to v = −w.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | 1 | 1 | ξ / ζ |

@@ -6,7 +6,7 @@
 //!
 //! ## Update (iteration t, period q)
 //! With the SOBA directions (+v convention)
-//! $D(y, v, x) = \big(\nabla_y g,\ \nabla^2_{yy} g\, v - \nabla_y f,\ \nabla_x f - \nabla^2_{xy} g\, v\big)$:
+//! $D(y, v, x) = \big(\nabla_y g,\ \nabla^2_{yy} g\thinspace v - \nabla_y f,\ \nabla_x f - \nabla^2_{xy} g\thinspace v\big)$:
 //! - every q iterations (t ≡ 0 mod q): the full-batch directions $D_t = D(y_t, v_t, x_t)$;
 //! - otherwise the SARAH recursion on one pair of minibatches (ξ on g, ζ on f) evaluated at the
 //!   current and the previous point:
@@ -17,7 +17,7 @@
 //! The paper's analysis adds a projection of v onto a ball; it is not needed on the problems
 //! here and is omitted (benchopt omits it too).
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | 2 (full pass: 1) | 2 (full pass: 1) | ξ / ζ at two points (full) |

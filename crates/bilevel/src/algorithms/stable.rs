@@ -31,7 +31,7 @@
 //! Unlike the other single-loop solvers, a step allocates (faer's eigendecomposition workspace):
 //! the O(q³) dense algebra dominates anyway.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | 1 | 1 | ξ / ζ |

@@ -8,12 +8,12 @@
 //!    a fresh minibatch B_s per step.
 //! 2. One outer minibatch D_F: $b = \nabla_y f(x_t, y; D_F)$, and $\nabla_x f(x_t, y; D_F)$.
 //! 3. SHIA (§1.5.1, the paper's formula — not the official code's variant that drops the i = 0
-//!    term): $v = \eta \sum_{i=0}^{Q} \prod_{j \le i} (I - \eta \nabla^2_{yy} g(x_t, y; B_j))\, b$,
+//!    term): $v = \eta \sum_{i=0}^{Q} \prod_{j \le i} (I - \eta \nabla^2_{yy} g(x_t, y; B_j))\thinspace b$,
 //!    a fresh Hessian minibatch B_j per product.
-//! 4. $\hat h = \nabla_x f(x_t, y; D_F) - \nabla^2_{xy} g(x_t, y; D_G)\, v$ on a cross minibatch
+//! 4. $\hat h = \nabla_x f(x_t, y; D_F) - \nabla^2_{xy} g(x_t, y; D_G)\thinspace v$ on a cross minibatch
 //!    D_G, and $x_{t+1} = x_t - \beta_t \hat h$.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 | B_s / D_F |

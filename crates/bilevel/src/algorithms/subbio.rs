@@ -11,21 +11,21 @@
 //!
 //! ## Update (one outer iteration; from the official SubBiO solvers, algorithms.md §3.3)
 //! 1. Inner GD, warm-started: T steps of $y \leftarrow y - \theta \nabla_y g(x, y)$.
-//! 2. $b = \nabla_y f(x, y)$, $w_1 = b$, $w_2 = v - \eta \nabla^2_{yy} g(x, y)\, v$ (Hessian at
+//! 2. $b = \nabla_y f(x, y)$, $w_1 = b$, $w_2 = v - \eta \nabla^2_{yy} g(x, y)\thinspace v$ (Hessian at
 //!    (x, y): the official synthetic code's `g_hessian_y(x, v, …)` passes v as y, a bug not
 //!    reproduced).
 //! 3. Orthonormalise by Gram–Schmidt (applied twice, "twice is enough"): $e_1 = b/\lVert b\rVert$,
-//!    $w_2^\perp = w_2 - (e_1^\top w_2)\, e_1$, $e_2 = w_2^\perp / \lVert w_2^\perp\rVert$ (the
+//!    $w_2^\perp = w_2 - (e_1^\top w_2)\thinspace e_1$, $e_2 = w_2^\perp / \lVert w_2^\perp\rVert$ (the
 //!    hyper-cleaning code projects with the unnormalised b, a quirk not reproduced).
 //! 4. $M = W^\top A W$ (2 HVPs, 2 × 2 SPD), $s = M^{-1} W^\top b$, $v = W s$ with W = [e₁, e₂].
-//! 5. $x \leftarrow x - \lambda\big(\nabla_x f(x, y) - \nabla^2_{xy} g(x, y)\, v\big)$.
+//! 5. $x \leftarrow x - \lambda\big(\nabla_x f(x, y) - \nabla^2_{xy} g(x, y)\thinspace v\big)$.
 //!
 //! Guards: when ‖w₂⊥‖ ≤ 10⁻¹⁰‖w₂‖ (b and w₂ parallel to working precision), or when the 2 × 2
 //! system is not numerically positive definite, the solve falls back to the 1-D minimiser along
 //! b, v = (e₁ᵀb / e₁ᵀAe₁) e₁; if even e₁ᵀAe₁ ≤ 0 (possible with a rank-deficient minibatch
 //! Hessian) v is kept. When b = 0 the minimiser is v = 0 and no HVP is made.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | T | 1 (fused with grad_x) | inner / outer |

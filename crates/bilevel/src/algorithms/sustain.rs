@@ -14,7 +14,7 @@
 //! where both Φ̂ evaluations share **all** batches and the HIA truncation P (one
 //! `hypergrad::PhiHatDraw` replayed at the two points), and both ∇ᵧg share B'.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | 2 | 2 | B' (twice) / B_F (twice) |

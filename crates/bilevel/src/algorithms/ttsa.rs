@@ -6,14 +6,14 @@
 //!
 //! ## Update (iteration k; the projection on a constraint set X is omitted: unconstrained x)
 //! $$ y_{k+1} = y_k - \beta_k \nabla_y g(x_k, y_k; B_k), \tag{1} $$
-//! $$ \hat h_k = \nabla_x f(x_k, y_{k+1}; B_F) - \nabla^2_{xy} g(x_k, y_{k+1}; B_G)\, v_k, \qquad
+//! $$ \hat h_k = \nabla_x f(x_k, y_{k+1}; B_F) - \nabla^2_{xy} g(x_k, y_{k+1}; B_G)\thinspace v_k, \qquad
 //!    v_k = N\eta \prod_{j=1}^{P} \big(I - \eta \nabla^2_{yy} g(x_k, y_{k+1}; B_j)\big)
 //!    \nabla_y f(x_k, y_{k+1}; B_F), \tag{2} $$
 //! $$ x_{k+1} = x_k - \alpha_k \hat h_k, \tag{3} $$
 //! with P uniform in {0, …, N − 1} (HIA, `hypergrad::PhiHat`). Two timescales: the inner step
 //! β_k ~ k^{−2/5} decays more slowly than the outer step α_k ~ k^{−3/5}.
 //!
-//! ## Oracle calls per iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per iteration (checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | 1 | 1 | B_k / B_F |

@@ -18,9 +18,9 @@
 //!    iterates only if ξ_j = 1 (`inner::descend_recording_on`).
 //! 3. $g_{FO} = \nabla L_j(\theta_r)$.
 //! 4. If ξ_j = 1: reverse sweep (shared with MAML) $g_{ex} \leftarrow g_{FO}$, for k = r−1..0:
-//!    $g_{ex} \leftarrow g_{ex} - \alpha \nabla^2 l_j(\theta_k)\, g_{ex}$ (optionally clipped,
+//!    $g_{ex} \leftarrow g_{ex} - \alpha \nabla^2 l_j(\theta_k)\thinspace g_{ex}$ (optionally clipped,
 //!    see `clip`); then $g_j = g_{FO} + (g_{ex} - g_{FO})/q$, computed as
-//!    $g_{ex}/q + (1 - 1/q)\, g_{FO}$ so that q = 1 gives g_ex bit for bit.
+//!    $g_{ex}/q + (1 - 1/q)\thinspace g_{FO}$ so that q = 1 gives g_ex bit for bit.
 //!    Else $g_j = g_{FO}$.
 //! 5. $\hat h = \frac{1}{|\mathcal T|}\sum_j g_j$; $\phi_{t+1} = \phi_t - \gamma_t \hat h$ (or Adam).
 //!
@@ -51,7 +51,7 @@
 //! once per exact task (so later tasks of a batch already see the new q).
 //!
 //! ## Oracle calls per iteration (m = meta-batch size, e = number of tasks with ξ = 1;
-//! checked by `tests/oracle_counts.rs`)
+//! checked by `tests/it/oracle_counts.rs`)
 //! | oracle | on g | on f | batch |
 //! |--------|------|------|-------|
 //! | grad_y | m·r | m | one task each |

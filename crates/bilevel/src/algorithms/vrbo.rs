@@ -39,7 +39,7 @@
 //! benchopt's version differs (algorithms.md §6.3): it recomputes the checkpoint on the full
 //! dataset (`large_batch = "full"` here), skips the x-correction and does not reset the anchor.
 //!
-//! ## Oracle calls per outer iteration (checked by `tests/oracle_counts.rs`)
+//! ## Oracle calls per outer iteration (checked by `tests/it/oracle_counts.rs`)
 //! A correction costs, on S₂-sized batches: f: grad_x 2, grad_y 2 (two fused calls on B_F);
 //! g: grad_y 2, hvp_yy 2Q, cross_xy 2. A checkpoint costs, on S₁ (or the full batch):
 //! f: grad_x 1, grad_y 1; g: grad_y 1, hvp_yy Q, cross_xy 1.

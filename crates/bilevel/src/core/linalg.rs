@@ -256,22 +256,66 @@ impl Scratch {
 
 /// Central finite differences, the fallback for second-order products.
 pub mod fd {
+    use std::cell::Cell;
+
     use super::{Vector, VectorExt};
+
+    thread_local! {
+        /// Gradient evaluations (∇ₓ, ∇ᵧ) made by the finite-difference defaults of
+        /// [`Objective`](crate::core::Objective) on this thread.
+        static SPENT: Cell<GradientsSpent> = const { Cell::new(GradientsSpent { x: 0, y: 0 }) };
+    }
+
+    /// Gradient evaluations made by the finite-difference products of
+    /// [`Objective`](crate::core::Objective)'s defaults on the current thread, so far. A
+    /// [`Problem`](crate::core::Problem) reads it around each product call to count a product
+    /// that fell back to finite differences as the two gradient calls it made.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct GradientsSpent {
+        /// ∇ₓ evaluations.
+        pub x: u64,
+        /// ∇ᵧ evaluations.
+        pub y: u64,
+    }
+
+    impl GradientsSpent {
+        /// (∇ₓ, ∇ᵧ) evaluations since `earlier`.
+        pub fn since(self, earlier: GradientsSpent) -> (u64, u64) {
+            (self.x - earlier.x, self.y - earlier.y)
+        }
+    }
+
+    /// The gradient evaluations of the finite-difference defaults on this thread so far.
+    pub fn gradients_spent() -> GradientsSpent {
+        SPENT.with(Cell::get)
+    }
+
+    /// Records `x` ∇ₓ and `y` ∇ᵧ evaluations made for a finite-difference product.
+    pub fn note_gradients_spent(x: u64, y: u64) {
+        SPENT.with(|s| {
+            let now = s.get();
+            s.set(GradientsSpent {
+                x: now.x + x,
+                y: now.y + y,
+            });
+        });
+    }
 
     /// Writes `(G(h·dir) − G(−h·dir)) / 2h` into `out`, with `h = ε^{1/3} / ‖dir‖` scaled by
     /// `1 + scale` (the size of the point), so the truncation and rounding errors balance.
     /// Writes zero when `dir = 0`. `grad_at(e, buf)` must write the gradient at the point
-    /// shifted by `e` into `buf`.
+    /// shifted by `e` into `buf`. Returns how many times it called `grad_at` (2, or 0 when
+    /// `dir = 0`).
     pub fn central(
         dir: &Vector,
         point_scale: f64,
         out: &mut Vector,
         mut grad_at: impl FnMut(&Vector, &mut Vector),
-    ) {
+    ) -> u64 {
         let norm = dir.norm();
         if norm == 0.0 || !norm.is_finite() {
             out.set_zero();
-            return;
+            return 0;
         }
         let h = f64::EPSILON.cbrt() * (1.0 + point_scale) / norm;
         let mut shift = dir.clone();
@@ -283,6 +327,7 @@ pub mod fd {
         // out ← (plus − minus) / 2h
         out.scale_add(-1.0, &plus);
         out.scale(1.0 / (2.0 * h));
+        2
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
-use super::linalg::{Vector, VectorExt};
+use super::linalg::{Vector, VectorExt, fd};
 use super::objective::{Batch, Fused, Objective};
 
 /// Calls of each oracle on one objective, and the samples they touched.
@@ -29,6 +29,15 @@ pub struct OracleCounts {
     pub cross_yx: u64,
     /// Samples touched, summed over all calls (a full batch touches every sample).
     pub samples: u64,
+    /// Second-order products (∇²ᵧᵧh·v, ∇²ₓᵧh·v, ∇²ᵧₓh·u) that the objective left to the
+    /// finite-difference defaults of [`Objective`]. Each is counted as the two gradient calls it
+    /// makes (in `grad_x` or `grad_y`, and in `samples`), not as a product: what it costs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fd_products: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl OracleCounts {
@@ -46,6 +55,7 @@ impl OracleCounts {
             cross_xy: self.cross_xy.saturating_sub(earlier.cross_xy),
             cross_yx: self.cross_yx.saturating_sub(earlier.cross_yx),
             samples: self.samples.saturating_sub(earlier.samples),
+            fd_products: self.fd_products.saturating_sub(earlier.fd_products),
         }
     }
 }
@@ -58,6 +68,16 @@ pub struct Counts {
     pub f: OracleCounts,
     /// Inner objective g.
     pub g: OracleCounts,
+    /// Data rows drawn: the rows of every minibatch drawn from a
+    /// [`MinibatchSampler`](super::MinibatchSampler) during a run, plus n for each full-batch
+    /// pass (a full-batch call at a new point (x, y); further full-batch calls at the same point
+    /// read the same rows, as several oracles on one minibatch do). It is the axis of the
+    /// reference benchmark, which counts minibatch draws: SOBA draws 2 × 64 rows per iteration,
+    /// where `samples` counts every oracle component (5 × 64). Counted by the
+    /// [`Runner`](crate::run::Runner); a solver driven by hand counts only its full passes.
+    /// (Absent in JSON when 0: checkpoints written before it existed keep their checksum.)
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub draws: u64,
 }
 
 impl Counts {
@@ -74,6 +94,7 @@ impl Counts {
         Counts {
             f: self.f.since(&earlier.f),
             g: self.g.since(&earlier.g),
+            draws: self.draws.saturating_sub(earlier.draws),
         }
     }
 }
@@ -87,6 +108,7 @@ struct AtomicCounts {
     cross_xy: AtomicU64,
     cross_yx: AtomicU64,
     samples: AtomicU64,
+    fd_products: AtomicU64,
 }
 
 impl AtomicCounts {
@@ -99,6 +121,7 @@ impl AtomicCounts {
             cross_xy: self.cross_xy.load(Relaxed),
             cross_yx: self.cross_yx.load(Relaxed),
             samples: self.samples.load(Relaxed),
+            fd_products: self.fd_products.load(Relaxed),
         }
     }
     fn store(&self, c: &OracleCounts) {
@@ -109,6 +132,7 @@ impl AtomicCounts {
         self.cross_xy.store(c.cross_xy, Relaxed);
         self.cross_yx.store(c.cross_yx, Relaxed);
         self.samples.store(c.samples, Relaxed);
+        self.fd_products.store(c.fd_products, Relaxed);
     }
 }
 
@@ -118,6 +142,24 @@ struct Counted {
     inner: Arc<dyn Objective>,
     counts: AtomicCounts,
     n_samples: usize,
+    /// Rows read by full-batch passes (n per pass; see [`Counts::draws`]).
+    full_rows: AtomicU64,
+    /// A fingerprint of the point (x, y) of the last full-batch call.
+    last_full_point: AtomicU64,
+}
+
+/// No full-batch call yet.
+const NO_POINT: u64 = u64::MAX;
+
+/// A fingerprint of (x, y): equal points give equal fingerprints; different points collide with
+/// probability about 2⁻⁶⁴.
+fn point_fingerprint(x: &Vector, y: &Vector) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in x.as_slice().iter().chain(y.as_slice()) {
+        h = (h ^ v.to_bits()).wrapping_mul(0x0000_0100_0000_01b3);
+        h ^= h >> 29;
+    }
+    h ^ (x.nrows() as u64).rotate_left(32)
 }
 
 impl Counted {
@@ -127,15 +169,74 @@ impl Counted {
             inner,
             counts: AtomicCounts::default(),
             n_samples,
+            full_rows: AtomicU64::new(0),
+            last_full_point: AtomicU64::new(NO_POINT),
         }
     }
+    /// Counts one call of `counter` on `batch` at (x, y).
     #[inline]
-    fn touch(&self, counter: &AtomicU64, batch: Batch<'_>) {
+    fn touch(&self, counter: &AtomicU64, batch: Batch<'_>, x: &Vector, y: &Vector) {
         counter.fetch_add(1, Relaxed);
         self.counts
             .samples
             .fetch_add(batch.len(self.n_samples) as u64, Relaxed);
+        if matches!(batch, Batch::Full) {
+            let point = point_fingerprint(x, y);
+            if self.last_full_point.swap(point, Relaxed) != point {
+                self.full_rows.fetch_add(self.n_samples as u64, Relaxed);
+            }
+        }
     }
+    /// Runs `call` (a second-order product `kind`, or a fused call with products) and counts the
+    /// products it asked for: as products when the objective computed them, or as the gradient
+    /// calls they made when they fell back to the finite-difference defaults.
+    #[inline]
+    fn products<R>(
+        &self,
+        requested: [Option<(&AtomicU64, FdKind)>; 2],
+        batch: Batch<'_>,
+        x: &Vector,
+        y: &Vector,
+        call: impl FnOnce() -> R,
+    ) -> R {
+        let before = fd::gradients_spent();
+        let result = call();
+        let (spent_x, spent_y) = fd::gradients_spent().since(before);
+        for (counter, kind) in requested.into_iter().flatten() {
+            let spent = match kind {
+                FdKind::GradX => spent_x,
+                FdKind::GradY => spent_y,
+            };
+            if spent == 0 {
+                self.touch(counter, batch, x, y);
+            } else {
+                self.counts.fd_products.fetch_add(1, Relaxed);
+                let gradient = match kind {
+                    FdKind::GradX => &self.counts.grad_x,
+                    FdKind::GradY => &self.counts.grad_y,
+                };
+                for _ in 0..spent {
+                    self.touch(gradient, batch, x, y);
+                }
+            }
+        }
+        result
+    }
+    fn load(&self) -> OracleCounts {
+        self.counts.load()
+    }
+    fn store(&self, counts: &OracleCounts) {
+        self.counts.store(counts);
+        self.full_rows.store(0, Relaxed);
+        self.last_full_point.store(NO_POINT, Relaxed);
+    }
+}
+
+/// Which gradient a finite-difference product differentiates.
+#[derive(Clone, Copy)]
+enum FdKind {
+    GradX,
+    GradY,
 }
 
 impl Objective for Counted {
@@ -146,15 +247,15 @@ impl Objective for Counted {
         self.n_samples
     }
     fn value(&self, x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
-        self.touch(&self.counts.value, batch);
+        self.touch(&self.counts.value, batch, x, y);
         self.inner.value(x, y, batch)
     }
     fn grad_x(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        self.touch(&self.counts.grad_x, batch);
+        self.touch(&self.counts.grad_x, batch, x, y);
         self.inner.grad_x(x, y, batch, out)
     }
     fn grad_y(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        self.touch(&self.counts.grad_y, batch);
+        self.touch(&self.counts.grad_y, batch, x, y);
         self.inner.grad_y(x, y, batch, out)
     }
     fn grad_xy(
@@ -165,8 +266,8 @@ impl Objective for Counted {
         out_x: &mut Vector,
         out_y: &mut Vector,
     ) {
-        self.touch(&self.counts.grad_x, batch);
-        self.touch(&self.counts.grad_y, batch);
+        self.touch(&self.counts.grad_x, batch, x, y);
+        self.touch(&self.counts.grad_y, batch, x, y);
         self.inner.grad_xy(x, y, batch, out_x, out_y)
     }
     fn fused(&self, x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
@@ -176,14 +277,20 @@ impl Objective for Counted {
             (out.value.is_some(), &c.value),
             (out.grad_x.is_some(), &c.grad_x),
             (out.grad_y.is_some(), &c.grad_y),
-            (out.hvp_yy.is_some(), &c.hvp_yy),
-            (out.cross_xy.is_some(), &c.cross_xy),
         ] {
             if given {
-                self.touch(counter, batch);
+                self.touch(counter, batch, x, y);
             }
         }
-        self.inner.fused(x, y, v, batch, out)
+        let requested = [
+            out.hvp_yy.is_some().then_some((&c.hvp_yy, FdKind::GradY)),
+            out.cross_xy
+                .is_some()
+                .then_some((&c.cross_xy, FdKind::GradX)),
+        ];
+        self.products(requested, batch, x, y, || {
+            self.inner.fused(x, y, v, batch, out)
+        })
     }
     fn value_grad_hess_yy(
         &self,
@@ -195,24 +302,30 @@ impl Objective for Counted {
     ) -> Option<f64> {
         let value = self.inner.value_grad_hess_yy(x, y, batch, grad, hess)?;
         // Counted as a value, a gradient and dim y Hessian-vector products (one per column).
-        self.touch(&self.counts.value, batch);
-        self.touch(&self.counts.grad_y, batch);
+        self.touch(&self.counts.value, batch, x, y);
+        self.touch(&self.counts.grad_y, batch, x, y);
         for _ in 0..y.nrows() {
-            self.touch(&self.counts.hvp_yy, batch);
+            self.touch(&self.counts.hvp_yy, batch, x, y);
         }
         Some(value)
     }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        self.touch(&self.counts.hvp_yy, batch);
-        self.inner.hvp_yy(x, y, v, batch, out)
+        let requested = [Some((&self.counts.hvp_yy, FdKind::GradY)), None];
+        self.products(requested, batch, x, y, || {
+            self.inner.hvp_yy(x, y, v, batch, out)
+        })
     }
     fn cross_xy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        self.touch(&self.counts.cross_xy, batch);
-        self.inner.cross_xy(x, y, v, batch, out)
+        let requested = [Some((&self.counts.cross_xy, FdKind::GradX)), None];
+        self.products(requested, batch, x, y, || {
+            self.inner.cross_xy(x, y, v, batch, out)
+        })
     }
     fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        self.touch(&self.counts.cross_yx, batch);
-        self.inner.cross_yx(x, y, u, batch, out)
+        let requested = [Some((&self.counts.cross_yx, FdKind::GradY)), None];
+        self.products(requested, batch, x, y, || {
+            self.inner.cross_yx(x, y, u, batch, out)
+        })
     }
 }
 
@@ -228,6 +341,56 @@ pub struct ReferencePoint {
 }
 
 /// Ground truth for metrics and tests: a closed form or a high-accuracy solve.
+///
+/// Most problems attach the generic high-accuracy solve with
+/// [`Problem::with_newton_reference`]. A closed form, when there is one, is exact and cheap:
+///
+/// ```
+/// use bilevel::core::{ReferencePoint, linalg};
+/// use bilevel::prelude::*;
+///
+/// /// g(x, y) = ½‖y − x‖² (so y*(x) = x) and f(x, y) = ½‖y − 1‖²: F(x) = ½‖x − 1‖².
+/// struct Inner;
+/// struct Outer;
+/// impl Objective for Inner {
+///     fn dims(&self) -> (usize, usize) { (3, 3) }
+///     fn value(&self, x: &Vector, y: &Vector, _: Batch<'_>) -> f64 { 0.5 * (y - x).norm_sq() }
+///     fn grad_x(&self, x: &Vector, y: &Vector, _: Batch<'_>, out: &mut Vector) { *out = x - y; }
+///     fn grad_y(&self, x: &Vector, y: &Vector, _: Batch<'_>, out: &mut Vector) { *out = y - x; }
+/// }
+/// impl Objective for Outer {
+///     fn dims(&self) -> (usize, usize) { (3, 3) }
+///     fn value(&self, _: &Vector, y: &Vector, _: Batch<'_>) -> f64 {
+///         0.5 * (y - linalg::constant(3, 1.0)).norm_sq()
+///     }
+///     fn grad_x(&self, _: &Vector, _: &Vector, _: Batch<'_>, out: &mut Vector) { out.set_zero(); }
+///     fn grad_y(&self, _: &Vector, y: &Vector, _: Batch<'_>, out: &mut Vector) {
+///         *out = y - linalg::constant(3, 1.0);
+///     }
+/// }
+///
+/// struct ClosedForm;
+/// impl Reference for ClosedForm {
+///     fn evaluate(&self, x: &Vector) -> bilevel::Result<ReferencePoint> {
+///         let hypergradient = x - linalg::constant(3, 1.0);
+///         Ok(ReferencePoint {
+///             value: 0.5 * hypergradient.norm_sq(),
+///             hypergradient,
+///             y_star: Some(x.clone()),
+///         })
+///     }
+///     fn optimal_value(&self) -> Option<f64> {
+///         Some(0.0) // gives the `suboptimality` metric
+///     }
+/// }
+///
+/// let problem = Problem::new("shift", Outer, Inner)?.with_reference(ClosedForm);
+/// let metrics = problem.metrics(&linalg::constant(3, 3.0), &linalg::constant(3, 3.0), None)?;
+/// assert_eq!(metrics["value"], 6.0); // ½ · 3 · (3 − 1)²
+/// assert_eq!(metrics["hypergrad_norm_sq"], 12.0);
+/// assert_eq!(metrics["inner_distance"], 0.0);
+/// # Ok::<(), bilevel::Error>(())
+/// ```
 pub trait Reference: Send + Sync {
     /// F(x), ∇F(x) and y*(x).
     fn evaluate(&self, x: &Vector) -> Result<ReferencePoint>;
@@ -316,13 +479,39 @@ pub type Metrics = BTreeMap<String, f64>;
 ///
 /// Every oracle call through [`f`](Self::f) and [`g`](Self::g) is counted; metrics
 /// ([`metrics`](Self::metrics)) use the uncounted objectives, so evaluation never pollutes the
-/// counts.
+/// counts. A [`Runner`](crate::run::Runner) resets the counts at the start of each run.
+///
+/// Build one from two [`Objective`]s ([`new`](Self::new); see [`Objective`] for a whole
+/// example), or a built-in one from its configuration ([`ProblemConfig`](crate::problems::ProblemConfig)).
+///
+/// ```
+/// use bilevel::prelude::*;
+///
+/// let problem = bilevel::problems::quadratic::tiny();
+/// assert_eq!(problem.dims(), (2, 3));
+/// let (x, y) = problem.start();
+/// let mut grad = Vector::zeros(3);
+/// problem.g().grad_y(&x, &y, Batch::Indices(&[0, 2]), &mut grad);
+/// problem.f().grad_y(&x, &y, Batch::Full, &mut grad);
+/// let counts = problem.counts();
+/// assert_eq!((counts.g.grad_y, counts.g.samples), (1, 2));
+/// assert_eq!((counts.f.grad_y, counts.f.samples), (1, 2)); // f has two samples
+/// // Metrics do not count; the tiny quadratic has an exact reference.
+/// let metrics = problem.metrics(&x, &y, None)?;
+/// assert!(metrics.contains_key("hypergrad_norm_sq"));
+/// assert_eq!(problem.counts(), counts);
+/// // A copy sharing the data, with its own counters (one per concurrent run).
+/// assert_eq!(problem.fresh().counts(), Counts::default());
+/// # Ok::<(), bilevel::Error>(())
+/// ```
 pub struct Problem {
     name: String,
     f_raw: Arc<dyn Objective>,
     g_raw: Arc<dyn Objective>,
     f: Counted,
     g: Counted,
+    /// Rows drawn from minibatch samplers (added by the runner; see [`Counts::draws`]).
+    sampled_rows: AtomicU64,
     reference: Option<Arc<dyn Reference>>,
     task_metrics: Option<Arc<dyn TaskMetrics>>,
     unrolled: Option<UnrolledSpec>,
@@ -374,6 +563,7 @@ impl Problem {
             name: name.into(),
             f: Counted::new(f.clone()),
             g: Counted::new(g.clone()),
+            sampled_rows: AtomicU64::new(0),
             f_raw: f,
             g_raw: g,
             reference: None,
@@ -418,6 +608,7 @@ impl Problem {
             name: self.name.clone(),
             f: Counted::new(self.f_raw.clone()),
             g: Counted::new(self.g_raw.clone()),
+            sampled_rows: AtomicU64::new(0),
             f_raw: self.f_raw.clone(),
             g_raw: self.g_raw.clone(),
             reference: self.reference.clone(),
@@ -466,14 +657,23 @@ impl Problem {
     /// Oracle counts so far.
     pub fn counts(&self) -> Counts {
         Counts {
-            f: self.f.counts.load(),
-            g: self.g.counts.load(),
+            f: self.f.load(),
+            g: self.g.load(),
+            draws: self.sampled_rows.load(Relaxed)
+                + self.f.full_rows.load(Relaxed)
+                + self.g.full_rows.load(Relaxed),
         }
     }
     /// Overwrites the counters (used when resuming from a checkpoint).
     pub fn set_counts(&self, counts: &Counts) {
-        self.f.counts.store(&counts.f);
-        self.g.counts.store(&counts.g);
+        self.f.store(&counts.f);
+        self.g.store(&counts.g);
+        self.sampled_rows.store(counts.draws, Relaxed);
+    }
+    /// Adds `rows` minibatch rows to [`Counts::draws`] (the runner reports the rows its solver
+    /// drew from [`MinibatchSampler`](super::MinibatchSampler)s).
+    pub fn add_drawn_rows(&self, rows: u64) {
+        self.sampled_rows.fetch_add(rows, Relaxed);
     }
 
     /// Every metric name [`metrics`](Self::metrics) can report for this problem (for checking

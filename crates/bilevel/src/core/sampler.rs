@@ -123,6 +123,17 @@ impl<'de> Deserialize<'de> for SamplingMode {
     }
 }
 
+thread_local! {
+    static ROWS_DRAWN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Rows drawn by every [`MinibatchSampler`] on this thread so far. The
+/// [`Runner`](crate::run::Runner) reads it around `init` and each `step` to count
+/// [`Counts::draws`](super::Counts::draws).
+pub fn rows_drawn() -> u64 {
+    ROWS_DRAWN.with(std::cell::Cell::get)
+}
+
 /// A seeded stream of minibatches over `0..n`.
 ///
 /// The epoch permutation is a pure function of (seed, epoch), so the serialized form is a few
@@ -213,7 +224,8 @@ impl TryFrom<SamplerRepr> for MinibatchSampler {
 }
 
 impl MinibatchSampler {
-    /// A sampler of batches of `batch_size` indices in `0..n`. A `batch_size` ≥ n is clipped to n.
+    /// A sampler of batches of `batch_size` indices in `0..n`. A `batch_size` > n is clipped to
+    /// n, with a [warning](crate::core::warnings) (the run's summary reports it).
     pub fn new(n: usize, batch_size: usize, mode: SamplingMode, seed: u64) -> Result<Self> {
         if n == 0 {
             return Err(Error::config(
@@ -223,6 +235,12 @@ impl MinibatchSampler {
         }
         if batch_size == 0 {
             return Err(Error::config("batch_size", "must be >= 1"));
+        }
+        if batch_size > n {
+            super::warnings::warn(format!(
+                "batch_size = {batch_size} exceeds the {n} samples it draws from: each batch is \
+                 clipped to {n}"
+            ));
         }
         let mut s = MinibatchSampler {
             n,
@@ -300,6 +318,7 @@ impl MinibatchSampler {
 
     /// The next minibatch (a view into an internal buffer).
     pub fn draw(&mut self) -> &[usize] {
+        ROWS_DRAWN.with(|rows| rows.set(rows.get() + self.batch_size as u64));
         match self.mode.order() {
             SamplingMode::Shuffled | SamplingMode::ShuffledOrderedFirst => {
                 for k in 0..self.batch_size {

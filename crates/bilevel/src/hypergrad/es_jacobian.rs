@@ -3,10 +3,10 @@
 //! ∇F = ∇ₓf + (dy/dx)ᵀ ∇ᵧf, with the response Jacobian dy_T/dx of the T-step inner descent
 //! replaced by a one-sided Gaussian-smoothing (ES) estimate built from *first-order* oracles only:
 //!
-//! $$ y_T = \mathrm{GD}_T(x;\, y_0), \qquad
-//!    \delta_j = \frac{\mathrm{GD}_T(x + \mu u_j;\, y_0) - y_T}{\mu}, \qquad
+//! $$ y_T = \mathrm{GD}_T(x;\thinspace y_0), \qquad
+//!    \delta_j = \frac{\mathrm{GD}_T(x + \mu u_j;\thinspace y_0) - y_T}{\mu}, \qquad
 //!    \hat h = \nabla_x f(x, y_T) + \frac{c}{Q} \sum_{j=1}^{Q} \langle \delta_j, \nabla_y f(x, y_T)
-//!    \rangle\, u_j, $$
+//!    \rangle\thinspace u_j, $$
 //!
 //! i.e. ĥ = ∇ₓf + Ĵᵀ∇ᵧf with Ĵ = (c/Q) Σⱼ δⱼ uⱼᵀ. Ĵ is never formed: only the Q scalars
 //! ⟨δⱼ, ∇ᵧf⟩ are. Every trajectory starts from the SAME y₀ (the warm start), and in the

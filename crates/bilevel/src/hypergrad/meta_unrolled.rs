@@ -12,7 +12,7 @@
 //! and the meta-objective is M(φ) = mean_j L_j(θ_r), L_j = f(·; task j) the query loss. Its
 //! exact gradient is the product formula (chain rule through the unrolled loop):
 //!
-//! $$ \nabla M_j(\phi) = (I - \alpha H_0 P)(I - \alpha H_1 P) \cdots (I - \alpha H_{r-1} P)\,
+//! $$ \nabla M_j(\phi) = (I - \alpha H_0 P)(I - \alpha H_1 P) \cdots (I - \alpha H_{r-1} P)\thinspace
 //!    \nabla L_j(\theta_r), \qquad H_k = \nabla^2 l_j(\theta_k), $$
 //!
 //! evaluated right to left by the reverse sweep [`reverse_sweep`] from the iterates stored by

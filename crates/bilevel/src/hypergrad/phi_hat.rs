@@ -1,6 +1,6 @@
 //! Φ̂, the stochastic hypergradient estimate of algorithms.md §1.5.3, with replayable batches:
 //!
-//! $$ \hat\Phi(x, y) = \nabla_x f(x, y; B_F) - \nabla^2_{xy} g(x, y; B_G)\, v, \qquad
+//! $$ \hat\Phi(x, y) = \nabla_x f(x, y; B_F) - \nabla^2_{xy} g(x, y; B_G)\thinspace v, \qquad
 //!    v = \mathrm{Neumann}\big(\nabla^2_{yy} g(x, y; B_j),\ \nabla_y f(x, y; B_F)\big), $$
 //!
 //! where the Neumann series is the summed SHIA (§1.5.1, Q terms, batches B_1..B_Q) or the randomly

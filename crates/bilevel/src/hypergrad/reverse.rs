@@ -5,11 +5,11 @@
 //! The reverse sweep over the last K steps (K = T: full back-propagation):
 //!
 //! $$ a_T = \nabla_y f(x, y_T), \qquad
-//!    a_t = \Big(\tfrac{\partial\Psi}{\partial y}(x, y_t)\Big)^{\!\top} a_{t+1}
-//!        = a_{t+1} - \alpha\, \nabla^2_{yy} g(x, y_t; B_t)\, a_{t+1}, $$
+//!    a_t = \Big(\tfrac{\partial\Psi}{\partial y}(x, y_t)\Big)^{\negthinspace \top} a_{t+1}
+//!        = a_{t+1} - \alpha\thinspace \nabla^2_{yy} g(x, y_t; B_t)\thinspace a_{t+1}, $$
 //! $$ \hat h = \nabla_x f(x, y_T) + \sum_{t=T-K}^{T-1}
-//!    \Big(\tfrac{\partial\Psi}{\partial x}(x, y_t)\Big)^{\!\top} a_{t+1}
-//!    = \nabla_x f(x, y_T) - \alpha \sum_{t=T-K}^{T-1} \nabla^2_{xy} g(x, y_t; B_t)\, a_{t+1}. $$
+//!    \Big(\tfrac{\partial\Psi}{\partial x}(x, y_t)\Big)^{\negthinspace \top} a_{t+1}
+//!    = \nabla_x f(x, y_T) - \alpha \sum_{t=T-K}^{T-1} \nabla^2_{xy} g(x, y_t; B_t)\thinspace a_{t+1}. $$
 //!
 //! Each backward step replays the minibatch B_t of its forward step. The start y₀ is a constant
 //! (a warm start from the previous outer iteration, or the fixed initial point): the estimate is

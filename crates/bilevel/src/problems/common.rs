@@ -285,6 +285,19 @@ pub struct NewtonReference {
     paths: Mutex<ReferencePaths>,
 }
 
+impl crate::core::Problem {
+    /// Attaches the generic exact reference ([`NewtonReference`]) on the problem's own
+    /// (uncounted) objectives, starting its first inner solve from the problem's y₀: the
+    /// metrics `value` (F(x)), `hypergrad_norm_sq` (‖∇F(x)‖²) and `inner_distance` then come
+    /// with every evaluation, at the cost of a full-batch Newton solve each. `g` must be
+    /// strongly convex in y. See [`Objective`](crate::core::Objective) for an example.
+    pub fn with_newton_reference(self, config: ReferenceConfig) -> Self {
+        let (f, g) = self.uncounted_objectives();
+        let y_init = self.start().1;
+        self.with_reference(NewtonReference::new(f, g, y_init, config))
+    }
+}
+
 impl NewtonReference {
     /// A reference for outer `f` and inner `g`, starting the first solve from `y_init`.
     pub fn new(

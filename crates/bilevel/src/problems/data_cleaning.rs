@@ -3,7 +3,7 @@
 //! A training set with corrupted labels; one outer weight per training sample decides how much
 //! the sample counts:
 //!
-//! $$ g(x, W) = \frac1n \sum_{i \le n} \sigma(x_i)\, \mathrm{CE}(W; a_i, \tilde b_i) + C \lVert W \rVert_F^2,
+//! $$ g(x, W) = \frac1n \sum_{i \le n} \sigma(x_i)\thinspace \mathrm{CE}(W; a_i, \tilde b_i) + C \lVert W \rVert_F^2,
 //!    \qquad f(x, W) = \frac1{n'} \sum_{i \le n'} \mathrm{CE}(W; a'_i, b'_i), $$
 //!
 //! with σ the logistic sigmoid, CE the multinomial cross-entropy of the linear classifier

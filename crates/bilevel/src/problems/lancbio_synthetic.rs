@@ -4,7 +4,7 @@
 //!
 //! $$ f(x, y) = 0.1 \cos\big(x^\top (c \odot y)\big) + \tfrac12 \lVert d \odot x - y \rVert^2, $$
 //! $$ g(x, y) = \gamma \sum_i \sin(x_i + y_i) + \log \sum_i e^{x_i y_i}
-//!    + \tfrac12 y^\top \mathrm{diag}(h)\, y + \tfrac12 y^\top G y, $$
+//!    + \tfrac12 y^\top \mathrm{diag}(h)\thinspace y + \tfrac12 y^\top G y, $$
 //!
 //! with γ = 0.5, c_i ~ U(−5, 5), d_i ~ U(0.1, 1.1), h_i ~ U(0, γ), and
 //! G = Q diag(linspace(1, κ, n)) Qᵀ for a random orthogonal Q (QR of a Gaussian matrix).

@@ -1,7 +1,7 @@
 //! # FSLA's synthetic least-squares bilevel problem (algorithms.md §2.5, §9.2)
 //!
-//! Outer: $f(y) = \frac{1}{m_1}\sum_i (a_i^\top y - b_i)^2 = \frac1{m_1}\|A y - b\|^2$;
-//! inner: $g(x, y) = \frac{1}{m_2}\sum_i (c_i^\top x + d_i^\top y - e_i)^2 = \frac1{m_2}\|C x + D y - e\|^2$.
+//! Outer: $f(y) = \frac{1}{m_1}\sum_i (a_i^\top y - b_i)^2 = \frac1{m_1}\Vert A y - b\Vert ^2$;
+//! inner: $g(x, y) = \frac{1}{m_2}\sum_i (c_i^\top x + d_i^\top y - e_i)^2 = \frac1{m_2}\Vert C x + D y - e\Vert ^2$.
 //!
 //! A, C, D have i.i.d. U(0, 1) entries; b = A u + noise, e = C u₁ + D u₂ + noise (noise std 0.01).
 //! The inner Hessian 2DᵀD/m₂ and the cross matrix 2DᵀC/m₂ are constant, so the hypergradient is

@@ -2,7 +2,7 @@
 //!
 //! Inner: the training logistic loss plus a weighted ridge penalty, outer: the validation loss,
 //!
-//! $$ g(x, y) = \frac1{n}\sum_{i \le n} \ell(y; a_i, b_i) + \frac12 \sum_m \lambda_{\pi(m)}(x)\, y_m^2,
+//! $$ g(x, y) = \frac1{n}\sum_{i \le n} \ell(y; a_i, b_i) + \frac12 \sum_m \lambda_{\pi(m)}(x)\thinspace y_m^2,
 //!    \qquad f(x, y) = \frac1{n'}\sum_{i \le n'} \ell(y; a'_i, b'_i), $$
 //!
 //! with λ_k(x) = exp(x_k) (`parametrization = "exp"`, the default) or x_k (`"linear"`, which

@@ -8,7 +8,7 @@
 //!
 //! Task j has a support set (S_j, t_j) and a query set (Q_j, u_j) and the losses
 //!
-//! $$ l_j(\theta) = \frac{1}{2 n_s} \sum_i (w^\top B s_i - t_i)^2 + \frac{\lambda}{2}\|\theta\|^2,
+//! $$ l_j(\theta) = \frac{1}{2 n_s} \sum_i (w^\top B s_i - t_i)^2 + \frac{\lambda}{2}\Vert \theta\Vert ^2,
 //!    \qquad L_j(\theta) = \text{the same on the query set}, $$
 //!
 //! g on task j is l_j (inner, support), f on task j is L_j (outer, query). The model is

@@ -4,7 +4,7 @@
 //! For each task j (support loss l_j = g on task j, query loss L_j = f on task j):
 //!
 //! $$ \theta_0 = \phi,\ T_0 = I; \qquad
-//!    T_{k+1} = (I - \alpha P H_k)\, T_k,\ \ \theta_{k+1} = \theta_k - \alpha P \nabla l_j(\theta_k);
+//!    T_{k+1} = (I - \alpha P H_k)\thinspace T_k,\ \ \theta_{k+1} = \theta_k - \alpha P \nabla l_j(\theta_k);
 //!    \qquad \nabla M_j(\phi) = T_r^\top \nabla L_j(\theta_r), $$
 //!
 //! with H_k = ∇²l_j(θ_k) (applied column by column through the objective's exact `hvp_yy`) and

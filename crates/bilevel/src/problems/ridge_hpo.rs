@@ -3,7 +3,7 @@
 //! Synthetic regression data a_i ~ N(0, I_d), b_i = a_iᵀw_true + ε_i (ε ~ N(0, noise²),
 //! w_true ~ N(0, I)), split into n training and n' validation samples:
 //!
-//! $$ g(x, y) = \frac1{2n}\lVert A y - b\rVert^2 + \frac12\sum_j \lambda_{\pi(j)}(x)\, y_j^2,
+//! $$ g(x, y) = \frac1{2n}\lVert A y - b\rVert^2 + \frac12\sum_j \lambda_{\pi(j)}(x)\thinspace y_j^2,
 //!    \qquad f(x, y) = \frac1{2n'}\lVert A' y - b'\rVert^2, $$
 //!
 //! with λ = exp(x) or x and `per_feature` or `scalar` penalties as in

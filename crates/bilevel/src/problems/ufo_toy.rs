@@ -8,8 +8,8 @@
 //! outer (query) problem:
 //!
 //! $$ h_j(\theta) = \psi_j(|\theta - c_j|), \quad c_j = b_j / a_j, \qquad
-//!    \psi_j(z) = \begin{cases} a_j z^2/2 & z \le A \\
-//!    a_j A^2/2 + a_j A t + a_j t^2/2 - a_j t^3/6 & z = A + t,\ 0 < t \le 1 \\
+//!    \psi_j(z) = \begin{cases} a_j z^2/2 & z \le A \cr
+//!    a_j A^2/2 + a_j A t + a_j t^2/2 - a_j t^3/6 & z = A + t,\ 0 < t \le 1 \cr
 //!    a_j A^2/2 + a_j A + a_j/3 + a_j (A + \tfrac12)(z - A - 1) & z > A + 1 \end{cases} $$
 //!
 //! The cubic coefficient −a/6 is the one that makes ψ C² at both joins: ψ'' = a on [0, A],
@@ -30,13 +30,13 @@
 //! fixed point (the zero of ½Σ g_FO,j) is φ_FO = (w₁c₁ + w₂c₂)/(w₁ + w₂) and the stationary point
 //! of M is φ* = (e₁c₁ + e₂c₂)/(e₁ + e₂), both in [c₁, c₂]. At φ_FO
 //!
-//! $$ \nabla M(\phi_{FO}) = \tfrac12 (c_2 - c_1)\, \frac{e_1 w_2 - e_2 w_1}{w_1 + w_2}, \qquad
+//! $$ \nabla M(\phi_{FO}) = \tfrac12 (c_2 - c_1)\thinspace \frac{e_1 w_2 - e_2 w_1}{w_1 + w_2}, \qquad
 //!    e_1 w_2 - e_2 w_1 = a_1 a_2 \rho_1^r \rho_2^r (\rho_1^r - \rho_2^r), $$
 //!
 //! non-zero whenever a₁ ≠ a₂ and c₂ ≠ c₁. Prescribing the stall gradient D = ∇M(φ_FO)
 //! (`stall_gradient`, default 0.1) gives the closed form
 //!
-//! $$ c_2 = c_1 + \frac{2D\,(w_1 + w_2)}{e_1 w_2 - e_2 w_1}, \qquad b_2 = a_2 c_2, \qquad
+//! $$ c_2 = c_1 + \frac{2D\thinspace (w_1 + w_2)}{e_1 w_2 - e_2 w_1}, \qquad b_2 = a_2 c_2, \qquad
 //!    A = |c_2 - c_1|. $$
 //!
 //! Uniqueness: outside [c₁, c₂] both tasks pull the same way (GD never overshoots cⱼ since

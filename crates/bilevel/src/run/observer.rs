@@ -6,17 +6,81 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use super::checkpoint::write_atomic;
 use super::runner::{Record, RunSummary};
-use crate::core::{Error, Result};
+use crate::core::{Error, Result, Vector};
+
+/// The iterate an evaluation [`Record`] describes: the solver's current (x, y) and, for solvers
+/// that keep one, its estimate v of [∇²ᵧᵧg]⁻¹∇ᵧf.
+#[derive(Clone, Copy, Debug)]
+pub struct Iterate<'a> {
+    /// The outer variable x.
+    pub x: &'a Vector,
+    /// The inner variable y.
+    pub y: &'a Vector,
+    /// The adjoint v, when the solver keeps one.
+    pub v: Option<&'a Vector>,
+}
 
 /// Notified by the [`Runner`](super::Runner) at every evaluation point and once at the end.
+///
+/// Closures `FnMut(&Record, Iterate<'_>) -> Result<()>` are observers too (annotate the
+/// argument types, as below); one that captures a local variable by reference lends it to the
+/// runner until the runner is dropped.
+///
+/// ```
+/// use bilevel::prelude::*;
+/// use bilevel::run::{Iterate, Observer, Record, RunSummary};
+///
+/// /// Prints one line per evaluation and one at the end.
+/// struct PrintLines;
+///
+/// impl Observer for PrintLines {
+///     fn observe(&mut self, record: &Record, iterate: Iterate<'_>) -> bilevel::core::Result<()> {
+///         println!("{:>4} f = {:.4e} |x| = {:.3}", record.iter, record.metrics["outer_value"],
+///                  iterate.x.norm());
+///         Ok(())
+///     }
+///     fn finish(&mut self, summary: &RunSummary) -> bilevel::core::Result<()> {
+///         println!("{} after {} iterations", summary.status.as_str(), summary.iters);
+///         Ok(())
+///     }
+/// }
+///
+/// let problem = bilevel::problems::quadratic::tiny();
+/// let config = SolverConfig::AidCg(AidCgConfig::default());
+/// // The x of the evaluation with the lowest outer value, kept by a closure.
+/// let mut best: Option<(f64, Vector)> = None;
+/// let options = RunOptions { max_iters: Some(20), eval_every: 5, ..Default::default() };
+/// let (x0, y0) = problem.start();
+/// Runner::new(options)
+///     .observe(PrintLines)
+///     .observe(|record: &Record, iterate: Iterate<'_>| {
+///         let value = record.metrics["outer_value"];
+///         if best.as_ref().is_none_or(|(lowest, _)| value < *lowest) {
+///             best = Some((value, iterate.x.clone()));
+///         }
+///         Ok(())
+///     })
+///     .run_config(&config, &problem, x0, y0, 0)?;
+/// let (lowest, x) = best.expect("five evaluations: iterations 0, 5, 10, 15 and 20");
+/// assert!(lowest.is_finite() && x.nrows() == problem.dims().0);
+/// # Ok::<(), bilevel::core::Error>(())
+/// ```
 pub trait Observer {
-    /// A new evaluation record.
-    fn observe(&mut self, record: &Record) -> Result<()>;
+    /// A new evaluation record, and the iterate it was evaluated at.
+    fn observe(&mut self, record: &Record, iterate: Iterate<'_>) -> Result<()>;
     /// The run ended.
     fn finish(&mut self, _summary: &RunSummary) -> Result<()> {
         Ok(())
+    }
+}
+
+impl<F: FnMut(&Record, Iterate<'_>) -> Result<()>> Observer for F {
+    fn observe(&mut self, record: &Record, iterate: Iterate<'_>) -> Result<()> {
+        self(record, iterate)
     }
 }
 
@@ -125,7 +189,7 @@ impl JsonlTrace {
 }
 
 impl Observer for JsonlTrace {
-    fn observe(&mut self, record: &Record) -> Result<()> {
+    fn observe(&mut self, record: &Record, _iterate: Iterate<'_>) -> Result<()> {
         self.write_line(&Line::Record(record))
     }
     fn finish(&mut self, summary: &RunSummary) -> Result<()> {
@@ -138,22 +202,67 @@ impl Observer for JsonlTrace {
     }
 }
 
-/// Collects records in memory.
-pub struct InMemory<'a> {
-    /// The records, in order.
-    pub records: &'a mut Vec<Record>,
+/// Collects records (and the summary) in memory.
+///
+/// A cheap handle: give the runner a clone and read the records from the original, during or
+/// after the run, with no borrow to scope.
+///
+/// ```
+/// use bilevel::prelude::*;
+/// use bilevel::run::InMemory;
+///
+/// let problem = bilevel::problems::quadratic::tiny();
+/// let trace = InMemory::new();
+/// let options = RunOptions { max_iters: Some(10), eval_every: 5, ..Default::default() };
+/// let (x0, y0) = problem.start();
+/// Runner::new(options)
+///     .observe(trace.clone())
+///     .run_config(&SolverConfig::AidCg(AidCgConfig::default()), &problem, x0, y0, 0)?;
+/// let iters: Vec<u64> = trace.records().iter().map(|r| r.iter).collect();
+/// assert_eq!(iters, [0, 5, 10]);
+/// assert_eq!(trace.summary().unwrap().iters, 10);
+/// # Ok::<(), bilevel::core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct InMemory {
+    shared: Arc<Mutex<(Vec<Record>, Option<RunSummary>)>>,
 }
 
-impl<'a> InMemory<'a> {
-    /// Appends records to `records`.
-    pub fn new(records: &'a mut Vec<Record>) -> Self {
-        Self { records }
+impl InMemory {
+    /// An empty trace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn lock(&self) -> MutexGuard<'_, (Vec<Record>, Option<RunSummary>)> {
+        // A poisoned lock only means an observer call panicked mid-push: the data is still a
+        // list of whole records.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// The records so far, in order.
+    pub fn records(&self) -> Vec<Record> {
+        self.lock().0.clone()
+    }
+    /// How many records so far.
+    pub fn len(&self) -> usize {
+        self.lock().0.len()
+    }
+    /// True before the first record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The summary of the last run that finished (`None` while it runs).
+    pub fn summary(&self) -> Option<RunSummary> {
+        self.lock().1.clone()
     }
 }
 
-impl Observer for InMemory<'_> {
-    fn observe(&mut self, record: &Record) -> Result<()> {
-        self.records.push(record.clone());
+impl Observer for InMemory {
+    fn observe(&mut self, record: &Record, _iterate: Iterate<'_>) -> Result<()> {
+        self.lock().0.push(record.clone());
+        Ok(())
+    }
+    fn finish(&mut self, summary: &RunSummary) -> Result<()> {
+        self.lock().1 = Some(summary.clone());
         Ok(())
     }
 }
@@ -181,7 +290,7 @@ impl Progress {
 }
 
 impl Observer for Progress {
-    fn observe(&mut self, record: &Record) -> Result<()> {
+    fn observe(&mut self, record: &Record, _iterate: Iterate<'_>) -> Result<()> {
         self.bar.set_position(record.iter);
         let key = ["hypergrad_norm_sq", "value", "outer_value"]
             .into_iter()

@@ -2,15 +2,18 @@
 //! uncounted objectives, detects divergence, notifies observers and writes checkpoints.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, ProblemFingerprint};
-use super::observer::Observer;
+use super::observer::{Iterate, Observer};
 use crate::algorithms::{SolverConfig, SolverVisitor};
+use crate::core::sampler::rows_drawn;
 use crate::core::{
-    Counts, Diagnostics, Error, Metrics, Problem, Result, Solver, Vector, VectorExt,
+    Counts, Diagnostics, Error, Metrics, Problem, Result, Solver, Vector, VectorExt, warnings,
 };
 
 /// Budgets and evaluation settings of one run (the `[run]` table of an experiment file).
@@ -24,9 +27,20 @@ pub struct RunOptions {
     pub max_seconds: Option<f64>,
     /// Stop once this many oracle calls (f and g, every kind) have been made.
     pub max_oracle_calls: Option<u64>,
-    /// Stop once this many samples have been touched (the machine-independent axis).
+    /// Stop once this many samples have been touched: every oracle component on every row
+    /// ([`Counts::samples`]).
     pub max_samples: Option<u64>,
-    /// Evaluate metrics every this many iterations (and at the start and the end).
+    /// Stop once this many data rows have been drawn: minibatch rows, plus n per full-batch
+    /// pass ([`Counts::draws`], the reference benchmark's axis).
+    #[serde(default)]
+    pub max_draws: Option<u64>,
+    /// Stop once ‖∇F(x)‖² ≤ `tol` at an evaluation (the metric `hypergrad_norm_sq`, which needs
+    /// the problem's exact reference). Stops with reason `target_reached`, like
+    /// [`stop_at`](Self::stop_at), which stops on any other metric.
+    #[serde(default)]
+    pub tol: Option<f64>,
+    /// Evaluate metrics every this many iterations (and at the start and the end). 0 evaluates
+    /// by the other settings below only (at least one must then be set).
     pub eval_every: u64,
     /// Also evaluate after an iteration once this much solver time has passed since the last
     /// evaluation: one setting fits solvers whose iterations differ in cost by 1000× (a race
@@ -34,6 +48,15 @@ pub struct RunOptions {
     /// are evaluated then depends on timing; the iterates never do.
     #[serde(default)]
     pub eval_every_seconds: Option<f64>,
+    /// Also evaluate once this many samples ([`Counts::samples`]) have been touched since the
+    /// last evaluation: solvers whose iterations touch 64 rows and 50,000 rows get curves with
+    /// points at the same spacing on a samples axis.
+    #[serde(default)]
+    pub eval_every_samples: Option<u64>,
+    /// Also evaluate once this many rows have been drawn ([`Counts::draws`]) since the last
+    /// evaluation.
+    #[serde(default)]
+    pub eval_every_draws: Option<u64>,
     /// End the run (`done`, stop reason `target_reached`) at the first evaluation where the
     /// metric is at or below the value.
     #[serde(default)]
@@ -51,8 +74,12 @@ impl Default for RunOptions {
             max_seconds: None,
             max_oracle_calls: None,
             max_samples: None,
+            max_draws: None,
+            tol: None,
             eval_every: 100,
             eval_every_seconds: None,
+            eval_every_samples: None,
+            eval_every_draws: None,
             stop_at: None,
             checkpoint_every: None,
             divergence_threshold: 1e10,
@@ -67,14 +94,40 @@ impl RunOptions {
             && self.max_seconds.is_none()
             && self.max_oracle_calls.is_none()
             && self.max_samples.is_none()
+            && self.max_draws.is_none()
         {
             return Err(Error::config(
                 "run",
-                "set at least one budget: max_iters, max_seconds, max_oracle_calls or max_samples",
+                "set at least one budget: max_iters, max_seconds, max_oracle_calls, max_samples \
+                 or max_draws",
             ));
         }
-        if self.eval_every == 0 {
-            return Err(Error::config("eval_every", "must be >= 1"));
+        if self.eval_every == 0
+            && self.eval_every_seconds.is_none()
+            && self.eval_every_samples.is_none()
+            && self.eval_every_draws.is_none()
+        {
+            return Err(Error::config(
+                "eval_every",
+                "0 (no evaluation by iterations) needs eval_every_seconds, eval_every_samples or \
+                 eval_every_draws",
+            ));
+        }
+        for (name, value) in [
+            ("eval_every_samples", self.eval_every_samples),
+            ("eval_every_draws", self.eval_every_draws),
+        ] {
+            if value == Some(0) {
+                return Err(Error::config(name, "must be >= 1"));
+            }
+        }
+        if let Some(tol) = self.tol
+            && !(tol.is_finite() && tol >= 0.0)
+        {
+            return Err(Error::config(
+                "tol",
+                format!("must be a finite number >= 0, got {tol}"),
+            ));
         }
         if self.checkpoint_every == Some(0) {
             return Err(Error::config("checkpoint_every", "must be >= 1"));
@@ -142,6 +195,8 @@ pub enum StopReason {
     MaxOracleCalls,
     /// `max_samples` reached.
     MaxSamples,
+    /// `max_draws` reached.
+    MaxDraws,
     /// `stop_at` reached.
     TargetReached,
     /// Divergence detected.
@@ -211,10 +266,65 @@ pub struct RunSummary {
     pub eval_failures: u64,
     /// A message for `diverged` and `failed` runs, and for runs with failed evaluations.
     pub message: Option<String>,
+    /// What the user should know about how the run went (a batch size clipped to the data, a
+    /// run shorter than its evaluation period, …). The command line prints them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// Where a run ended, and how: the final iterate with the run's summary. Returned by
+/// [`solve`](crate::solve) and [`Runner::solve_config`].
+#[derive(Clone, Debug)]
+pub struct Solution {
+    /// The final outer variable x (the tuned hyperparameters, sample weights, …).
+    pub x: Vector,
+    /// The final inner variable y (the model trained at x).
+    pub y: Vector,
+    /// The final adjoint v ≈ [∇²ᵧᵧg]⁻¹∇ᵧf, for solvers that keep one.
+    pub v: Option<Vector>,
+    /// Status, stop reason, iterations, counts, times and the final metrics (those of `x`, `y`
+    /// for a run that is `done`).
+    pub summary: RunSummary,
+}
+
+/// A run's progress, readable from another thread while it runs (a progress display): the
+/// runner stores the iteration and the fraction of the budget used after every iteration (two
+/// relaxed atomic stores, outside the timed step), and the last evaluated key metric at each
+/// evaluation.
+#[derive(Debug, Default)]
+pub struct LiveStatus {
+    iter: AtomicU64,
+    budget_fraction: AtomicU64,
+    metric: Mutex<Option<(String, f64)>>,
+}
+
+impl LiveStatus {
+    /// Outer iterations done.
+    pub fn iter(&self) -> u64 {
+        self.iter.load(Relaxed)
+    }
+    /// The fraction of the budget used, in [0, 1]: the largest over the budgets that are set
+    /// (iterations, seconds, calls, samples, draws); 1 once the run has ended.
+    pub fn budget_fraction(&self) -> f64 {
+        f64::from_bits(self.budget_fraction.load(Relaxed))
+    }
+    /// The last evaluation's key metric (the `stop_at` or `tol` metric, else the first present
+    /// of `hypergrad_norm_sq`, `value`, `outer_value`).
+    pub fn metric(&self) -> Option<(String, f64)> {
+        self.metric
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    fn store(&self, iter: u64, fraction: f64) {
+        self.iter.store(iter, Relaxed);
+        self.budget_fraction
+            .store(fraction.clamp(0.0, 1.0).to_bits(), Relaxed);
+    }
 }
 
 /// Where and with what context checkpoints are written.
@@ -227,6 +337,40 @@ pub struct CheckpointTarget {
 }
 
 /// Runs solvers on problems under [`RunOptions`], notifying observers.
+///
+/// A run with a progress line, a JSON-lines trace and checkpoints, interrupted and resumed:
+///
+/// ```
+/// use bilevel::prelude::*;
+/// use bilevel::run::{Checkpoint, JsonlTrace};
+/// use bilevel::serde_json::json;
+///
+/// let dir = std::env::temp_dir().join(format!("bilevel-runner-doc-{}", std::process::id()));
+/// let problem = bilevel::problems::quadratic::tiny();
+/// let config = SolverConfig::Soba(SobaConfig { batch_size: 2, ..Default::default() });
+/// let options = RunOptions { max_iters: Some(40), eval_every: 10, ..Default::default() };
+/// let (x0, y0) = problem.start();
+///
+/// // Stopped after 20 of the 40 iterations (think: the job was killed), with a checkpoint
+/// // every 10.
+/// let first = RunOptions { max_iters: Some(20), ..options.clone() };
+/// let trace = JsonlTrace::create(&dir.join("trace.jsonl"), &json!({"seed": 7}))?;
+/// Runner::new(first)
+///     .observe(trace)
+///     .checkpoint_to(dir.join("run.ckpt"), 10, json!({"note": "resume me"}))
+///     .run_config(&config, &problem, x0.clone(), y0.clone(), 7)?;
+///
+/// // Continued from the checkpoint to iteration 40: the same iterates as one straight run.
+/// let checkpoint = Checkpoint::load(&dir.join("run.ckpt"))?;
+/// assert_eq!(checkpoint.iter, 20);
+/// let resumed = Runner::new(options.clone()).resume_config(&checkpoint, &problem)?;
+/// let straight = Runner::new(options).run_config(&config, &problem, x0, y0, 7)?;
+/// assert_eq!(resumed.iters, 40);
+/// assert_eq!(resumed.final_metrics, straight.final_metrics);
+/// assert_eq!(resumed.counts, straight.counts);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), bilevel::Error>(())
+/// ```
 pub struct Runner<'o> {
     /// Budgets and evaluation settings.
     pub options: RunOptions,
@@ -234,6 +378,8 @@ pub struct Runner<'o> {
     pub observers: Vec<Box<dyn Observer + 'o>>,
     /// Where to write checkpoints, if `checkpoint_every` is set.
     pub checkpoint: Option<CheckpointTarget>,
+    /// Updated as the run goes, for a progress display on another thread.
+    pub live: Option<Arc<LiveStatus>>,
 }
 
 /// Progress of a run, carried across a checkpoint.
@@ -250,13 +396,58 @@ impl<'o> Runner<'o> {
             options,
             observers: Vec::new(),
             checkpoint: None,
+            live: None,
         }
+    }
+
+    /// Reports the run's progress to `status` as it goes.
+    pub fn live(mut self, status: Arc<LiveStatus>) -> Self {
+        self.live = Some(status);
+        self
     }
 
     /// Adds an observer.
     pub fn observe(mut self, observer: impl Observer + 'o) -> Self {
         self.observers.push(Box::new(observer));
         self
+    }
+
+    /// Writes a checkpoint to `path` every `every` iterations, with `context` (any JSON the
+    /// caller wants back when resuming); sets [`RunOptions::checkpoint_every`].
+    pub fn checkpoint_to(
+        mut self,
+        path: impl Into<PathBuf>,
+        every: u64,
+        context: serde_json::Value,
+    ) -> Self {
+        self.options.checkpoint_every = Some(every);
+        self.checkpoint = Some(CheckpointTarget {
+            path: path.into(),
+            context,
+        });
+        self
+    }
+
+    /// Runs `config` on `problem` from (x₀, y₀) with `seed`, and returns the final iterate with
+    /// the summary (what [`run_config`](Self::run_config) reports, plus x, y and v).
+    pub fn solve_config(
+        &mut self,
+        config: &SolverConfig,
+        problem: &Problem,
+        x0: Vector,
+        y0: Vector,
+        seed: u64,
+    ) -> Result<Solution> {
+        config.validate()?;
+        let solver_json = serde_json::to_value(config).expect("invariant: configs serialize");
+        config.visit(SolveVisitor {
+            runner: self,
+            problem,
+            x0,
+            y0,
+            seed,
+            solver_json,
+        })?
     }
 
     /// Runs `config` on `problem` from (x₀, y₀) with `seed`.
@@ -328,7 +519,22 @@ impl<'o> Runner<'o> {
         seed: u64,
         solver_json: serde_json::Value,
     ) -> Result<RunSummary> {
+        self.run_keeping_state(solver, problem, x0, y0, seed, solver_json)
+            .map(|(summary, _)| summary)
+    }
+
+    /// As [`run`](Self::run), returning the final state too.
+    fn run_keeping_state<S: Solver>(
+        &mut self,
+        solver: &S,
+        problem: &Problem,
+        x0: Vector,
+        y0: Vector,
+        seed: u64,
+        solver_json: serde_json::Value,
+    ) -> Result<(RunSummary, S::State)> {
         self.options.validate()?;
+        self.check_targets(problem)?;
         let (dx, dy) = problem.dims();
         if x0.nrows() != dx || y0.nrows() != dy {
             return Err(Error::DimensionMismatch {
@@ -345,15 +551,50 @@ impl<'o> Runner<'o> {
         // (its counters would otherwise carry over into this run's counts and budgets). Runs
         // that share one `Problem` concurrently need a `problem.fresh()` copy each.
         problem.set_counts(&crate::core::Counts::default());
+        // Warnings raised before this run (by code outside a runner) are not this run's.
+        let _ = warnings::take();
         // Solver time includes initialisation: SABA's memory fill, SRBA's first full pass and
         // any other warm-up are work the method does, and the reference benchmark counts them.
+        let drawn = rows_drawn();
         let started = Instant::now();
         let state = solver.init(problem, x0, y0, seed)?;
         let progress = Progress {
             iter: 0,
             solver_time_s: started.elapsed().as_secs_f64(),
         };
+        problem.add_drawn_rows(rows_drawn() - drawn);
         self.drive(solver, problem, state, progress, true, solver_json)
+    }
+
+    /// Refuses a quality target the problem cannot report: a `stop_at` metric it does not have,
+    /// or `tol` without the exact hypergradient. Such a run would never stop on it.
+    fn check_targets(&self, problem: &Problem) -> Result<()> {
+        if self.options.tol.is_some() && problem.reference().is_none() {
+            return Err(Error::config(
+                "tol",
+                format!(
+                    "stops on ‖∇F‖² (metric hypergrad_norm_sq), which needs an exact reference; \
+                     problem `{}` has none: use stop_at on one of its metrics ({})",
+                    problem.name(),
+                    problem.metric_names().join(", ")
+                ),
+            ));
+        }
+        if let Some(stop) = &self.options.stop_at {
+            let names = problem.metric_names();
+            if !names.contains(&stop.metric) {
+                return Err(Error::config(
+                    "stop_at.metric",
+                    format!(
+                        "problem `{}` has no metric `{}`; its metrics are {}",
+                        problem.name(),
+                        stop.metric,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Continues from a checkpoint with a built solver. The checkpoint must be verified
@@ -370,6 +611,7 @@ impl<'o> Runner<'o> {
             checkpoint,
             std::path::Path::new("(in memory)"),
         )
+        .map(|(summary, _)| summary)
     }
 
     fn resume_at<S: Solver>(
@@ -378,8 +620,9 @@ impl<'o> Runner<'o> {
         problem: &Problem,
         checkpoint: &Checkpoint,
         path: &std::path::Path,
-    ) -> Result<RunSummary> {
+    ) -> Result<(RunSummary, S::State)> {
         self.options.validate()?;
+        self.check_targets(problem)?;
         let refuse = |reason: String| Error::Checkpoint {
             path: path.to_owned(),
             reason,
@@ -440,6 +683,7 @@ impl<'o> Runner<'o> {
             )));
         }
         problem.set_counts(&checkpoint.counts);
+        let _ = warnings::take();
         let progress = Progress {
             iter: checkpoint.iter,
             solver_time_s: checkpoint.solver_time_s,
@@ -452,6 +696,21 @@ impl<'o> Runner<'o> {
             false,
             checkpoint.solver.clone(),
         )
+    }
+
+    /// The fraction of the budget used (the largest over the budgets that are set).
+    fn budget_fraction(&self, progress: &Progress, counts: &Counts) -> f64 {
+        let o = &self.options;
+        let ratio = |used: f64, limit: Option<f64>| limit.map_or(0.0, |l| used / l.max(1e-300));
+        [
+            ratio(progress.iter as f64, o.max_iters.map(|m| m as f64)),
+            ratio(progress.solver_time_s, o.max_seconds),
+            ratio(counts.calls() as f64, o.max_oracle_calls.map(|m| m as f64)),
+            ratio(counts.samples() as f64, o.max_samples.map(|m| m as f64)),
+            ratio(counts.draws as f64, o.max_draws.map(|m| m as f64)),
+        ]
+        .into_iter()
+        .fold(0.0, f64::max)
     }
 
     fn budget_reason(&self, progress: &Progress, counts: &Counts) -> Option<StopReason> {
@@ -467,6 +726,9 @@ impl<'o> Runner<'o> {
         }
         if o.max_samples.is_some_and(|m| counts.samples() >= m) {
             return Some(StopReason::MaxSamples);
+        }
+        if o.max_draws.is_some_and(|m| counts.draws >= m) {
+            return Some(StopReason::MaxDraws);
         }
         None
     }
@@ -498,7 +760,8 @@ impl<'o> Runner<'o> {
         emit: bool,
     ) -> Result<Record> {
         let (x, y) = solver.iterate(state);
-        let (metrics, eval_error) = match problem.metrics(x, y, solver.adjoint(state)) {
+        let v = solver.adjoint(state);
+        let (metrics, eval_error) = match problem.metrics(x, y, v) {
             Ok(m) => (m, None),
             Err(e) => (Metrics::new(), Some(e.to_string())),
         };
@@ -515,7 +778,21 @@ impl<'o> Runner<'o> {
         };
         if emit {
             for observer in &mut self.observers {
-                observer.observe(&record)?;
+                observer.observe(&record, Iterate { x, y, v })?;
+            }
+        }
+        if let Some(live) = &self.live {
+            let wanted = [
+                self.options.stop_at.as_ref().map(|s| s.metric.as_str()),
+                self.options.tol.map(|_| "hypergrad_norm_sq"),
+            ];
+            let key = wanted
+                .into_iter()
+                .flatten()
+                .chain(["hypergrad_norm_sq", "value", "outer_value"])
+                .find_map(|k| record.metrics.get(k).map(|v| (k.to_owned(), *v)));
+            if key.is_some() {
+                *live.metric.lock().unwrap_or_else(|e| e.into_inner()) = key;
             }
         }
         Ok(record)
@@ -529,18 +806,27 @@ impl<'o> Runner<'o> {
         mut progress: Progress,
         evaluate_start: bool,
         solver_json: serde_json::Value,
-    ) -> Result<RunSummary> {
+    ) -> Result<(RunSummary, S::State)> {
         let eval_every = self.options.eval_every;
+        let by_iterations = |iter: u64| eval_every > 0 && iter.is_multiple_of(eval_every);
         let eval_seconds = self.options.eval_every_seconds;
+        let eval_samples = self.options.eval_every_samples;
+        let eval_draws = self.options.eval_every_draws;
         let mut last_eval_time = progress.solver_time_s;
+        let mut last_eval_counts = problem.counts();
+        let mut evaluations = 0u64;
+        let start_iter = progress.iter;
+        let mut run_warnings: Vec<String> = Vec::new();
+        run_warnings.extend(warnings::take());
         let stop_at = self.options.stop_at.clone();
+        let tol = self.options.tol;
         let reached = |record: &Record| {
-            stop_at.as_ref().is_some_and(|stop| {
-                record
-                    .metrics
-                    .get(&stop.metric)
-                    .is_some_and(|v| *v <= stop.value)
-            })
+            let at_most =
+                |metric: &str, value: f64| record.metrics.get(metric).is_some_and(|v| *v <= value);
+            stop_at
+                .as_ref()
+                .is_some_and(|stop| at_most(&stop.metric, stop.value))
+                || tol.is_some_and(|tol| at_most("hypergrad_norm_sq", tol))
         };
         let mut diagnostics = Diagnostics::new();
         let mut last_record: Option<Record> = None;
@@ -555,9 +841,10 @@ impl<'o> Runner<'o> {
         // evaluation of its iteration, so a run resumed at an evaluation point has already
         // reported it.
         let mut last_emitted =
-            (!evaluate_start && progress.iter.is_multiple_of(eval_every)).then_some(progress.iter);
+            (!evaluate_start && by_iterations(progress.iter)).then_some(progress.iter);
         if evaluate_start {
             let record = self.evaluate(solver, problem, &state, &progress, &diagnostics, true)?;
+            evaluations += 1;
             note(&record, &mut last_good);
             last_record = Some(record);
             last_emitted = Some(progress.iter);
@@ -575,13 +862,19 @@ impl<'o> Runner<'o> {
             outcome = Some((RunStatus::Done, StopReason::TargetReached, None));
         }
         while outcome.is_none() {
-            if let Some(reason) = self.budget_reason(&progress, &problem.counts()) {
+            let counts = problem.counts();
+            if let Some(live) = &self.live {
+                live.store(progress.iter, self.budget_fraction(&progress, &counts));
+            }
+            if let Some(reason) = self.budget_reason(&progress, &counts) {
                 outcome = Some((RunStatus::Done, reason, None));
                 break;
             }
+            let drawn = rows_drawn();
             let started = Instant::now();
             let step = solver.step(problem, &mut state);
             progress.solver_time_s += started.elapsed().as_secs_f64();
+            problem.add_drawn_rows(rows_drawn() - drawn);
             match step {
                 Ok(d) => diagnostics = d,
                 Err(Error::Diverged { iter, what }) => {
@@ -607,12 +900,19 @@ impl<'o> Runner<'o> {
             }
             let timed_out =
                 eval_seconds.is_some_and(|s| progress.solver_time_s - last_eval_time >= s);
-            if progress.iter.is_multiple_of(eval_every) || timed_out {
+            let counts = problem.counts();
+            let sampled_enough =
+                eval_samples.is_some_and(|s| counts.samples() - last_eval_counts.samples() >= s);
+            let drawn_enough =
+                eval_draws.is_some_and(|d| counts.draws - last_eval_counts.draws >= d);
+            if by_iterations(progress.iter) || timed_out || sampled_enough || drawn_enough {
                 let record =
                     self.evaluate(solver, problem, &state, &progress, &diagnostics, true)?;
+                evaluations += 1;
                 note(&record, &mut last_good);
                 last_emitted = Some(progress.iter);
                 last_eval_time = progress.solver_time_s;
+                last_eval_counts = counts;
                 if let Some(bad) = non_finite_metric(&record.metrics) {
                     outcome = Some((
                         RunStatus::Diverged,
@@ -647,6 +947,20 @@ impl<'o> Runner<'o> {
         }
         let (status, stop_reason, message) =
             outcome.expect("invariant: the loop exits with an outcome");
+        if let Some(live) = &self.live {
+            live.store(progress.iter, 1.0);
+        }
+        run_warnings.extend(warnings::take());
+        // A run shorter than its evaluation period has a curve of two points (start and end):
+        // say so, since the curve hides everything in between.
+        let iters_run = progress.iter - start_iter;
+        if evaluations <= 1 && eval_every > iters_run && iters_run > 1 {
+            run_warnings.push(format!(
+                "the run made {iters_run} iterations, fewer than eval_every = {eval_every}: it \
+                 was evaluated at its start and end only (lower eval_every, or evaluate by \
+                 eval_every_seconds, eval_every_samples or eval_every_draws)"
+            ));
+        }
         // Final evaluation, unless the last record is already at this iteration or the run
         // diverged (metrics of a diverged iterate are meaningless).
         let needs_final = last_record.as_ref().is_none_or(|r| r.iter != progress.iter);
@@ -698,11 +1012,12 @@ impl<'o> Runner<'o> {
             final_metrics: final_record.map(|r| r.metrics).unwrap_or_default(),
             eval_failures: failures.len() as u64,
             message,
+            warnings: run_warnings,
         };
         for observer in &mut self.observers {
             observer.finish(&summary)?;
         }
-        Ok(summary)
+        Ok((summary, state))
     }
 }
 
@@ -733,7 +1048,40 @@ impl SolverVisitor for RunVisitor<'_, '_, '_> {
                 self.runner
                     .run(&solver, self.problem, x0, y0, seed, self.solver_json)
             }
-            Start::Checkpoint(c, path) => self.runner.resume_at(&solver, self.problem, c, path),
+            Start::Checkpoint(c, path) => self
+                .runner
+                .resume_at(&solver, self.problem, c, path)
+                .map(|(summary, _)| summary),
         }
+    }
+}
+
+struct SolveVisitor<'r, 'o, 'p> {
+    runner: &'r mut Runner<'o>,
+    problem: &'p Problem,
+    x0: Vector,
+    y0: Vector,
+    seed: u64,
+    solver_json: serde_json::Value,
+}
+
+impl SolverVisitor for SolveVisitor<'_, '_, '_> {
+    type Output = Result<Solution>;
+    fn visit<S: Solver>(self, solver: S) -> Result<Solution> {
+        let (summary, state) = self.runner.run_keeping_state(
+            &solver,
+            self.problem,
+            self.x0,
+            self.y0,
+            self.seed,
+            self.solver_json,
+        )?;
+        let (x, y) = solver.iterate(&state);
+        Ok(Solution {
+            x: x.clone(),
+            y: y.clone(),
+            v: solver.adjoint(&state).cloned(),
+            summary,
+        })
     }
 }

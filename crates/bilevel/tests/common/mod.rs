@@ -191,7 +191,7 @@ pub fn cases() -> Vec<Case> {
         },
         // UFO-BLO on its own counter-example, with the §7.5 settings (q = 0.1, step 10/(k+1),
         // both tasks per meta-step). Expected ‖∇M‖² after k steps ≈ 60 λ²/k with λ ≈ 0.119 (see
-        // tests/meta_estimators.rs), i.e. ≈ 1.7e-5 at 50 000: a 1.3e4 cut from 0.216.
+        // tests/it/meta_estimators.rs), i.e. ≈ 1.7e-5 at 50 000: a 1.3e4 cut from 0.216.
         Case {
             config: SolverConfig::UfoBlo(UfoBloConfig {
                 meta_batch: 2,

@@ -3,8 +3,7 @@
 //! (optional samplers in the state), VRBO's official-code anchor and sized checkpoint, FSLA's EMA
 //! direction, MRBO's constant weights.
 
-mod common;
-
+use crate::common;
 use bilevel::prelude::*;
 use bilevel::testing::{assert_deterministic, assert_resumes_bit_exact};
 

@@ -1,7 +1,6 @@
 //! One `step` makes exactly the oracle calls of each algorithm's documented table.
 
-mod common;
-
+use crate::common;
 use bilevel::core::OracleCounts;
 use bilevel::linsolve::CgParams;
 use bilevel::prelude::*;

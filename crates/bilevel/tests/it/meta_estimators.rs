@@ -6,8 +6,7 @@
 //! - ESJ: on the quadratic (y_T affine in x) E[Ĵ] = dy_T/dx, ĥ → ∇F as T grows; ESJ-S replays one
 //!   batch sequence on every trajectory (common random numbers).
 
-mod common;
-
+use crate::common;
 use std::sync::Mutex;
 
 use bilevel::algorithms::maml::ExactMetaGradient;

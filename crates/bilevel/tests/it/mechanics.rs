@@ -1,8 +1,7 @@
 //! Mechanical checks for every algorithm of the table: bit-exact resume, determinism, and a
 //! checkpoint written by the runner that resumes to the same final metrics.
 
-mod common;
-
+use crate::common;
 use bilevel::prelude::*;
 use bilevel::run::runner::CheckpointTarget;
 use bilevel::run::{Checkpoint, InMemory};
@@ -66,16 +65,17 @@ fn runner_checkpoint_resume_matches_a_straight_run() {
         assert_eq!(checkpoint.context["note"], "test");
 
         let resumed_problem = problem.fresh();
-        let mut resumed_records = Vec::new();
+        let resumed_records_trace = InMemory::new();
         let resumed = Runner::new(options(2 * n))
-            .observe(InMemory::new(&mut resumed_records))
+            .observe(resumed_records_trace.clone())
             .resume_config(&checkpoint, &resumed_problem)
             .unwrap();
+        let resumed_records = resumed_records_trace.records();
 
         let straight_problem = problem.fresh();
-        let mut straight_records = Vec::new();
+        let straight_records_trace = InMemory::new();
         let straight = Runner::new(options(2 * n))
-            .observe(InMemory::new(&mut straight_records))
+            .observe(straight_records_trace.clone())
             .run_config(&case.config, &straight_problem, x0, y0, 5)
             .unwrap();
 
@@ -165,8 +165,8 @@ fn resuming_at_the_final_evaluation_reports_nothing_twice() {
         ..Default::default()
     };
     let path = dir.path().join("last.ckpt.json");
-    let mut first_records = Vec::new();
-    let mut runner = Runner::new(options.clone()).observe(InMemory::new(&mut first_records));
+    let first_records_trace = InMemory::new();
+    let mut runner = Runner::new(options.clone()).observe(first_records_trace.clone());
     runner.checkpoint = Some(CheckpointTarget {
         path: path.clone(),
         context: serde_json::Value::Null,
@@ -177,15 +177,16 @@ fn resuming_at_the_final_evaluation_reports_nothing_twice() {
     drop(runner);
     let checkpoint = Checkpoint::load(&path).unwrap();
     assert_eq!(checkpoint.iter, 6);
-    let mut records = Vec::new();
+    let records_trace = InMemory::new();
     let resumed = Runner::new(options)
-        .observe(InMemory::new(&mut records))
+        .observe(records_trace.clone())
         .resume_config(&checkpoint, &problem.fresh())
         .unwrap();
+    let records = records_trace.records();
     assert!(records.is_empty(), "iteration 6 was already reported");
     assert_eq!(resumed.iters, 6);
     assert_eq!(resumed.final_metrics, straight.final_metrics);
-    assert_eq!(first_records.last().unwrap().iter, 6);
+    assert_eq!(first_records_trace.records().last().unwrap().iter, 6);
 }
 
 /// `stop_at` ends a run at the first evaluation that meets the target, as `done` with stop
@@ -194,7 +195,7 @@ fn resuming_at_the_final_evaluation_reports_nothing_twice() {
 fn stop_at_ends_the_run_at_the_first_evaluation_that_meets_the_target() {
     let problem = bilevel::problems::quadratic::tiny();
     let (x0, y0) = problem.start();
-    let mut records = Vec::new();
+    let records_trace = InMemory::new();
     let summary = Runner::new(RunOptions {
         max_iters: Some(1000),
         eval_every: 1,
@@ -204,7 +205,7 @@ fn stop_at_ends_the_run_at_the_first_evaluation_that_meets_the_target() {
         }),
         ..Default::default()
     })
-    .observe(InMemory::new(&mut records))
+    .observe(records_trace.clone())
     .run_config(
         &SolverConfig::ExactLbfgs(ExactLbfgsConfig::default()),
         &problem,
@@ -213,6 +214,7 @@ fn stop_at_ends_the_run_at_the_first_evaluation_that_meets_the_target() {
         1,
     )
     .unwrap();
+    let records = records_trace.records();
     assert_eq!(summary.status, RunStatus::Done);
     assert_eq!(summary.stop_reason, bilevel::run::StopReason::TargetReached);
     assert!(summary.iters < 1000, "stopped early: {}", summary.iters);
@@ -228,14 +230,14 @@ fn stop_at_ends_the_run_at_the_first_evaluation_that_meets_the_target() {
 fn eval_every_seconds_evaluates_by_solver_time() {
     let problem = bilevel::problems::quadratic::tiny();
     let (x0, y0) = problem.start();
-    let mut records = Vec::new();
+    let records_trace = InMemory::new();
     Runner::new(RunOptions {
         max_iters: Some(50),
         eval_every: 1_000_000,
         eval_every_seconds: Some(1e-12),
         ..Default::default()
     })
-    .observe(InMemory::new(&mut records))
+    .observe(records_trace.clone())
     .run_config(
         &SolverConfig::Soba(SobaConfig::default()),
         &problem,
@@ -244,6 +246,7 @@ fn eval_every_seconds_evaluates_by_solver_time() {
         1,
     )
     .unwrap();
+    let records = records_trace.records();
     let iters: Vec<u64> = records.iter().map(|r| r.iter).collect();
     assert_eq!(iters, (0..=50).collect::<Vec<u64>>());
     let err = RunOptions {
@@ -265,16 +268,17 @@ fn each_run_counts_its_own_oracle_calls() {
     let problem = bilevel::problems::quadratic::tiny();
     let (x0, y0) = problem.start();
     let run = |p: &Problem, config: &SolverConfig| {
-        let mut records = Vec::new();
+        let records_trace = InMemory::new();
         let summary = Runner::new(RunOptions {
             max_iters: Some(1000),
             max_oracle_calls: Some(3000),
             eval_every: 10,
             ..Default::default()
         })
-        .observe(InMemory::new(&mut records))
+        .observe(records_trace.clone())
         .run_config(config, p, x0.clone(), y0.clone(), 1)
         .unwrap();
+        let records = records_trace.records();
         (summary.iters, records.last().unwrap().counts)
     };
     let aid = SolverConfig::AidCg(AidCgConfig::default());

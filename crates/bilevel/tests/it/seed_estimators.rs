@@ -6,8 +6,7 @@
 //!   plain estimator exactly, and momentum weight 1 reduces FSLA and MRBO to plain methods;
 //! - every estimator matches the closed-form ∇F of the quadratic at a fixed x with y = y*(x).
 
-mod common;
-
+use crate::common;
 use std::sync::Arc;
 
 use bilevel::core::linalg::rng_from_seed;

@@ -1,7 +1,6 @@
 //! Hypergradient estimators against the closed-form ∇F of the quadratic.
 
-mod common;
-
+use crate::common;
 use bilevel::core::linalg::rng_from_seed;
 use bilevel::hypergrad::{Hypergradient, Implicit, LinearSystem};
 use bilevel::linsolve::{CgParams, NeumannParams};

@@ -20,7 +20,7 @@ fn config(penalty: Penalty, x0: f64) -> LogregHpoConfig {
 /// (measured gain 0.0068, see below; a method that does nothing gains 0).
 const MIN_GAIN: f64 = 2e-3;
 
-/// Measured (`cargo test -p bilevel --test a9a_hpo -- --nocapture`, seed 0, 2,000 training rows
+/// Measured (`cargo test -p bilevel --test it a9a_hpo:: -- --nocapture`, seed 0, 2,000 training rows
 /// of a9a, 4,000 validation rows of a9a.t; a few seconds):
 /// - best scalar penalty on the grid x = log λ ∈ {−12, −11.75, …, 2}: x = −6.75 (λ = 1.2e-3),
 ///   validation loss F = 0.331894;

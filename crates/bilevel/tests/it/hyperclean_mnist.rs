@@ -74,7 +74,7 @@ fn check(name: &str, summary: &bilevel::run::RunSummary, baseline: f64) {
     );
 }
 
-/// Measured (seed 0, `cargo test -p bilevel --test hyperclean_mnist -- --nocapture`, about 30 s
+/// Measured (seed 0, `cargo test -p bilevel --test it hyperclean_mnist:: -- --nocapture`, about 30 s
 /// on the 2-core dev machine):
 /// - unweighted baseline on the noisy labels: test accuracy 0.8434 (test loss 1.215);
 /// - AID-CG, 30 outer iterations (T = 10, α = 1, K = 10, γ = 1000): test accuracy 0.8814,
@@ -95,7 +95,7 @@ fn hyper_cleaning_beats_the_unweighted_baseline_on_mnist() {
     check("soba", &run(&problem, &soba(), 2000), baseline);
 }
 
-/// The longer runs (`cargo test -p bilevel --test hyperclean_mnist -- --ignored --nocapture`,
+/// The longer runs (`cargo test -p bilevel --test it hyperclean_mnist:: -- --ignored --nocapture`,
 /// about 95 s in the test profile). Measured: AID-CG, 200 iterations: test accuracy 0.8846,
 /// flags 0.938 of the corrupted (0.057 of the clean) samples; SOBA, 20,000 iterations: 0.8816,
 /// flags 0.944 (0.063).

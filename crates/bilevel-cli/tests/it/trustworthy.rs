@@ -2,13 +2,12 @@
 //! hostile user would: two processes on one folder, names and checkpoints that point elsewhere,
 //! edited checkpoints, a broken pipe, and random mutations of the shipped experiment files.
 
-mod common;
-
+use crate::common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{bilevel, run_ok, run_quiet, write};
+use crate::common::{bilevel, run_ok, run_quiet, write};
 
 /// A grid whose runs take a few seconds each and write checkpoints.
 const LONG: &str = r#"

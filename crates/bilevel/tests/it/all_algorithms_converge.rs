@@ -1,8 +1,7 @@
 //! The table-driven convergence test: every registered algorithm cuts ‖∇F‖² by at least 10³ on
 //! its test problem within a fixed budget and seed (design.md §3.9).
 
-mod common;
-
+use crate::common;
 use bilevel::prelude::*;
 use bilevel::run::InMemory;
 
@@ -22,12 +21,13 @@ fn every_algorithm_cuts_the_hypergradient_norm_by_1e3() {
             eval_every: case.iters,
             ..Default::default()
         };
-        let mut records = Vec::new();
+        let records_trace = InMemory::new();
         let (x0, y0) = problem.start();
         let summary = Runner::new(options)
-            .observe(InMemory::new(&mut records))
+            .observe(records_trace.clone())
             .run_config(&case.config, &problem, x0, y0, SEED)
             .expect("run");
+        let records = records_trace.records();
         let first = records[0].metrics["hypergrad_norm_sq"];
         let last = summary.final_metrics["hypergrad_norm_sq"];
         let reduction = first / last;

@@ -3,9 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-mod common;
-
-use common::{SMALL, bilevel, run_ok, run_quiet, write};
+use crate::common::{SMALL, bilevel, run_ok, run_quiet, write};
 
 /// Every run of SMALL converges.
 fn stable() -> String {

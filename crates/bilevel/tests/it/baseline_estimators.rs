@@ -2,8 +2,7 @@
 //! exactness of the deterministic ones (AID-CG, AID-Neumann in both forms, ITD) and the known
 //! bias of truncated back-propagation (in K) and of F2SA's penalty (in λ).
 
-mod common;
-
+use crate::common;
 use bilevel::algorithms::f2sa::penalty_hypergradient;
 use bilevel::core::linalg::rng_from_seed;
 use bilevel::hypergrad::Hypergradient;

@@ -193,7 +193,7 @@ struct Flaky {
 }
 
 impl Reference for Flaky {
-    fn evaluate(&self, _x: &Vector) -> Result<ReferencePoint> {
+    fn evaluate(&self, _x: &Vector) -> bilevel::Result<ReferencePoint> {
         if self.calls.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
             return Err(Error::NotConverged {
                 what: "reference inner solve (test)".into(),
@@ -216,15 +216,16 @@ fn a_failed_evaluation_is_recorded_and_the_run_goes_on() {
         dim_x: 3,
     });
     let (x0, y0) = problem.start();
-    let mut records = Vec::new();
+    let records_trace = InMemory::new();
     let summary = Runner::new(RunOptions {
         max_iters: Some(40),
         eval_every: 10,
         ..Default::default()
     })
-    .observe(InMemory::new(&mut records))
+    .observe(records_trace.clone())
     .run_config(&saba(), &problem, x0, y0, 1)
     .unwrap();
+    let records = records_trace.records();
     assert_eq!(summary.status, RunStatus::Done);
     assert_eq!(summary.iters, 40, "the run reached its budget");
     let iters: Vec<u64> = records.iter().map(|r| r.iter).collect();
@@ -294,15 +295,16 @@ fn solver_time_includes_the_memory_fill_of_saba() {
     let n = 4096;
     let problem = quadratic(n);
     let (x0, y0) = problem.start();
-    let mut records = Vec::new();
+    let records_trace = InMemory::new();
     Runner::new(RunOptions {
         max_iters: Some(1),
         eval_every: 1,
         ..Default::default()
     })
-    .observe(InMemory::new(&mut records))
+    .observe(records_trace.clone())
     .run_config(&saba(), &problem, x0, y0, 1)
     .unwrap();
+    let records = records_trace.records();
     let first = &records[0];
     assert_eq!(first.iter, 0);
     assert!(
