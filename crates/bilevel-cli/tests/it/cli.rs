@@ -577,3 +577,156 @@ linear = { kind = "cg", max_iters = 5 }
         assert_eq!(header["solver"]["kind"], "amigo");
     }
 }
+
+/// Records of a complete trace, as (iter, draws).
+fn trace_points(path: &Path) -> Vec<(u64, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "record")
+        .map(|v| {
+            (
+                v["iter"].as_u64().unwrap(),
+                v["counts"]["draws"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// A solver table's `eval` spaces its own evaluations (here by drawn rows) under the
+/// experiment's budget; the others keep the `[run]` table's; what the runs warn about (a batch
+/// larger than the data) is printed once, naming the solvers.
+#[test]
+fn solvers_space_their_own_evaluations_and_warnings_are_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write(
+        dir.path(),
+        "eval.toml",
+        r#"
+name = "eval"
+seeds = [1, 2]
+[problem]
+kind = "quadratic"
+dim_x = 4
+dim_y = 8
+n_inner = 64
+n_outer = 64
+[run]
+max_iters = 100
+eval_every = 50
+[[solver]]
+kind = "aid_cg"
+[[solver]]
+kind = "soba"
+batch_size = 8
+eval = { eval_every = 0, eval_every_draws = 320 }
+[[solver]]
+kind = "stocbio"
+label = "stocbio big batch"
+batch_size = 100
+"#,
+    );
+    let out = dir.path().join("out");
+    let output = run_quiet(&exp, &out, &[]);
+    let traces = std::fs::read_dir(out.join("traces")).unwrap();
+    let mut checked = 0;
+    for entry in traces {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let points = trace_points(&path);
+        if name.starts_with("soba") {
+            // SOBA draws 2 × 8 rows per iteration: every 320 rows is every 20 iterations.
+            let iters: Vec<u64> = points.iter().map(|p| p.0).collect();
+            assert_eq!(iters, [0, 20, 40, 60, 80, 100], "{name}");
+            let draws: Vec<u64> = points.iter().map(|p| p.1).collect();
+            assert_eq!(draws, [0, 320, 640, 960, 1280, 1600], "{name}");
+            checked += 1;
+        } else {
+            let iters: Vec<u64> = points.iter().map(|p| p.0).collect();
+            assert_eq!(iters, [0, 50, 100], "{name}");
+        }
+    }
+    assert_eq!(checked, 2, "two SOBA seeds");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("(stocbio big batch)")
+            && warnings[0].contains("batch_size = 100 exceeds the 64 samples"),
+        "{stderr}"
+    );
+    // An `eval` that leaves nothing to evaluate by is refused before anything runs.
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &std::fs::read_to_string(&exp)
+            .unwrap()
+            .replace("eval_every = 0, eval_every_draws = 320", "eval_every = 0"),
+    );
+    let output = bilevel()
+        .args(["run", bad.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`eval`") && stderr.contains("eval_every"),
+        "{stderr}"
+    );
+}
+
+/// `bilevel plot` and `bilevel report` take the metric, the x-axes, the scale and the selection
+/// on the command line; a metric that is not in the traces is an error, not empty figures.
+#[test]
+fn plot_and_report_take_their_view_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write(dir.path(), "small.toml", SMALL);
+    let out = dir.path().join("out");
+    run_quiet(&exp, &out, &[]);
+    let dir_arg = out.to_str().unwrap();
+    run_ok(&[
+        "plot",
+        dir_arg,
+        "--metric",
+        "value,hypergrad_norm_sq",
+        "--axis",
+        "draws",
+        "--linear",
+    ]);
+    let mut figures: Vec<String> = std::fs::read_dir(out.join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".svg"))
+        .collect();
+    figures.sort();
+    assert_eq!(
+        figures,
+        ["p1-hypergrad_norm_sq-draws.svg", "p1-value-draws.svg"]
+    );
+    // Linear scale on request: the ‖∇F‖² axis has plain (not whole-decade) ticks.
+    let svg = std::fs::read_to_string(out.join("plots/p1-hypergrad_norm_sq-draws.svg")).unwrap();
+    assert!(svg.contains("rows drawn"));
+    run_ok(&["report", dir_arg, "--selection", "final_median"]);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("lowest median over seeds of the final value"),
+        "{report}"
+    );
+    for (args, expected) in [
+        (vec!["report", dir_arg, "--metric", "vlaue"], "vlaue"),
+        (vec!["plot", dir_arg, "--axis", "iterations"], "--axis"),
+        (
+            vec!["report", dir_arg, "--selection", "best"],
+            "--selection",
+        ),
+    ] {
+        let output = bilevel().args(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -67,6 +67,8 @@
 //! let truth = problem.reference().unwrap().evaluate(&state.x).unwrap();
 //! assert!(truth.hypergradient.norm() < 1e-3);
 //! ```
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

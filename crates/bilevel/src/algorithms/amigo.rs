@@ -56,6 +56,8 @@
 //! }
 //! assert_eq!(state.t, 50);
 //! ```
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

@@ -80,6 +80,8 @@
 //! let end = reference.evaluate(&state.x).unwrap().hypergradient.norm();
 //! assert!(end < 0.1 * start);
 //! ```
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

@@ -59,6 +59,8 @@
 //! }
 //! assert!(state.penalty > 1.0);
 //! ```
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

@@ -76,6 +76,8 @@
 //! }
 //! assert_eq!(state.t, 100);
 //! ```
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

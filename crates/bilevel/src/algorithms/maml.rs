@@ -55,6 +55,8 @@
 //! }
 //! assert!(reference.evaluate(&state.x).unwrap().hypergradient.norm() < 0.5 * start);
 //! ```
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

@@ -64,6 +64,8 @@
 //! }
 //! assert_eq!(state.t, 100);
 //! ```
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use faer::Side;
 use serde::{Deserialize, Serialize};

@@ -68,6 +68,8 @@
 //! let truth = problem.reference().unwrap().evaluate(&state.x).unwrap();
 //! assert!(truth.hypergradient.norm() < 1e-6);
 //! ```
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

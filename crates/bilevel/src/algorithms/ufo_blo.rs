@@ -95,6 +95,8 @@
 //! let grad = problem.reference().unwrap().evaluate(&state.x).unwrap().hypergradient;
 //! assert!(grad.norm() < 0.03);
 //! ```
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Deserializer, Serialize};
 

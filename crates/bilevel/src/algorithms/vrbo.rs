@@ -93,6 +93,8 @@
 //! }
 //! assert_eq!(state.t, 20);
 //! ```
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

@@ -23,6 +23,8 @@
 //! exactly, so E\[Ĵ\] = J = dy_T/dx for every μ (Gaussian or rescaled unit-sphere directions).
 //!
 //! Oracle calls of one estimate: g: grad_y (Q + 1)·T; f: grad_x 1, grad_y 1 (one fused call).
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

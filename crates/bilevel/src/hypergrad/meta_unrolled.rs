@@ -18,6 +18,8 @@
 //! evaluated right to left by the reverse sweep [`reverse_sweep`] from the iterates stored by
 //! [`adapt_recording`] (one HVP per step, O(r) memory). This module is the ONE implementation of
 //! that sweep: MAML and ANIL call it on every task, UFO-BLO on its exact branch.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

@@ -10,6 +10,8 @@
 //!
 //! Oracle calls of one [`PhiHat::evaluate`]: f: grad_x 1, grad_y 1 (one fused call on B_F);
 //! g: hvp_yy Q (SHIA) or P (HIA), cross_xy 1.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

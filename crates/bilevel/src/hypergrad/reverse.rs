@@ -18,6 +18,8 @@
 //!
 //! Oracle calls of one estimate: grad_y T (forward), hvp_yy K and cross_xy K on g (backward);
 //! grad_x 1 and grad_y 1 (fused) on f. Memory: T + 1 stored iterates.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use serde::{Deserialize, Serialize};
 

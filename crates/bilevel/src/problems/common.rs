@@ -290,7 +290,7 @@ impl crate::core::Problem {
     /// (uncounted) objectives, starting its first inner solve from the problem's y₀: the
     /// metrics `value` (F(x)), `hypergrad_norm_sq` (‖∇F(x)‖²) and `inner_distance` then come
     /// with every evaluation, at the cost of a full-batch Newton solve each. `g` must be
-    /// strongly convex in y. See [`Objective`](crate::core::Objective) for an example.
+    /// strongly convex in y. See [`Objective`] for an example.
     pub fn with_newton_reference(self, config: ReferenceConfig) -> Self {
         let (f, g) = self.uncounted_objectives();
         let y_init = self.start().1;

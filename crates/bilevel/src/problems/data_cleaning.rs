@@ -25,6 +25,8 @@
 //! Task metrics: `test_accuracy`, `test_loss`, `validation_accuracy`, `flagged_corrupted` (the
 //! fraction of corrupted samples with σ(xᵢ) < ½), `flagged_clean` (the same fraction among clean
 //! samples) and `mean_weight`. The reference is a warm-started Newton-CG solve.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::sync::Arc;
 

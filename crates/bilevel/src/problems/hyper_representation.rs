@@ -22,6 +22,8 @@
 //! ∂/∂φ [(φᵀw − b)(φᵀv)] = (φᵀv) w + (φᵀw − b) v, and ∇²ᵧₓg·u by forward-mode differentiation
 //! of φ along u. The inner problem is a ridge regression (quadratic in w), solved exactly by the
 //! Newton-CG reference. Task metric: `test_loss` (½ mean squared error on a third, fresh set).
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::sync::Arc;
 

@@ -21,6 +21,8 @@
 //!
 //! The reference is a warm-started Newton-CG solve (the paper's reference: 500 inner GD steps
 //! and CG to 1e-10). Start: x₀ = 0, y₀ = 0 unless set. The problem draw has its own `seed`.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::sync::Arc;
 

@@ -12,6 +12,8 @@
 //!
 //! The FSLA paper's sizes were not retrieved; the default follows the third-party reproduction
 //! noted in algorithms.md (m₁ = m₂ = 10 000 rows, dim x = dim y = 5).
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::sync::Arc;
 

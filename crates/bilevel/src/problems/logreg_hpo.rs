@@ -27,6 +27,8 @@
 //! The [`Reference`](crate::core::Reference) is a warm-started Newton-CG solve
 //! ([`NewtonReference`]). Task metrics: `validation_accuracy`, and `test_loss`, `test_accuracy`
 //! when a test set exists.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::sync::Arc;
 

@@ -37,6 +37,8 @@
 //! `query_is_support = true`, FO-MAML's fixed points (∇l(θ_r) = 0) and Reptile's (θ_r = φ, i.e.
 //! ∇l(φ) = 0 when α < 2/L, GD being a strict descent method away from stationary points) are
 //! stationary points of M.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::sync::Arc;
 

@@ -11,6 +11,8 @@
 //! P the projection on the adapted coordinates (I, or the head for ANIL's objective). M(φ) =
 //! mean_j L_j(θ_r). Forward mode costs dim × r HVPs per task: it is an independent check of the
 //! solvers' reverse sweep, not a fast path.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -23,6 +23,8 @@
 //!
 //! Defaults are the benchmark's: n = 1024 samples per level, dim x = dim y = 100, μ = 0.1,
 //! L = 1, L_cross = 0.1; start x₀ = −2 (every coordinate), y₀ = 0.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::sync::Arc;
 

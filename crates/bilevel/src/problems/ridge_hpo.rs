@@ -11,6 +11,8 @@
 //! y*(x) = H⁻¹Aᵀb/n with H = AᵀA/n + diag λ, and the [`Reference`] is exact (Cholesky):
 //! ∇F(x)_k = −λ'_k Σ_{π(j)=k} y*_j v_j with v = H⁻¹∇ᵧf(y*). Handy for tests: everything is
 //! closed-form and cheap. Task metric: `test_mse` on a fresh test set of n' samples.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::sync::Arc;
 

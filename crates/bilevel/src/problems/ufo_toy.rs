@@ -52,6 +52,8 @@
 //! The [`Reference`](crate::core::Reference) is exact: M and ∇M by forward-mode
 //! differentiation of the unrolled loop ([`MetaReference`]), which on this problem is the
 //! product formula ∇Mⱼ = Π_k (1 − α hⱼ''(θ_k)) hⱼ'(θ_r) evaluated left to right.
+//!
+#![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::sync::Arc;
 

@@ -1,7 +1,9 @@
 //! The rustdoc math renders: inside `$…$` and `$$…$$` in doc comments, no backslash may precede
 //! ASCII punctuation. Markdown reads `\,`, `\|`, `\!`, `\{` and `\\` as escapes and drops the
 //! backslash before KaTeX sees the formula ("B_G)\, v" renders as "B_G), v"); the docs use
-//! `\thinspace`, `\Vert`, `\negthinspace`, `\lbrace` and `\cr` instead.
+//! `\thinspace`, `\Vert`, `\negthinspace`, `\lbrace` and `\cr` instead. And every module page
+//! with a formula loads KaTeX itself (`#![doc = include_str!(".../katex-header.html")]`), so the
+//! math renders with a plain `cargo doc`, dependencies included, and on docs.rs alike.
 
 use std::path::{Path, PathBuf};
 
@@ -72,11 +74,25 @@ fn doc_math_has_no_backslash_that_markdown_would_eat() {
     );
     assert!(files.len() > 50, "the sources were found: {}", files.len());
     let mut problems = Vec::new();
+    let mut with_math = 0;
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         for (line, pair) in escapes_in_math(&text) {
             problems.push(format!("{}:{line}: {pair}", file.display()));
         }
+        let module_math = text
+            .lines()
+            .any(|l| l.trim_start().starts_with("//!") && l.contains('$'));
+        if module_math {
+            with_math += 1;
+            if !text.contains("katex-header.html\")]") {
+                problems.push(format!(
+                    "{}: module docs with math but no KaTeX include",
+                    file.display()
+                ));
+            }
+        }
     }
+    assert!(with_math > 20, "{with_math} module pages with math");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
