@@ -16,7 +16,7 @@ use bilevel::problems::ProblemConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::alloc_count;
-use crate::report::quantile;
+use bilevel_experiment::report::quantile;
 
 /// A standard benchmark shape: a name and a problem configuration.
 pub struct Shape {
@@ -377,7 +377,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
             .unwrap_or(1),
         cpu_model: cpu_model(),
         simd: bilevel::problems::simd_level().name().to_owned(),
-        git_commit: crate::execute::GIT_COMMIT.to_owned(),
+        git_commit: bilevel_experiment::GIT_COMMIT.to_owned(),
         block_read_gbs: if options.scaling {
             0.0
         } else {

@@ -29,7 +29,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use sha2::{Digest, Sha256};
 
-use crate::experiment::ConfigError;
+use bilevel_experiment::experiment::ConfigError;
 
 /// `bilevel data …`.
 #[derive(Subcommand)]

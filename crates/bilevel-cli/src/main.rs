@@ -9,19 +9,19 @@
 //! - `bilevel data fetch NAME` / `bilevel data list`: download datasets, checksum-verified.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+//!
+//! The experiment engine (files, grids, execution, resume, summaries, reports, figures) is the
+//! `bilevel-experiment` library; this crate parses arguments and prints, and owns `bench`,
+//! `bench-md` and `data`.
 
 mod alloc_count;
 mod bench;
 mod bench_md;
 mod data_cmd;
-mod execute;
-mod experiment;
-mod outdir;
-mod plot;
-mod report;
-mod summary;
 
-use std::path::{Path, PathBuf};
+use bilevel_experiment::{execute, experiment, plot, report, session, summary};
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -29,7 +29,7 @@ use bilevel::algorithms::SolverConfig;
 use bilevel::problems::ProblemConfig;
 use clap::{Parser, Subcommand};
 
-use crate::experiment::ConfigError;
+use bilevel_experiment::ConfigError;
 
 #[global_allocator]
 static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
@@ -300,7 +300,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             fail_on_not_done,
         }),
         Command::Plot { dir, view } => {
-            let _lock = lock_existing(&dir)?;
+            let _lock = session::lock_existing(&dir)?;
             let experiment = execute::experiment_copy(&dir)?;
             let options = view.apply(&experiment.report)?;
             execute::finalize(&dir, &experiment.name, &options, true)?;
@@ -354,7 +354,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Report { dir, view } => {
-            let _lock = lock_existing(&dir)?;
+            let _lock = session::lock_existing(&dir)?;
             let experiment = execute::experiment_copy(&dir)?;
             let options = view.apply(&experiment.report)?;
             execute::finalize(&dir, &experiment.name, &options, false)?;
@@ -384,12 +384,6 @@ fn command_line() -> String {
     words.join(" ")
 }
 
-fn default_jobs() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
 struct RunArgs {
     experiment: Option<PathBuf>,
     out: Option<PathBuf>,
@@ -401,25 +395,6 @@ struct RunArgs {
     quiet: bool,
     budget: experiment::BudgetOverride,
     fail_on_not_done: bool,
-}
-
-/// Locks an output folder that must exist already (`--resume`, `report`, `plot`).
-fn lock_existing(dir: &Path) -> Result<outdir::FolderLock> {
-    if !dir.is_dir() {
-        return Err(ConfigError(format!(
-            "{}: no such folder; is this an output directory of `bilevel run`?",
-            dir.display()
-        ))
-        .into());
-    }
-    outdir::FolderLock::acquire(dir)
-}
-
-/// Whether `dir` already holds results of a run.
-fn has_results(dir: &Path) -> bool {
-    let layout = execute::Layout::new(dir);
-    let non_empty = |p: PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
-    non_empty(layout.traces()) || non_empty(layout.checkpoints()) || layout.summary().exists()
 }
 
 /// Prints `text` and a newline on stdout; a closed pipe (`bilevel … | head`) is not an error.
@@ -444,107 +419,24 @@ impl std::fmt::Display for StdoutClosed {
 
 impl std::error::Error for StdoutClosed {}
 
-/// What `--resume` does with each run of the grid.
-struct ResumePlan {
-    todo: Vec<usize>,
-    checkpoints: Vec<(usize, bilevel::run::Checkpoint, PathBuf)>,
-}
-
-/// Plans a `--resume`: runs whose trace is complete and not `failed` are kept; a run with a
-/// verified checkpoint continues from it (a failed trace is reopened, so its records are kept);
-/// every other run starts again. A checkpoint that fails verification refuses the whole
-/// command, before anything is written.
-fn plan_resume(
-    experiment: &experiment::Experiment,
-    layout: &execute::Layout,
-) -> Result<ResumePlan> {
-    let mut plan = ResumePlan {
-        todo: Vec::new(),
-        checkpoints: Vec::new(),
-    };
-    let mut problems: Option<
-        Vec<(
-            bilevel::core::Problem,
-            bilevel::core::Vector,
-            bilevel::core::Vector,
-        )>,
-    > = None;
-    let mut refused = Vec::new();
-    let mut reopen = Vec::new();
-    for (i, spec) in experiment.runs.iter().enumerate() {
-        let trace = layout.trace(&spec.id);
-        let failed_trace = if trace.exists() {
-            match summary::read_trace_summary(&trace) {
-                Ok(row) if row.summary.status != bilevel::run::RunStatus::Failed => continue,
-                _ => true,
-            }
-        } else {
-            false
-        };
-        let checkpoint_path = layout.checkpoint(&spec.id);
-        let partial = bilevel::run::observer::partial_path(&trace);
-        if checkpoint_path.exists() && (failed_trace || partial.exists()) {
-            if problems.is_none() {
-                problems = Some(execute::build_problems(experiment)?);
-            }
-            let problem = &problems.as_ref().expect("invariant: just built")[spec.problem_index].0;
-            match execute::verified_checkpoint(&checkpoint_path, spec, problem) {
-                Ok(c) => {
-                    if failed_trace {
-                        reopen.push(trace.clone());
-                    }
-                    plan.checkpoints.push((i, c, checkpoint_path));
-                }
-                Err(e) => refused.push(format!("  {e:#}")),
-            }
-        }
-        plan.todo.push(i);
-    }
-    if !refused.is_empty() {
-        return Err(ConfigError(format!(
-            "{} checkpoint(s) refused; nothing was run or written (delete a checkpoint to start \
-             its run again from scratch):\n{}",
-            refused.len(),
-            refused.join("\n")
-        ))
-        .into());
-    }
-    for trace in reopen {
-        execute::reopen_trace(&trace)?;
-    }
-    Ok(plan)
-}
-
 fn run(args: RunArgs) -> Result<()> {
-    if args.jobs == Some(0) {
-        return Err(ConfigError("--jobs must be >= 1".into()).into());
-    }
-    // An existing folder is locked before it is read (another process may be writing it).
-    let mut lock = None;
-    let (experiment, out) = match &args.resume {
-        Some(dir) => {
-            lock = Some(lock_existing(dir)?);
-            (execute::experiment_copy(dir)?, dir.clone())
-        }
-        None => {
-            let path = args
-                .experiment
-                .as_deref()
-                .expect("invariant: clap requires EXPERIMENT without --resume");
-            let mut experiment = experiment::load(path)?;
-            experiment.apply_budget_override(args.budget)?;
-            let out = args
-                .out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("results").join(&experiment.name));
-            (experiment, out)
-        }
+    let request = session::RunRequest {
+        experiment: args.experiment,
+        out: args.out,
+        resume: args.resume,
+        overwrite: args.overwrite,
+        plots: args.plots,
+        jobs: args.jobs,
+        progress: !args.quiet,
+        budget: args.budget,
     };
+    let resolved = session::resolve(&request)?;
     if args.dry_run {
+        let experiment = &resolved.experiment;
         // Building the problems checks data files, dimensions and report metrics; initialising
         // each solver on its problem checks that they go together.
-        let built = execute::build_problems(&experiment)?;
-        execute::check_runs(&experiment, &built)?;
+        let built = execute::build_problems(experiment)?;
+        execute::check_runs(experiment, &built)?;
         say(format_args!(
             "{}: ok ({} problem(s), {} run(s); {})",
             experiment.path.display(),
@@ -560,118 +452,37 @@ fn run(args: RunArgs) -> Result<()> {
         }
         return Ok(());
     }
-    for warning in experiment.warnings() {
+    for warning in resolved.experiment.warnings() {
         eprintln!("warning: {warning}");
     }
-    if out.exists() && !out.is_dir() {
-        return Err(ConfigError(format!(
-            "--out {}: exists and is not a folder",
-            out.display()
-        ))
-        .into());
-    }
-    // One process at a time in a folder: a second `run` or `resume` on it is refused.
-    let _lock = match lock {
-        Some(lock) => lock,
-        None => outdir::FolderLock::acquire(&out)?,
-    };
-    let layout = execute::Layout::new(&out);
-    let (todo, checkpoints) = if args.resume.is_some() {
-        let plan = plan_resume(&experiment, &layout)?;
-        (plan.todo, plan.checkpoints)
-    } else {
-        if has_results(&out) {
-            if !args.overwrite {
-                return Err(ConfigError(format!(
-                    "{} already holds results: continue them with `bilevel run --resume {}`, \
-                     or replace them with --overwrite",
-                    out.display(),
-                    out.display()
-                ))
-                .into());
-            }
-            if !outdir::has_marker(&out) {
-                return Err(ConfigError(format!(
-                    "{} holds a summary, traces or checkpoints that bilevel did not write (no {} \
-                     marker); --overwrite deletes only its own output folders: remove them \
-                     yourself or choose another --out",
-                    out.display(),
-                    outdir::MARKER_FILE
-                ))
-                .into());
-            }
-            for dir in [layout.traces(), layout.checkpoints(), out.join("plots")] {
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir)
-                        .map_err(|e| anyhow::anyhow!("removing {}: {e}", dir.display()))?;
-                }
-            }
-        }
-        outdir::write_marker(&out)?;
-        let text = std::fs::read(&experiment.path)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", experiment.path.display()))?;
-        bilevel::run::write_atomic(&out.join(execute::EXPERIMENT_COPY), &text)?;
-        execute::write_budget_override(&out, experiment.budget_override.as_ref())?;
-        ((0..experiment.runs.len()).collect(), Vec::new())
-    };
-    let started = std::time::Instant::now();
-    let outcomes = execute::run_grid(
-        &experiment,
-        &out,
-        args.jobs.unwrap_or_else(default_jobs),
-        &todo,
-        &checkpoints,
-        !args.quiet,
-    )?;
-    execute::finalize(&out, &experiment.name, &experiment.report, args.plots)?;
-    let rows = summary::read_rows(&layout)?;
+    let report = session::run_experiment(&request, resolved)?;
     say(summary::table(
-        &rows,
-        experiment.report.selection_metric.as_deref(),
+        &report.rows()?,
+        report.experiment.report.selection_metric.as_deref(),
     ))?;
     // What the runs warned about, once each (a grid repeats the same warning per seed).
-    let mut warnings: Vec<(String, Vec<String>)> = Vec::new();
-    for outcome in &outcomes {
-        let name = outcome
-            .spec
-            .label
-            .clone()
-            .unwrap_or_else(|| outcome.spec.solver.kind().to_owned());
-        for warning in &outcome.summary.warnings {
-            match warnings.iter_mut().find(|(w, _)| w == warning) {
-                Some((_, names)) if !names.contains(&name) => names.push(name.clone()),
-                Some(_) => {}
-                None => warnings.push((warning.clone(), vec![name.clone()])),
-            }
-        }
-    }
-    for (warning, names) in &warnings {
+    for (warning, names) in report.warnings() {
         eprintln!("warning ({}): {warning}", names.join(", "));
     }
-    let not_done = outcomes
-        .iter()
-        .filter(|o| o.summary.status != bilevel::run::RunStatus::Done)
-        .count();
-    let skipped = experiment.runs.len() - todo.len();
+    let not_done = report.not_done();
     say(format_args!(
         "\n{} run(s) in {:.1} s ({} not done{}); results in {} (summary.csv, report.md, traces/)",
-        outcomes.len(),
-        started.elapsed().as_secs_f64(),
-        not_done,
-        if skipped > 0 {
-            format!(", {skipped} already complete")
+        report.outcomes.len(),
+        report.elapsed_s,
+        not_done.len(),
+        if report.skipped > 0 {
+            format!(", {} already complete", report.skipped)
         } else {
             String::new()
         },
-        out.display(),
+        report.out.display(),
     ))?;
-    if args.fail_on_not_done && not_done > 0 {
-        let ids: Vec<String> = outcomes
+    if args.fail_on_not_done && !not_done.is_empty() {
+        let ids: Vec<String> = not_done
             .iter()
-            .filter(|o| o.summary.status != bilevel::run::RunStatus::Done)
             .map(|o| format!("{} ({})", o.spec.id, o.summary.status.as_str()))
             .collect();
-        anyhow::bail!("{not_done} run(s) not done: {}", ids.join(", "));
+        anyhow::bail!("{} run(s) not done: {}", not_done.len(), ids.join(", "));
     }
     Ok(())
 }

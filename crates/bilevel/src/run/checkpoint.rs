@@ -54,6 +54,41 @@ impl std::fmt::Display for ProblemFingerprint {
 }
 
 /// Everything needed to continue a run bit-exactly.
+///
+/// Written by the [`Runner`](super::Runner) every `checkpoint_every` iterations (see the example
+/// there for a run resumed from one). A checkpoint that was edited, corrupted or written for
+/// another problem is refused with a reason:
+///
+/// ```
+/// use bilevel::prelude::*;
+/// use bilevel::run::Checkpoint;
+///
+/// let dir = std::env::temp_dir().join(format!("bilevel-checkpoint-doc-{}", std::process::id()));
+/// let path = dir.join("run.ckpt");
+/// let problem = bilevel::problems::quadratic::tiny();
+/// let (x0, y0) = problem.start();
+/// let config = SolverConfig::AidCg(AidCgConfig::default());
+/// let options = RunOptions { max_iters: Some(10), ..Default::default() };
+/// Runner::new(options)
+///     .checkpoint_to(&path, 5, bilevel::serde_json::Value::Null)
+///     .run_config(&config, &problem, x0, y0, 0)?;
+/// let checkpoint = Checkpoint::load(&path)?;
+/// // The last one written, at iteration 10 (the library keeps it; the CLI deletes it once the
+/// // run is complete).
+/// assert_eq!((checkpoint.iter, checkpoint.solver["kind"].as_str()), (10, Some("aid_cg")));
+///
+/// // One changed byte and the checksum no longer matches.
+/// let text = std::fs::read_to_string(&path).unwrap().replacen("\"iter\":10", "\"iter\":11", 1);
+/// std::fs::write(&path, text).unwrap();
+/// let err = Checkpoint::load(&path).unwrap_err().to_string();
+/// assert!(err.contains("checksum"), "{err}");
+///
+/// // Another problem: refused before the state is touched.
+/// let other = bilevel::problems::quadratic::QuadraticConfig::default().build()?;
+/// assert!(checkpoint.check_problem(&other, &path).is_err());
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), bilevel::Error>(())
+/// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
@@ -142,9 +177,12 @@ impl Checkpoint {
     }
 
     /// Seals and writes the checkpoint atomically (temporary file in the same directory, then
-    /// rename).
+    /// rename), creating the directory if needed.
     pub fn save(&mut self, path: &Path) -> Result<()> {
         self.seal();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
         let bytes = serde_json::to_vec(self).map_err(|e| Error::Checkpoint {
             path: path.to_owned(),
             reason: format!("cannot serialize: {e}"),

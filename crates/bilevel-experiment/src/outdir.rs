@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::experiment::ConfigError;
+use crate::error::ConfigError;
 
 /// The lock file inside an output folder.
 pub const LOCK_FILE: &str = ".bilevel.lock";

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use bilevel::run::RunSummary;
 
-use crate::execute::Layout;
+use crate::layout::Layout;
 
 /// One completed run, as read back from its trace.
 #[derive(Clone, Debug)]

@@ -19,7 +19,8 @@ use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::execute::Layout;
+use crate::layout::Layout;
+pub use crate::report::Axis;
 use crate::report::{ProblemSection, RunTrace, quantile};
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -31,54 +32,6 @@ pub fn register_font() {
         // The font is compiled in; failing to parse it is a build defect caught by the tests.
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
-}
-
-/// The x-axis of a figure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Axis {
-    /// Solver time (s).
-    Time,
-    /// Oracle calls.
-    Calls,
-    /// Samples touched (every oracle component on every row).
-    Samples,
-    /// Data rows drawn (minibatch rows, n per full-batch pass).
-    Draws,
-}
-
-impl Axis {
-    /// Every axis, in figure order.
-    pub const ALL: [Axis; 4] = [Axis::Time, Axis::Calls, Axis::Samples, Axis::Draws];
-    fn label(self) -> &'static str {
-        match self {
-            Axis::Time => "solver time (s)",
-            Axis::Calls => "oracle calls",
-            Axis::Samples => "samples (rows × oracle components)",
-            Axis::Draws => "rows drawn",
-        }
-    }
-    /// The name in file names, options and the command line.
-    pub fn slug(self) -> &'static str {
-        match self {
-            Axis::Time => "time",
-            Axis::Calls => "calls",
-            Axis::Samples => "samples",
-            Axis::Draws => "draws",
-        }
-    }
-    /// The axis named `slug`.
-    pub fn parse(slug: &str) -> Option<Axis> {
-        Axis::ALL.into_iter().find(|a| a.slug() == slug)
-    }
-    fn position(self, p: &crate::report::Point) -> f64 {
-        match self {
-            Axis::Time => p.time,
-            Axis::Calls => p.calls as f64,
-            Axis::Samples => p.samples as f64,
-            Axis::Draws => p.draws as f64,
-        }
-    }
 }
 
 /// One solver's median curve and band on a common grid.

@@ -14,8 +14,7 @@ use anyhow::{Context, Result};
 use bilevel::run::{RunStatus, RunSummary};
 use serde::{Deserialize, Serialize};
 
-use crate::execute::Layout;
-use crate::plot::Axis;
+use crate::layout::Layout;
 
 /// How parameters are selected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +101,56 @@ impl ReportOptions {
             return Err("axes must name at least one of time, calls, samples, draws".into());
         }
         Ok(())
+    }
+}
+
+/// The x-axis of a figure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Axis {
+    /// Solver time (s).
+    Time,
+    /// Oracle calls.
+    Calls,
+    /// Samples touched (every oracle component on every row).
+    Samples,
+    /// Data rows drawn (minibatch rows, n per full-batch pass).
+    Draws,
+}
+
+impl Axis {
+    /// Every axis, in figure order.
+    pub const ALL: [Axis; 4] = [Axis::Time, Axis::Calls, Axis::Samples, Axis::Draws];
+    /// The axis label of a figure.
+    pub fn label(self) -> &'static str {
+        match self {
+            Axis::Time => "solver time (s)",
+            Axis::Calls => "oracle calls",
+            Axis::Samples => "samples (rows × oracle components)",
+            Axis::Draws => "rows drawn",
+        }
+    }
+    /// The name in file names, options and the command line.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Axis::Time => "time",
+            Axis::Calls => "calls",
+            Axis::Samples => "samples",
+            Axis::Draws => "draws",
+        }
+    }
+    /// The axis named `slug`.
+    pub fn parse(slug: &str) -> Option<Axis> {
+        Axis::ALL.into_iter().find(|a| a.slug() == slug)
+    }
+    /// The position of an evaluation on this axis.
+    pub fn position(self, p: &Point) -> f64 {
+        match self {
+            Axis::Time => p.time,
+            Axis::Calls => p.calls as f64,
+            Axis::Samples => p.samples as f64,
+            Axis::Draws => p.draws as f64,
+        }
     }
 }
 
@@ -596,7 +645,7 @@ pub fn render(
          [q20, q80] over seeds of the selected setting. Time is solver time (evaluation \
          excluded).\n\n",
         env!("CARGO_PKG_VERSION"),
-        crate::execute::GIT_COMMIT
+        crate::GIT_COMMIT
     ));
     for section in sections {
         md.push_str(&format!("## {}\n\n", problem_title(section)));

@@ -13,16 +13,12 @@ use bilevel::run::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::experiment::{BudgetOverride, ConfigError, Experiment, RunSpec, Start};
+use crate::GIT_COMMIT;
+use crate::error::ConfigError;
+use crate::experiment::{BudgetOverride, Experiment, RunSpec, Start};
+pub use crate::layout::{BUDGET_OVERRIDE, EXPERIMENT_COPY, Layout};
 use crate::report::{self, ReportOptions};
 use crate::{plot, summary};
-
-/// The copy of the experiment file kept in an output directory.
-pub const EXPERIMENT_COPY: &str = "experiment.toml";
-
-/// The command-line budget of a grid (`--max-iters`, `--max-seconds`), kept next to the
-/// experiment copy so that `--resume` continues under the same budget.
-pub const BUDGET_OVERRIDE: &str = "budget_override.json";
 
 /// Reads the experiment copy of an output directory, with the command-line budget it was run
 /// under, if any.
@@ -65,12 +61,6 @@ pub fn write_budget_override(out_dir: &Path, budget: Option<&BudgetOverride>) ->
     Ok(())
 }
 
-/// The build's git commit (from build.rs), or "unknown".
-pub const GIT_COMMIT: &str = match option_env!("BILEVEL_GIT_COMMIT") {
-    Some(c) => c,
-    None => "unknown",
-};
-
 /// What a checkpoint of the CLI carries besides the solver state: enough to continue the run
 /// and finish its trace without the experiment file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -103,41 +93,6 @@ impl RunContext {
             budget_override: experiment.budget_override,
             live: None,
         }
-    }
-}
-
-/// Output layout of an experiment directory.
-pub struct Layout {
-    /// The directory.
-    pub root: PathBuf,
-}
-
-impl Layout {
-    /// The layout under `root`.
-    pub fn new(root: &Path) -> Self {
-        Self {
-            root: root.to_owned(),
-        }
-    }
-    /// `traces/`.
-    pub fn traces(&self) -> PathBuf {
-        self.root.join("traces")
-    }
-    /// `checkpoints/`.
-    pub fn checkpoints(&self) -> PathBuf {
-        self.root.join("checkpoints")
-    }
-    /// The trace of run `id`.
-    pub fn trace(&self, id: &str) -> PathBuf {
-        self.traces().join(format!("{id}.jsonl"))
-    }
-    /// The checkpoint of run `id`.
-    pub fn checkpoint(&self, id: &str) -> PathBuf {
-        self.checkpoints().join(format!("{id}.json"))
-    }
-    /// `summary.csv`.
-    pub fn summary(&self) -> PathBuf {
-        self.root.join("summary.csv")
     }
 }
 

@@ -40,17 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::outdir::{MAX_NAME_LEN, valid_name};
 use crate::report::ReportOptions;
 
-/// A configuration error: reported in one line, exit code 2.
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use crate::error::ConfigError;
 
 /// How a starting vector is given.
 #[derive(Clone, Debug, PartialEq, Serialize)]
