@@ -450,7 +450,8 @@ impl<'o> Runner<'o> {
         })?
     }
 
-    /// Runs `config` on `problem` from (x₀, y₀) with `seed`.
+    /// Runs `config` on `problem` from (x₀, y₀) with `seed` ([`solve_config`](Self::solve_config)
+    /// without the final iterate).
     pub fn run_config(
         &mut self,
         config: &SolverConfig,
@@ -459,14 +460,8 @@ impl<'o> Runner<'o> {
         y0: Vector,
         seed: u64,
     ) -> Result<RunSummary> {
-        config.validate()?;
-        let solver_json = serde_json::to_value(config).expect("invariant: configs serialize");
-        config.visit(RunVisitor {
-            runner: self,
-            problem,
-            start: Start::Fresh { x0, y0, seed },
-            solver_json,
-        })?
+        self.solve_config(config, problem, x0, y0, seed)
+            .map(|solution| solution.summary)
     }
 
     /// Continues the run saved in `checkpoint` on `problem` (which must be the same problem).
@@ -500,11 +495,11 @@ impl<'o> Runner<'o> {
             path: path.to_owned(),
             reason: format!("solver config: {e}"),
         })?;
-        config.visit(RunVisitor {
+        config.visit(ResumeVisitor {
             runner: self,
             problem,
-            start: Start::Checkpoint(checkpoint, path),
-            solver_json: checkpoint.solver.clone(),
+            checkpoint,
+            path,
         })?
     }
 
@@ -1028,34 +1023,24 @@ fn non_finite_metric(metrics: &Metrics) -> Option<String> {
         .map(|(k, _)| k.clone())
 }
 
-enum Start<'a> {
-    Fresh { x0: Vector, y0: Vector, seed: u64 },
-    Checkpoint(&'a Checkpoint, &'a std::path::Path),
-}
-
-struct RunVisitor<'r, 'o, 'p> {
+/// Resumes a checkpoint with the solver its configuration builds.
+struct ResumeVisitor<'r, 'o, 'p> {
     runner: &'r mut Runner<'o>,
     problem: &'p Problem,
-    start: Start<'p>,
-    solver_json: serde_json::Value,
+    checkpoint: &'p Checkpoint,
+    path: &'p std::path::Path,
 }
 
-impl SolverVisitor for RunVisitor<'_, '_, '_> {
+impl SolverVisitor for ResumeVisitor<'_, '_, '_> {
     type Output = Result<RunSummary>;
     fn visit<S: Solver>(self, solver: S) -> Result<RunSummary> {
-        match self.start {
-            Start::Fresh { x0, y0, seed } => {
-                self.runner
-                    .run(&solver, self.problem, x0, y0, seed, self.solver_json)
-            }
-            Start::Checkpoint(c, path) => self
-                .runner
-                .resume_at(&solver, self.problem, c, path)
-                .map(|(summary, _)| summary),
-        }
+        self.runner
+            .resume_at(&solver, self.problem, self.checkpoint, self.path)
+            .map(|(summary, _)| summary)
     }
 }
 
+/// Runs a fresh start with the solver a configuration builds, keeping the final iterate.
 struct SolveVisitor<'r, 'o, 'p> {
     runner: &'r mut Runner<'o>,
     problem: &'p Problem,
