@@ -173,13 +173,18 @@ impl Counted {
             last_full_point: AtomicU64::new(NO_POINT),
         }
     }
-    /// Counts one call of `counter` on `batch` at (x, y).
+    /// Counts one call of `counter` on `batch`.
     #[inline]
-    fn touch(&self, counter: &AtomicU64, batch: Batch<'_>, x: &Vector, y: &Vector) {
+    fn touch(&self, counter: &AtomicU64, batch: Batch<'_>) {
         counter.fetch_add(1, Relaxed);
         self.counts
             .samples
             .fetch_add(batch.len(self.n_samples) as u64, Relaxed);
+    }
+    /// Notes the rows one oracle call reads at (x, y): a full-batch call at a new point is a
+    /// pass over the n rows (see [`Counts::draws`]). Called once per call, whatever it computes.
+    #[inline]
+    fn read(&self, batch: Batch<'_>, x: &Vector, y: &Vector) {
         if matches!(batch, Batch::Full) {
             let point = point_fingerprint(x, y);
             if self.last_full_point.swap(point, Relaxed) != point {
@@ -195,8 +200,6 @@ impl Counted {
         &self,
         requested: [Option<(&AtomicU64, FdKind)>; 2],
         batch: Batch<'_>,
-        x: &Vector,
-        y: &Vector,
         call: impl FnOnce() -> R,
     ) -> R {
         let before = fd::gradients_spent();
@@ -208,7 +211,7 @@ impl Counted {
                 FdKind::GradY => spent_y,
             };
             if spent == 0 {
-                self.touch(counter, batch, x, y);
+                self.touch(counter, batch);
             } else {
                 self.counts.fd_products.fetch_add(1, Relaxed);
                 let gradient = match kind {
@@ -216,7 +219,7 @@ impl Counted {
                     FdKind::GradY => &self.counts.grad_y,
                 };
                 for _ in 0..spent {
-                    self.touch(gradient, batch, x, y);
+                    self.touch(gradient, batch);
                 }
             }
         }
@@ -247,15 +250,18 @@ impl Objective for Counted {
         self.n_samples
     }
     fn value(&self, x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
-        self.touch(&self.counts.value, batch, x, y);
+        self.read(batch, x, y);
+        self.touch(&self.counts.value, batch);
         self.inner.value(x, y, batch)
     }
     fn grad_x(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        self.touch(&self.counts.grad_x, batch, x, y);
+        self.read(batch, x, y);
+        self.touch(&self.counts.grad_x, batch);
         self.inner.grad_x(x, y, batch, out)
     }
     fn grad_y(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        self.touch(&self.counts.grad_y, batch, x, y);
+        self.read(batch, x, y);
+        self.touch(&self.counts.grad_y, batch);
         self.inner.grad_y(x, y, batch, out)
     }
     fn grad_xy(
@@ -266,11 +272,13 @@ impl Objective for Counted {
         out_x: &mut Vector,
         out_y: &mut Vector,
     ) {
-        self.touch(&self.counts.grad_x, batch, x, y);
-        self.touch(&self.counts.grad_y, batch, x, y);
+        self.read(batch, x, y);
+        self.touch(&self.counts.grad_x, batch);
+        self.touch(&self.counts.grad_y, batch);
         self.inner.grad_xy(x, y, batch, out_x, out_y)
     }
     fn fused(&self, x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
+        self.read(batch, x, y);
         // Counted as the component calls it replaces.
         let c = &self.counts;
         for (given, counter) in [
@@ -279,7 +287,7 @@ impl Objective for Counted {
             (out.grad_y.is_some(), &c.grad_y),
         ] {
             if given {
-                self.touch(counter, batch, x, y);
+                self.touch(counter, batch);
             }
         }
         let requested = [
@@ -288,9 +296,7 @@ impl Objective for Counted {
                 .is_some()
                 .then_some((&c.cross_xy, FdKind::GradX)),
         ];
-        self.products(requested, batch, x, y, || {
-            self.inner.fused(x, y, v, batch, out)
-        })
+        self.products(requested, batch, || self.inner.fused(x, y, v, batch, out))
     }
     fn value_grad_hess_yy(
         &self,
@@ -302,28 +308,30 @@ impl Objective for Counted {
     ) -> Option<f64> {
         let value = self.inner.value_grad_hess_yy(x, y, batch, grad, hess)?;
         // Counted as a value, a gradient and dim y Hessian-vector products (one per column).
-        self.touch(&self.counts.value, batch, x, y);
-        self.touch(&self.counts.grad_y, batch, x, y);
+        self.read(batch, x, y);
+        self.touch(&self.counts.value, batch);
+        self.touch(&self.counts.grad_y, batch);
         for _ in 0..y.nrows() {
-            self.touch(&self.counts.hvp_yy, batch, x, y);
+            self.touch(&self.counts.hvp_yy, batch);
         }
         Some(value)
     }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        self.read(batch, x, y);
         let requested = [Some((&self.counts.hvp_yy, FdKind::GradY)), None];
-        self.products(requested, batch, x, y, || {
-            self.inner.hvp_yy(x, y, v, batch, out)
-        })
+        self.products(requested, batch, || self.inner.hvp_yy(x, y, v, batch, out))
     }
     fn cross_xy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        self.read(batch, x, y);
         let requested = [Some((&self.counts.cross_xy, FdKind::GradX)), None];
-        self.products(requested, batch, x, y, || {
+        self.products(requested, batch, || {
             self.inner.cross_xy(x, y, v, batch, out)
         })
     }
     fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, batch: Batch<'_>, out: &mut Vector) {
+        self.read(batch, x, y);
         let requested = [Some((&self.counts.cross_yx, FdKind::GradY)), None];
-        self.products(requested, batch, x, y, || {
+        self.products(requested, batch, || {
             self.inner.cross_yx(x, y, u, batch, out)
         })
     }

@@ -856,8 +856,10 @@ impl<'o> Runner<'o> {
         } else if last_record.as_ref().is_some_and(reached) {
             outcome = Some((RunStatus::Done, StopReason::TargetReached, None));
         }
+        // The counts after the last step: evaluations and checkpoints count nothing, so they are
+        // loaded once per step.
+        let mut counts = problem.counts();
         while outcome.is_none() {
-            let counts = problem.counts();
             if let Some(live) = &self.live {
                 live.store(progress.iter, self.budget_fraction(&progress, &counts));
             }
@@ -895,7 +897,7 @@ impl<'o> Runner<'o> {
             }
             let timed_out =
                 eval_seconds.is_some_and(|s| progress.solver_time_s - last_eval_time >= s);
-            let counts = problem.counts();
+            counts = problem.counts();
             let sampled_enough =
                 eval_samples.is_some_and(|s| counts.samples() - last_eval_counts.samples() >= s);
             let drawn_enough =
