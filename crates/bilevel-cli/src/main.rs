@@ -4,6 +4,8 @@
 //!   write `DIR/traces/<run>.jsonl` and `DIR/summary.csv`, print a table. `--max-iters N` and
 //!   `--max-seconds S` replace the file's budgets (reduced runs, e.g. in CI);
 //!   `--fail-on-not-done` exits 1 when a run diverges or fails.
+//! - `bilevel solve --problem KIND --solver KIND [-p KEY=VALUE]… --max-iters N [--json]`: one
+//!   run, its final iterate and summary printed.
 //! - `bilevel list [--json]`: solvers and problems with their parameters and defaults.
 //! - `bilevel resume CHECKPOINT`: continue a checkpointed run.
 //! - `bilevel data fetch NAME` / `bilevel data list`: download datasets, checksum-verified.
@@ -18,6 +20,7 @@ mod alloc_count;
 mod bench;
 mod bench_md;
 mod data_cmd;
+mod solve_cmd;
 
 use bilevel_experiment::{execute, experiment, plot, report, session, summary};
 
@@ -81,6 +84,9 @@ enum Command {
         #[arg(long)]
         fail_on_not_done: bool,
     },
+    /// Run one solver on one built-in problem and print the result (`--json`: x, y, v and
+    /// the summary, numbers exact).
+    Solve(solve_cmd::SolveArgs),
     /// List solvers and problems with their parameters and defaults.
     List {
         /// Machine-readable output.
@@ -362,6 +368,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::List { json } => list(json),
+        Command::Solve(args) => solve_cmd::run(args),
         Command::Data { command } => data_cmd::run(command),
         Command::Resume { checkpoint } => {
             let summary = execute::resume_checkpoint(&checkpoint)?;

@@ -341,6 +341,94 @@ impl SolverConfig {
         }
     }
 
+    /// One line on what the algorithm does (for `bilevel.solvers()` in Python).
+    pub fn description(&self) -> &'static str {
+        match self {
+            SolverConfig::AidCg(_) => {
+                "approximate implicit differentiation: inner gradient steps, then conjugate gradient on the linear system"
+            }
+            SolverConfig::Soba(_) => {
+                "single-loop stochastic: one SGD step each on y, v and x per iteration"
+            }
+            SolverConfig::AidNeumann(_) => {
+                "approximate implicit differentiation with a truncated Neumann series for the inverse Hessian"
+            }
+            SolverConfig::Stocbio(_) => {
+                "stochastic double loop: inner SGD, Neumann-series hypergradient on fresh minibatches"
+            }
+            SolverConfig::Amigo(_) => {
+                "stochastic double loop with warm-started SGD on the linear system"
+            }
+            SolverConfig::Bsa(_) => {
+                "bilevel stochastic approximation: inner SGD, Neumann hypergradient with a random truncation"
+            }
+            SolverConfig::Hoag(_) => {
+                "hyperparameter optimization with approximate gradient: tolerances that decrease over the outer loop"
+            }
+            SolverConfig::ExactLbfgs(_) => {
+                "L-BFGS on the exact implicit hypergradient (inner and linear systems solved to tolerance)"
+            }
+            SolverConfig::Itd(_) => {
+                "iterative differentiation: reverse-mode through T inner gradient steps"
+            }
+            SolverConfig::ItdTruncated(_) => {
+                "truncated back-propagation through the last K of T inner steps"
+            }
+            SolverConfig::Saba(_) => {
+                "SOBA with SAGA variance reduction (a memory of per-sample oracles)"
+            }
+            SolverConfig::Srba(_) => {
+                "stochastic recursive bilevel algorithm: SARAH on the SOBA directions, with periodic full passes"
+            }
+            SolverConfig::Ttsa(_) => {
+                "two-timescale stochastic approximation: y on a faster step size than x"
+            }
+            SolverConfig::Sustain(_) => "single-loop with STORM momentum on both levels",
+            SolverConfig::Mstsa(_) => "momentum-assisted single-timescale stochastic approximation",
+            SolverConfig::Stable(_) => {
+                "single-timescale stochastic bilevel with explicit Hessian and cross-derivative estimates"
+            }
+            SolverConfig::F2sa(_) => {
+                "fully first-order: penalty reformulation with two inner sequences, no second derivatives"
+            }
+            SolverConfig::Bome(_) => {
+                "first-order value-function method with a dynamic barrier (BOME)"
+            }
+            SolverConfig::Fsla(_) => {
+                "fully single loop: the linear system's solution as a momentum variable, STORM on x"
+            }
+            SolverConfig::Mrbo(_) => {
+                "momentum-based recursive bilevel (STORM on every estimate), single loop"
+            }
+            SolverConfig::Vrbo(_) => {
+                "variance-reduced bilevel (SARAH/SPIDER with periodic large batches), double loop"
+            }
+            SolverConfig::Lancbio(_) => {
+                "Lanczos-based subspace solves of the linear system, warm-started across outer steps"
+            }
+            SolverConfig::Subbio(_) => {
+                "subspace-based bilevel: the linear system solved on a small subspace of recent directions"
+            }
+            SolverConfig::Esj(_) => {
+                "evolution-strategy Jacobians: zeroth-order estimates of the response Jacobian"
+            }
+            SolverConfig::EsjS(_) => "ESJ with stochastic minibatches (ESJ-S)",
+            SolverConfig::UfoBlo(_) => {
+                "unbiased first-order meta-learning: FO-MAML plus a randomly applied second-order correction"
+            }
+            SolverConfig::Maml(_) => {
+                "model-agnostic meta-learning: back-propagation through the inner adaptation steps"
+            }
+            SolverConfig::Fomaml(_) => {
+                "first-order MAML: the outer gradient at the adapted parameters, no second derivatives"
+            }
+            SolverConfig::Reptile(_) => {
+                "Reptile: move the initialization towards the adapted parameters"
+            }
+            SolverConfig::Anil(_) => "almost no inner loop: MAML that adapts the head only",
+        }
+    }
+
     /// The aliases of this configuration's kind (`["pzobo"]` for ESJ), from [`ALIASES`].
     pub fn aliases(&self) -> Vec<&'static str> {
         let kind = self.kind();

@@ -396,7 +396,7 @@ impl DataCleaningConfig {
 
     fn parts_unnamed(&self) -> Result<CleaningParts> {
         let pool = self.train.load(self.seed)?.train;
-        let (mut train, mut validation, mut test) = if self.heldout_from_train {
+        let (train, validation, test) = if self.heldout_from_train {
             let held = self.n_validation + self.n_test;
             let n_train = if self.n_train == 0 {
                 pool.len().saturating_sub(held)
@@ -416,6 +416,47 @@ impl DataCleaningConfig {
                 heldout.split_counts(0, self.n_validation, self.n_test, self.seed + 1)?;
             (train, val, test)
         };
+        self.parts_from_splits(train, validation, test, None)
+    }
+
+    /// The parts of the problem on given training, validation and test sets (what
+    /// [`parts`](Self::parts) does after loading and splitting). The training labels are
+    /// corrupted at rate `corruption` as in [`parts`](Self::parts); with labels that are noisy
+    /// already, set `corruption = 0` and pass which samples are corrupted in `known_corrupted`
+    /// (for the `flagged_*` metrics) when that is known.
+    fn parts_from_splits(
+        &self,
+        train: Dataset,
+        validation: Dataset,
+        test: Dataset,
+        known_corrupted: Option<Vec<bool>>,
+    ) -> Result<CleaningParts> {
+        let (mut train, mut validation, mut test) = (train, validation, test);
+        for (what, set) in [("validation", &validation), ("test", &test)] {
+            if set.n_features() != train.n_features() {
+                return Err(Error::DimensionMismatch {
+                    what: format!("features of the {what} set (those of the training set)"),
+                    expected: train.n_features(),
+                    found: set.n_features(),
+                });
+            }
+        }
+        if let Some(mask) = &known_corrupted {
+            if self.corruption > 0.0 {
+                return Err(Error::config(
+                    "corruption",
+                    "must be 0 when the corrupted samples are given (the labels are noisy \
+                     already)",
+                ));
+            }
+            if mask.len() != train.len() {
+                return Err(Error::DimensionMismatch {
+                    what: "corrupted-sample mask (one per training sample)".into(),
+                    expected: train.len(),
+                    found: mask.len(),
+                });
+            }
+        }
         {
             let train_design = train.design.clone();
             self.preprocess.apply(
@@ -446,7 +487,11 @@ impl DataCleaningConfig {
             return Err(Error::config("train", "needs at least two classes"));
         }
         let mut noisy = multiclass(&train, &classes, "training labels")?;
-        let corruption = corrupt_labels(&mut noisy, k, self.corruption, self.seed)?;
+        let mut corruption = corrupt_labels(&mut noisy, k, self.corruption, self.seed)?;
+        if let Some(mask) = known_corrupted {
+            corruption.corrupted = (0..mask.len()).filter(|&i| mask[i]).collect();
+            corruption.is_corrupted = mask;
+        }
         let val_class = multiclass(&validation, &classes, "validation labels")?;
         let test_class = multiclass(&test, &classes, "test labels")?;
         let g = Arc::new(CleaningInner::new(
@@ -492,6 +537,40 @@ impl DataCleaningConfig {
     /// Builds the problem.
     pub fn build(&self) -> Result<Problem> {
         let parts = self.parts()?;
+        self.build_from_parts(parts)
+    }
+
+    /// Builds the problem on given training (labels as given, corrupted further at rate
+    /// `corruption`), validation and test sets; `train`, `heldout`, `heldout_from_train` and
+    /// the sample counts are not used. `known_corrupted` marks the training samples whose
+    /// labels are wrong, when known (it needs `corruption = 0`); without it the `flagged_*`
+    /// metrics count the samples corrupted here. For data from memory: the Python package's
+    /// `DataCleaning(X, y_noisy, X_val, y_val)`.
+    pub fn build_from_splits(
+        &self,
+        train: Dataset,
+        validation: Dataset,
+        test: Dataset,
+        known_corrupted: Option<Vec<bool>>,
+    ) -> Result<Problem> {
+        check_in_range("corruption", self.corruption, 0.0, 1.0)?;
+        check_non_negative("regularization", self.regularization)?;
+        if self.regularization == 0.0 || !self.x0.is_finite() {
+            return Err(Error::config(
+                if self.x0.is_finite() {
+                    "regularization"
+                } else {
+                    "x0"
+                },
+                "regularization must be > 0 and x0 finite",
+            ));
+        }
+        self.reference.validate()?;
+        let parts = self.parts_from_splits(train, validation, test, known_corrupted)?;
+        self.build_from_parts(parts)
+    }
+
+    fn build_from_parts(&self, parts: CleaningParts) -> Result<Problem> {
         let (dx, dy) = parts.g.dims();
         let metrics = CleaningMetrics {
             validation: parts.f.clone(),

@@ -681,8 +681,8 @@ impl LogregHpoConfig {
             self.test_fraction,
             self.seed,
         )?;
-        let mut train = loaded.train.subset(&split.train);
-        let mut validation = if self.validation_fraction > 0.0 {
+        let train = loaded.train.subset(&split.train);
+        let validation = if self.validation_fraction > 0.0 {
             loaded.train.subset(&split.validation)
         } else {
             loaded.test.clone().ok_or_else(|| {
@@ -696,13 +696,46 @@ impl LogregHpoConfig {
                 )
             })?
         };
-        let mut test = if self.test_fraction > 0.0 {
+        let test = if self.test_fraction > 0.0 {
             Some(loaded.train.subset(&split.test))
         } else if self.validation_fraction > 0.0 {
             loaded.test
         } else {
             None
         };
+        self.build_from_splits(train, validation, test)
+    }
+
+    /// Builds the problem on given training, validation and (optional) test sets, which is what
+    /// [`build`](Self::build) does after loading and splitting `dataset` (`dataset`,
+    /// `validation_fraction` and `test_fraction` are not used here; `max_train`,
+    /// `max_validation`, `dense`, `preprocess` and the rest are). For data from memory: the
+    /// Python package's `LogRegHPO(X_train, y_train, X_val, y_val)`.
+    pub fn build_from_splits(
+        &self,
+        train: Dataset,
+        validation: Dataset,
+        test: Option<Dataset>,
+    ) -> Result<Problem> {
+        let (mut train, mut validation, mut test) = (train, validation, test);
+        for (what, set) in [
+            ("validation", &validation),
+            ("test", test.as_ref().unwrap_or(&validation)),
+        ] {
+            if set.n_features() != train.n_features() {
+                return Err(Error::DimensionMismatch {
+                    what: format!("features of the {what} set (those of the training set)"),
+                    expected: train.n_features(),
+                    found: set.n_features(),
+                });
+            }
+        }
+        if train.is_empty() || validation.is_empty() {
+            return Err(Error::config(
+                "dataset",
+                "the training and validation sets need at least one row each",
+            ));
+        }
         train = subsample(train, self.max_train, self.seed, 31);
         validation = subsample(validation, self.max_validation, self.seed, 32);
         if self.dense {

@@ -170,6 +170,9 @@ pub enum RunStatus {
     Diverged,
     /// The solver or the problem returned an error.
     Failed,
+    /// Stopped from outside before a budget ran out ([`Runner::interrupt_when`]: Ctrl-C in
+    /// Python, an error in a user callback). The iterate and metrics are those where it stopped.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -179,6 +182,7 @@ impl RunStatus {
             RunStatus::Done => "done",
             RunStatus::Diverged => "diverged",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -203,6 +207,8 @@ pub enum StopReason {
     Divergence,
     /// An error.
     Error,
+    /// The runner's interrupt check ([`Runner::interrupt_when`]) asked to stop.
+    Interrupted,
 }
 
 /// What observers see at each evaluation point: plain, serializable data.
@@ -380,6 +386,8 @@ pub struct Runner<'o> {
     pub checkpoint: Option<CheckpointTarget>,
     /// Updated as the run goes, for a progress display on another thread.
     pub live: Option<Arc<LiveStatus>>,
+    /// Asked before every iteration whether to stop ([`interrupt_when`](Self::interrupt_when)).
+    pub interrupt: Option<Box<dyn FnMut() -> bool + 'o>>,
 }
 
 /// Progress of a run, carried across a checkpoint.
@@ -397,7 +405,17 @@ impl<'o> Runner<'o> {
             observers: Vec::new(),
             checkpoint: None,
             live: None,
+            interrupt: None,
         }
+    }
+
+    /// Asks `check` before every iteration whether to stop; when it answers `true` the run ends
+    /// with status [`RunStatus::Interrupted`] at the current iterate (evaluated, as at any
+    /// other end). The Python package polls Ctrl-C and its callbacks' errors this way. `check`
+    /// runs outside the timed step; keep it cheap (poll a clock or an atomic).
+    pub fn interrupt_when(mut self, check: impl FnMut() -> bool + 'o) -> Self {
+        self.interrupt = Some(Box::new(check));
+        self
     }
 
     /// Reports the run's progress to `status` as it goes.
@@ -865,6 +883,16 @@ impl<'o> Runner<'o> {
             }
             if let Some(reason) = self.budget_reason(&progress, &counts) {
                 outcome = Some((RunStatus::Done, reason, None));
+                break;
+            }
+            if let Some(check) = &mut self.interrupt
+                && check()
+            {
+                outcome = Some((
+                    RunStatus::Interrupted,
+                    StopReason::Interrupted,
+                    Some(format!("interrupted after {} iterations", progress.iter)),
+                ));
                 break;
             }
             let drawn = rows_drawn();
