@@ -99,7 +99,16 @@ pub fn run(args: SolveArgs) -> Result<()> {
     let problem = problem.build()?;
     let (x0, y0) = problem.start();
     let started = Instant::now();
-    let solution = Runner::new(options).solve_config(&solver, &problem, x0, y0, args.seed)?;
+    let solution = Runner::new(options)
+        .solve_config(&solver, &problem, x0, y0, args.seed)
+        .map_err(|e| -> anyhow::Error {
+            match e {
+                bilevel::Error::Unsupported(_)
+                | bilevel::Error::InvalidConfig { .. }
+                | bilevel::Error::DimensionMismatch { .. } => ConfigError(e.to_string()).into(),
+                other => other.into(),
+            }
+        })?;
     let wall_s = started.elapsed().as_secs_f64();
     let summary = &solution.summary;
     if args.json {

@@ -160,6 +160,47 @@ impl NativeProblem {
         })
     }
 
+    /// The benchmark quadratic on given per-sample factors: `outer` and `inner` map `r`, `k`,
+    /// `u`, `w`, `a`, `c` to row-major arrays (one sample per row).
+    #[staticmethod]
+    fn quadratic_factors(
+        outer: &Bound<'_, pyo3::types::PyDict>,
+        inner: &Bound<'_, pyo3::types::PyDict>,
+        dim_x: usize,
+        dim_y: usize,
+        x0: PyReadonlyArray1<'_, f64>,
+    ) -> PyResult<Self> {
+        use bilevel::problems::quadratic::{QuadraticObjective, quadratic_problem};
+        let level =
+            |d: &Bound<'_, pyo3::types::PyDict>, what: &str| -> PyResult<QuadraticObjective> {
+                let get = |name: &str| -> PyResult<Vec<f64>> {
+                    let item = d
+                        .get_item(name)?
+                        .ok_or_else(|| value_error(what, format!("missing factor `{name}`")))?;
+                    let array: PyReadonlyArray2<'_, f64> = item.extract()?;
+                    Ok(array.as_array().iter().copied().collect())
+                };
+                QuadraticObjective::from_factors(
+                    dim_x,
+                    dim_y,
+                    get("r")?,
+                    get("k")?,
+                    get("u")?,
+                    get("w")?,
+                    get("a")?,
+                    get("c")?,
+                )
+                .map_err(|e| value_error(what, e))
+            };
+        let f = level(outer, "outer")?;
+        let g = level(inner, "inner")?;
+        let problem = quadratic_problem("quadratic", f, g, vector(x0)).map_err(errors::to_py)?;
+        Ok(Self {
+            problem,
+            callbacks: None,
+        })
+    }
+
     /// A problem whose objectives are Python objects.
     #[staticmethod]
     #[pyo3(signature = (outer, inner, dim_x, dim_y, n_outer, n_inner, x0, y0, name, newton_reference))]

@@ -40,6 +40,7 @@ __all__ = [
     "LogRegHPO",
     "Problem",
     "Quadratic",
+    "QuadraticFromFactors",
     "Result",
     "Trace",
     "builtin",
@@ -246,6 +247,34 @@ def Quadratic(**params: Any) -> Problem:
     Parameters (defaults in ``problems()``): ``dim_x``, ``dim_y``, ``n_outer``, ``n_inner``,
     ``mu``, ``smoothness``, ``cross_smoothness``, ``x0``, ``seed``."""
     return builtin("quadratic", **params)
+
+
+def QuadraticFromFactors(outer: Dict[str, Any], inner: Dict[str, Any], x0: Any = None) -> Problem:
+    """The benchmark quadratic on your own per-sample factors. Each level (``outer`` = f,
+    ``inner`` = g) is a dict of 2-D arrays with one sample per row: ``r`` and ``w``, ``a``
+    (n x dim_y) and ``k``, ``u``, ``c`` (n x dim_x), giving
+
+        q_i(x, y) = (r_i.y)^2 / 2 + (k_i.x)^2 / 2 + (u_i.x)(w_i.y) + a_i.y + c_i.x,
+
+    each level the mean of its q_i. The closed-form reference (F(x), its gradient) is attached.
+    ``x0`` defaults to zeros."""
+    levels = []
+    dims = None
+    for role, level in (("outer", outer), ("inner", inner)):
+        if not isinstance(level, dict):
+            raise TypeError(f"{role} must be a dict of factor arrays")
+        missing = sorted({"r", "k", "u", "w", "a", "c"} - set(level))
+        if missing:
+            raise ValueError(f"{role} lacks the factor(s) {', '.join(missing)}")
+        arrays = {k: _float_array(level[k], f"{role}[{k!r}]", 2) for k in "rkuwac"}
+        level_dims = (arrays["k"].shape[1], arrays["r"].shape[1])
+        if dims is not None and dims != level_dims:
+            raise ValueError(f"{role} has (dim_x, dim_y) = {level_dims}, the outer level {dims}")
+        dims = level_dims
+        levels.append(arrays)
+    x0 = np.zeros(dims[0]) if x0 is None else _float_array(x0, "x0", 1)
+    native = _bilevel.NativeProblem.quadratic_factors(levels[0], levels[1], dims[0], dims[1], x0)
+    return Problem(native, "quadratic")
 
 
 def LogRegHPO(

@@ -574,7 +574,9 @@ impl Reference for QuadraticReference {
     }
 }
 
-fn quadratic_problem(
+/// The quadratic problem on levels `f` and `g` (e.g. from
+/// [`QuadraticObjective::from_factors`]), with the closed-form reference and start (x₀, 0).
+pub fn quadratic_problem(
     name: &str,
     f: QuadraticObjective,
     g: QuadraticObjective,
