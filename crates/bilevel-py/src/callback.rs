@@ -136,6 +136,31 @@ impl PyObjective {
         }
     }
 
+    /// Calls the product method `method(x, y, direction, batch)` into `out`.
+    fn call_product(
+        &self,
+        method: &str,
+        x: &Vector,
+        y: &Vector,
+        direction: &Vector,
+        batch: Batch<'_>,
+        out: &mut Vector,
+    ) {
+        self.call_into(
+            method,
+            |py| {
+                (
+                    array(py, x),
+                    array(py, y),
+                    array(py, direction),
+                    batch_arg(py, batch),
+                )
+                    .into_pyobject(py)
+            },
+            out,
+        );
+    }
+
     fn call_value(&self, x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
         if self.errors.failed() {
             return f64::NAN;
@@ -355,19 +380,7 @@ impl Objective for PyObjective {
     }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         if self.methods.hvp_yy {
-            self.call_into(
-                "hvp_yy",
-                |py| {
-                    (
-                        array(py, x),
-                        array(py, y),
-                        array(py, v),
-                        batch_arg(py, batch),
-                    )
-                        .into_pyobject(py)
-                },
-                out,
-            );
+            self.call_product("hvp_yy", x, y, v, batch, out);
         } else {
             let calls = fd::central(v, y.max_abs(), out, |e, buf| {
                 self.grad_y(x, &(y + e), batch, buf)
@@ -377,19 +390,7 @@ impl Objective for PyObjective {
     }
     fn cross_xy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         if self.methods.cross_xy {
-            self.call_into(
-                "cross_xy",
-                |py| {
-                    (
-                        array(py, x),
-                        array(py, y),
-                        array(py, v),
-                        batch_arg(py, batch),
-                    )
-                        .into_pyobject(py)
-                },
-                out,
-            );
+            self.call_product("cross_xy", x, y, v, batch, out);
         } else {
             let calls = fd::central(v, y.max_abs(), out, |e, buf| {
                 self.grad_x(x, &(y + e), batch, buf)
@@ -399,19 +400,7 @@ impl Objective for PyObjective {
     }
     fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, batch: Batch<'_>, out: &mut Vector) {
         if self.methods.cross_yx {
-            self.call_into(
-                "cross_yx",
-                |py| {
-                    (
-                        array(py, x),
-                        array(py, y),
-                        array(py, u),
-                        batch_arg(py, batch),
-                    )
-                        .into_pyobject(py)
-                },
-                out,
-            );
+            self.call_product("cross_yx", x, y, u, batch, out);
         } else {
             let calls = fd::central(u, x.max_abs(), out, |e, buf| {
                 self.grad_y(&(x + e), y, batch, buf)
