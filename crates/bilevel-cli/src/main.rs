@@ -22,12 +22,12 @@ mod bench_md;
 mod data_cmd;
 mod solve_cmd;
 
-use bilevel_experiment::{execute, experiment, plot, report, session, summary};
+use bilevel_experiment::{execute, experiment, plot, report, session, shard, slurm, summary};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bilevel::algorithms::SolverConfig;
 use bilevel::problems::ProblemConfig;
 use clap::{Parser, Subcommand};
@@ -83,6 +83,56 @@ enum Command {
         /// Exit with status 1 when a run ends other than `done` (diverged, failed, ...).
         #[arg(long)]
         fail_on_not_done: bool,
+        /// Run only part K of N of the grid (runs K, K+N, K+2N, … in the file's order), beside
+        /// the other parts, into the same --out folder; complete runs are skipped, so a shard
+        /// can be run again. `bilevel merge DIR` then writes the summary and report.
+        #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+        shard: Option<shard::Shard>,
+    },
+    /// Gather the results of a sharded grid (`run --shard`, `slurm`) into summary.csv, report.md
+    /// and figures; name the missing and failed runs and print the command that runs them.
+    /// Exits with status 1 while runs are missing or failed.
+    Merge {
+        /// The output folder of the shards.
+        dir: PathBuf,
+        /// Skip the figures.
+        #[arg(long)]
+        no_plots: bool,
+    },
+    /// Run an experiment grid as a Slurm job array: write `DIR/slurm/array.sh` (task K runs
+    /// `bilevel run --resume DIR --shard K/N`) and `DIR/slurm/merge.sh`, submit both (the merge
+    /// after the array ends) and print the job ids. Extra `#SBATCH` lines come from the file's
+    /// `[slurm]` table (`mem = "4G"` gives `--mem=4G`).
+    Slurm {
+        /// The experiment (TOML).
+        experiment: PathBuf,
+        /// Output directory (default: `results/<experiment name>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Tasks in the array (default: one per run, at most 1000).
+        #[arg(long, value_name = "N")]
+        array_size: Option<usize>,
+        /// Slurm partition.
+        #[arg(long, value_name = "P")]
+        partition: Option<String>,
+        /// Time limit per task (Slurm's format, e.g. 30, 02:00:00, 1-00).
+        #[arg(long, value_name = "T")]
+        time: Option<String>,
+        /// CPUs per task; each task runs that many runs at once (default 1).
+        #[arg(long, value_name = "C")]
+        cpus: Option<usize>,
+        /// Replace the [run] table's max_iters, as `bilevel run --max-iters`.
+        #[arg(long, value_name = "N")]
+        max_iters: Option<u64>,
+        /// Replace the [run] table's max_seconds.
+        #[arg(long, value_name = "S")]
+        max_seconds: Option<f64>,
+        /// Do not submit the merge job.
+        #[arg(long)]
+        no_merge_job: bool,
+        /// Print the scripts; write and submit nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run one solver on one built-in problem and print the result (`--json`: x, y, v and
     /// the summary, numbers exact).
@@ -156,6 +206,11 @@ enum Command {
         /// round, in round order); without them no ratio to a peer is shown.
         #[arg(long, num_args = 1..)]
         peers: Vec<PathBuf>,
+        /// Markdown sections written by other benchmark scripts (each starting with a `## `
+        /// heading and naming its command, e.g. `crates/bilevel-py/bench/overhead.py
+        /// --markdown`), appended verbatim.
+        #[arg(long, num_args = 1..)]
+        include: Vec<PathBuf>,
     },
     /// Regenerate `summary.csv` and `report.md` of an experiment directory (no figures).
     Report {
@@ -290,6 +345,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             max_iters,
             max_seconds,
             fail_on_not_done,
+            shard,
         } => run(RunArgs {
             experiment,
             out,
@@ -304,7 +360,38 @@ fn dispatch(cli: Cli) -> Result<()> {
                 max_seconds,
             },
             fail_on_not_done,
+            shard,
         }),
+        Command::Merge { dir, no_plots } => merge(&dir, !no_plots),
+        Command::Slurm {
+            experiment,
+            out,
+            array_size,
+            partition,
+            time,
+            cpus,
+            max_iters,
+            max_seconds,
+            no_merge_job,
+            dry_run,
+        } => {
+            let request = slurm::SlurmRequest {
+                experiment,
+                out,
+                array_size,
+                partition,
+                time,
+                cpus,
+                budget: experiment::BudgetOverride {
+                    max_iters,
+                    max_seconds,
+                },
+                bilevel: std::env::current_exe()
+                    .context("finding the path of this bilevel binary")?,
+                merge_job: !no_merge_job,
+            };
+            slurm_cmd(&request, dry_run)
+        }
         Command::Plot { dir, view } => {
             let _lock = session::lock_existing(&dir)?;
             let experiment = execute::experiment_copy(&dir)?;
@@ -351,10 +438,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             reports,
             out,
             peers,
+            include,
         } => {
             let loaded = bench_md::load(&reports).map_err(|e| ConfigError(format!("{e:#}")))?;
             let peers = bench_md::load_peers(&peers).map_err(|e| ConfigError(format!("{e:#}")))?;
-            let markdown = bench_md::render(&loaded, &peers, &out);
+            let includes =
+                bench_md::load_includes(&include).map_err(|e| ConfigError(format!("{e:#}")))?;
+            let markdown = bench_md::render(&loaded, &peers, &includes, &out);
             bilevel::run::write_atomic(&out, markdown.as_bytes())?;
             eprintln!("wrote {}", out.display());
             Ok(())
@@ -402,6 +492,11 @@ struct RunArgs {
     quiet: bool,
     budget: experiment::BudgetOverride,
     fail_on_not_done: bool,
+    shard: Option<shard::Shard>,
+}
+
+fn parse_shard(text: &str) -> std::result::Result<shard::Shard, String> {
+    shard::Shard::parse(text).map_err(|e| e.0)
 }
 
 /// Prints `text` and a newline on stdout; a closed pipe (`bilevel … | head`) is not an error.
@@ -436,6 +531,7 @@ fn run(args: RunArgs) -> Result<()> {
         jobs: args.jobs,
         progress: !args.quiet,
         budget: args.budget,
+        shard: args.shard,
     };
     let resolved = session::resolve(&request)?;
     if args.dry_run {
@@ -451,7 +547,10 @@ fn run(args: RunArgs) -> Result<()> {
             experiment.runs.len(),
             budget_line(&experiment.run, experiment.budget_override.is_some()),
         ))?;
-        for spec in &experiment.runs {
+        for (i, spec) in experiment.runs.iter().enumerate() {
+            if args.shard.is_some_and(|s| !s.contains(i)) {
+                continue;
+            }
             match &spec.label {
                 Some(label) => say(format_args!("  {}  [{label}]", spec.id))?,
                 None => say(format_args!("  {}", spec.id))?,
@@ -463,6 +562,9 @@ fn run(args: RunArgs) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     let report = session::run_experiment(&request, resolved)?;
+    if let Some(shard) = report.shard {
+        return shard_done(&report, shard, args.fail_on_not_done);
+    }
     say(summary::table(
         &report.rows()?,
         report.experiment.report.selection_metric.as_deref(),
@@ -491,6 +593,143 @@ fn run(args: RunArgs) -> Result<()> {
             .collect();
         anyhow::bail!("{} run(s) not done: {}", not_done.len(), ids.join(", "));
     }
+    Ok(())
+}
+
+/// What a shard prints: its runs, and how to gather the shards.
+fn shard_done(
+    report: &session::RunReport,
+    shard: shard::Shard,
+    fail_on_not_done: bool,
+) -> Result<()> {
+    for outcome in &report.outcomes {
+        say(format_args!(
+            "  {}  {} after {} iterations",
+            outcome.spec.id,
+            outcome.summary.status.as_str(),
+            outcome.summary.iters
+        ))?;
+    }
+    for (warning, names) in report.warnings() {
+        eprintln!("warning ({}): {warning}", names.join(", "));
+    }
+    let not_done = report.not_done();
+    say(format_args!(
+        "shard {shard}: {} run(s) in {:.1} s ({} not done{}); gather the shards with `bilevel \
+         merge {}`",
+        report.outcomes.len(),
+        report.elapsed_s,
+        not_done.len(),
+        if report.skipped > 0 {
+            format!(", {} already complete", report.skipped)
+        } else {
+            String::new()
+        },
+        shard::shell_quote(&report.out.display().to_string()),
+    ))?;
+    if fail_on_not_done && !not_done.is_empty() {
+        anyhow::bail!("{} run(s) of shard {shard} not done", not_done.len());
+    }
+    Ok(())
+}
+
+/// `bilevel merge DIR`.
+fn merge(dir: &std::path::Path, plots: bool) -> Result<()> {
+    let report = shard::merge(dir, plots)?;
+    let rows = summary::read_rows(&bilevel_experiment::layout::Layout::new(dir))?;
+    say(summary::table(
+        &rows,
+        report.experiment.report.selection_metric.as_deref(),
+    ))?;
+    let complete = report.in_state(&shard::RunState::Complete).len();
+    say(format_args!(
+        "\n{complete} of {} run(s) complete ({} shard(s)); summary.csv and report.md in {}",
+        report.runs.len(),
+        report.count,
+        dir.display()
+    ))?;
+    if !report.running.is_empty() {
+        say(format_args!(
+            "still running: shard(s) {}",
+            report
+                .running
+                .iter()
+                .map(|k| format!("{k}/{}", report.count))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))?;
+    }
+    for (state, what) in [
+        (shard::RunState::Failed, "failed"),
+        (shard::RunState::Missing, "missing"),
+    ] {
+        let runs = report.in_state(&state);
+        if !runs.is_empty() {
+            say(format_args!("{} run(s) {what}:", runs.len()))?;
+            for (id, k) in runs {
+                say(format_args!("  {id}  (shard {k}/{})", report.count))?;
+            }
+        }
+    }
+    if report.is_complete() {
+        return Ok(());
+    }
+    let bilevel = std::env::current_exe()
+        .map(|p| shard::shell_quote(&p.display().to_string()))
+        .unwrap_or_else(|_| "bilevel".into());
+    match report.resubmit_command(&bilevel) {
+        Some(command) => say(format_args!(
+            "run them again (complete runs are skipped):\n{command}"
+        ))?,
+        None => say("their shards are still running: merge again when they end")?,
+    }
+    Err(NotComplete.into())
+}
+
+/// `merge` found missing or failed runs (already reported): exit with status 1.
+#[derive(Debug)]
+struct NotComplete;
+
+impl std::fmt::Display for NotComplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the grid is not complete")
+    }
+}
+
+impl std::error::Error for NotComplete {}
+
+/// `bilevel slurm`.
+fn slurm_cmd(request: &slurm::SlurmRequest, dry_run: bool) -> Result<()> {
+    let prepared = slurm::prepare(request)?;
+    if dry_run {
+        say(format_args!(
+            "# {}\n{}\n# {}\n{}",
+            prepared.array_script.0.display(),
+            prepared.array_script.1,
+            prepared.merge_script.0.display(),
+            prepared.merge_script.1
+        ))?;
+        return Ok(());
+    }
+    slurm::write(&prepared)?;
+    let submitted = slurm::submit(&prepared, request.merge_job)?;
+    say(format_args!(
+        "submitted job array {} ({} task(s), {} run(s)) for {}",
+        submitted.array,
+        prepared.count,
+        prepared.experiment.runs.len(),
+        prepared.out.display()
+    ))?;
+    if let Some(merge) = &submitted.merge {
+        say(format_args!(
+            "merge job {merge} runs `bilevel merge` when the array ends"
+        ))?;
+    }
+    say(format_args!(
+        "follow it with `squeue -j {}`; results in {}",
+        submitted.array,
+        prepared.out.display()
+    ))?;
     Ok(())
 }
 

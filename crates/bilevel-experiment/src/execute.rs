@@ -434,6 +434,13 @@ fn finish_failed_trace(
     Ok(summary)
 }
 
+/// Whether `dir` already holds results of a run.
+pub fn has_results(dir: &Path) -> bool {
+    let layout = Layout::new(dir);
+    let non_empty = |p: PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
+    non_empty(layout.traces()) || non_empty(layout.checkpoints()) || layout.summary().exists()
+}
+
 /// Runs every run of `experiment` whose index is in `todo` on `jobs` threads.
 pub fn run_grid(
     experiment: &Experiment,

@@ -222,6 +222,9 @@ pub struct Experiment {
     pub report: ReportOptions,
     /// A budget given on the command line in place of the file's (already applied to `run`).
     pub budget_override: Option<BudgetOverride>,
+    /// Extra `#SBATCH` options for `bilevel slurm` (the `[slurm]` table): name (without `--`)
+    /// and value (None for a flag).
+    pub slurm: Vec<(String, Option<String>)>,
 }
 
 /// Budgets given on the command line (`bilevel run --max-iters N --max-seconds S`): each one
@@ -313,9 +316,65 @@ impl Experiment {
     }
 }
 
-const TOP_LEVEL_KEYS: [&str; 7] = [
-    "name", "seeds", "problem", "start", "run", "solver", "report",
+const TOP_LEVEL_KEYS: [&str; 8] = [
+    "name", "seeds", "problem", "start", "run", "solver", "report", "slurm",
 ];
+
+/// `sbatch` options that `bilevel slurm` sets itself, refused in a `[slurm]` table.
+const SLURM_RESERVED: [&str; 6] = ["array", "output", "error", "job-name", "wrap", "parsable"];
+
+/// The `[slurm]` table: each key an `sbatch` long option (`mem = "4G"` gives
+/// `#SBATCH --mem=4G`; `exclusive = true` gives `#SBATCH --exclusive`; `false` leaves it out).
+fn slurm_options(value: &toml::Value) -> Result<Vec<(String, Option<String>)>, String> {
+    let table = value
+        .as_table()
+        .ok_or_else(|| "[slurm] must be a table of sbatch options".to_owned())?;
+    let mut options = Vec::new();
+    for (key, value) in table {
+        let plain = !key.is_empty()
+            && key.len() <= 40
+            && key.starts_with(|c: char| c.is_ascii_lowercase())
+            && key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !plain {
+            return Err(format!(
+                "[slurm] `{key}`: expected an sbatch long option name (lowercase letters, \
+                 digits, '-')"
+            ));
+        }
+        let name = key.replace('_', "-");
+        if SLURM_RESERVED.contains(&name.as_str()) {
+            return Err(format!(
+                "[slurm] `{key}`: set by `bilevel slurm` itself (it writes --array, --output, \
+                 --error and --job-name)"
+            ));
+        }
+        let rendered = match value {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            toml::Value::Float(f) => Some(f.to_string()),
+            toml::Value::Boolean(true) => None,
+            toml::Value::Boolean(false) => continue,
+            other => {
+                return Err(format!(
+                    "[slurm] `{key}`: expected a string, number or boolean, got {}",
+                    other.type_str()
+                ));
+            }
+        };
+        if rendered
+            .as_deref()
+            .is_some_and(|v| v.is_empty() || v.chars().any(|c| c.is_control()))
+        {
+            return Err(format!(
+                "[slurm] `{key}`: the value must be non-empty and on one line"
+            ));
+        }
+        options.push((name, rendered));
+    }
+    Ok(options)
+}
 
 /// Reads, validates and expands an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
@@ -416,6 +475,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
     report
         .validate()
         .map_err(|e| err(format!("[report]: {e}")))?;
+
+    let slurm = match root.get("slurm") {
+        None => Vec::new(),
+        Some(v) => slurm_options(v).map_err(&err)?,
+    };
 
     let problem_tables = tables(&root, "problem").map_err(&err)?;
     if problem_tables.is_empty() {
@@ -612,6 +676,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
         runs,
         report,
         budget_override: None,
+        slurm,
     })
 }
 

@@ -13,7 +13,9 @@
 //! - [`plot`]: the figures (reads traces through [`report`]);
 //! - [`summary`]: `summary.csv` and the run table;
 //! - [`execute`]: running a grid of runs, one trace each, and finishing the folder;
-//! - [`session`]: a whole `bilevel run` ([`session::run_experiment`]).
+//! - [`shard`]: `--shard K/N`, the partition of a grid, and [`shard::merge`];
+//! - [`session`]: a whole `bilevel run` ([`session::run_experiment`]), or one shard of it;
+//! - [`slurm`]: `bilevel slurm`, a grid as a Slurm job array.
 //!
 //! ```no_run
 //! use bilevel_experiment::session::{RunRequest, resolve, run_experiment};
@@ -42,6 +44,8 @@ pub mod outdir;
 pub mod plot;
 pub mod report;
 pub mod session;
+pub mod shard;
+pub mod slurm;
 pub mod summary;
 
 pub use error::ConfigError;
@@ -56,7 +60,7 @@ pub const GIT_COMMIT: &str = match option_env!("BILEVEL_GIT_COMMIT") {
 #[cfg(test)]
 mod tests {
     /// The modules in dependency order, as the crate documentation lists them.
-    const ORDER: [&str; 9] = [
+    const ORDER: [&str; 11] = [
         "error",
         "layout",
         "outdir",
@@ -65,7 +69,9 @@ mod tests {
         "plot",
         "summary",
         "execute",
+        "shard",
         "session",
+        "slurm",
     ];
 
     /// The crate's modules that `text` refers to (`crate::name`, or `name` inside `crate::{…}`).

@@ -18,37 +18,34 @@ pub const MARKER_FILE: &str = ".bilevel-output";
 /// The longest experiment name (a path component; file systems allow 255 bytes).
 pub const MAX_NAME_LEN: usize = 100;
 
-/// An exclusive lock on an output folder, held until dropped (or the process ends: the
-/// operating system releases it, so a killed run leaves no stale lock).
+/// The folder of the per-shard and merge locks inside an output folder.
+pub const LOCK_DIR: &str = ".locks";
+
+/// A lock on an output folder, held until dropped (or the process ends: the operating system
+/// releases it, so a killed run leaves no stale lock). Exclusive for a whole-grid `run`,
+/// `--resume`, `report` and `plot`; shared by the shards of a sharded grid and by `merge`, which
+/// run side by side (each shard also holds its own [`NamedLock`]).
 #[derive(Debug)]
 pub struct FolderLock {
     _file: File,
 }
 
 impl FolderLock {
-    /// Takes the lock on `dir` (created if missing). A second process gets a clear error naming
-    /// the process that holds it.
+    /// Takes the exclusive lock on `dir` (created if missing). A second process gets a clear
+    /// error naming the process (or the shards) that hold it.
     pub fn acquire(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the output folder {}", dir.display()))?;
         let path = dir.join(LOCK_FILE);
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        let mut file = open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let who = if holder.is_empty() {
-                    "another process".to_owned()
+                let running = held_locks(dir);
+                let who = if !running.is_empty() {
+                    format!("a sharded run ({} held)", running.join(", "))
                 } else {
-                    format!("process {holder}")
+                    holder(&mut file)
                 };
                 return Err(ConfigError(format!(
                     "{} is in use by {who} (lock file {}); wait for it to finish, or choose \
@@ -62,14 +59,125 @@ impl FolderLock {
                 return Err(e).with_context(|| format!("locking {}", path.display()));
             }
         }
-        // The holder's pid, for the message the next process gets.
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{}", std::process::id()))
-            .and_then(|()| file.flush())
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_holder(&mut file, &path)?;
         Ok(Self { _file: file })
     }
+
+    /// Takes a shared lock on `dir` (created if missing): refused while a whole-grid run,
+    /// resume, report or plot holds it exclusively.
+    pub fn acquire_shared(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the output folder {}", dir.display()))?;
+        let path = dir.join(LOCK_FILE);
+        let mut file = open_lock_file(&path)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ConfigError(format!(
+                "{} is in use by {} (a whole-grid run, resume, report or plot; lock file {}); \
+                 wait for it to finish",
+                dir.display(),
+                holder(&mut file),
+                path.display()
+            ))
+            .into()),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+}
+
+/// An exclusive lock on one named file in `DIR/.locks/`: a shard's (`shard-K-of-N`), or the
+/// merge's. Held until dropped or the process ends.
+#[derive(Debug)]
+pub struct NamedLock {
+    _file: File,
+}
+
+impl NamedLock {
+    /// Takes `DIR/.locks/<name>.lock`; `what` names the holder in the error a second process
+    /// gets ("shard 2/3", "a merge").
+    pub fn acquire(dir: &Path, name: &str, what: &str) -> Result<Self> {
+        let folder = dir.join(LOCK_DIR);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+        let path = folder.join(format!("{name}.lock"));
+        let mut file = open_lock_file(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ConfigError(format!(
+                    "{what} is already running in {} ({}; lock file {})",
+                    dir.display(),
+                    holder(&mut file),
+                    path.display()
+                ))
+                .into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        write_holder(&mut file, &path)?;
+        Ok(Self { _file: file })
+    }
+
+    /// Whether a process holds `DIR/.locks/<name>.lock` now.
+    pub fn is_held(dir: &Path, name: &str) -> bool {
+        let path = dir.join(LOCK_DIR).join(format!("{name}.lock"));
+        let Ok(file) = std::fs::File::open(&path) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+}
+
+/// The names of the held locks in `DIR/.locks/` (running shards, a running merge).
+pub fn held_locks(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join(LOCK_DIR)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".lock"))
+                .map(str::to_owned)
+        })
+        .filter(|name| NamedLock::is_held(dir, name))
+        .collect();
+    names.sort();
+    names
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening the lock file {}", path.display()))
+}
+
+/// "process N" from a held lock file (its holder writes its pid), or "another process".
+fn holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    match text.trim() {
+        "" => "another process".to_owned(),
+        pid => format!("process {pid}"),
+    }
+}
+
+/// Writes the holder's pid into an exclusively held lock file, for the next process's message.
+fn write_holder(file: &mut File, path: &Path) -> Result<()> {
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.flush())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Writes the marker that bilevel made `dir` an output folder.
@@ -185,5 +293,29 @@ mod tests {
         );
         drop(first);
         FolderLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_exclude_the_exclusive_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = FolderLock::acquire_shared(dir.path()).unwrap();
+        let b = FolderLock::acquire_shared(dir.path()).unwrap();
+        let shard = NamedLock::acquire(dir.path(), "shard-1-of-2", "shard 1/2").unwrap();
+        let e = NamedLock::acquire(dir.path(), "shard-1-of-2", "shard 1/2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shard 1/2 is already running"), "{e}");
+        assert!(NamedLock::is_held(dir.path(), "shard-1-of-2"));
+        assert!(!NamedLock::is_held(dir.path(), "shard-2-of-2"));
+        let e = FolderLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("a sharded run (shard-1-of-2 held)"), "{e}");
+        drop((a, b, shard));
+        assert!(held_locks(dir.path()).is_empty());
+        let whole = FolderLock::acquire(dir.path()).unwrap();
+        let e = FolderLock::acquire_shared(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("whole-grid run"), "{e}");
+        drop(whole);
     }
 }

@@ -11,13 +11,15 @@ use anyhow::Result;
 use bilevel::run::RunStatus;
 
 use crate::error::ConfigError;
+pub use crate::execute::has_results;
 use crate::execute::{
     self, EXPERIMENT_COPY, Outcome, build_problems, experiment_copy, reopen_trace, run_grid,
     verified_checkpoint, write_budget_override,
 };
 use crate::experiment::{self, BudgetOverride, Experiment};
 use crate::layout::Layout;
-use crate::outdir::{self, FolderLock};
+use crate::outdir::{self, FolderLock, NamedLock};
+use crate::shard::{self, Shard};
 use crate::summary;
 
 /// What to run and how (the options of `bilevel run`).
@@ -39,6 +41,9 @@ pub struct RunRequest {
     pub progress: bool,
     /// A budget that replaces the file's (`--max-iters`, `--max-seconds`).
     pub budget: BudgetOverride,
+    /// Run only this part of the grid (`--shard K/N`), beside the other shards, into the same
+    /// folder; the summary, report and figures are then [`shard::merge`]'s.
+    pub shard: Option<Shard>,
 }
 
 /// The experiment a request names, its output folder, and the folder's lock when it was
@@ -60,7 +65,18 @@ pub fn resolve(request: &RunRequest) -> Result<Resolved> {
     }
     Ok(match &request.resume {
         Some(dir) => {
-            let lock = Some(lock_existing(dir)?);
+            // A shard shares the folder with the other shards (it takes its locks when it runs).
+            let lock = match request.shard {
+                None => Some(lock_existing(dir)?),
+                Some(_) if !dir.is_dir() => {
+                    return Err(ConfigError(format!(
+                        "{}: no such folder; is this an output directory of `bilevel run`?",
+                        dir.display()
+                    ))
+                    .into());
+                }
+                Some(_) => None,
+            };
             Resolved {
                 experiment: experiment_copy(dir)?,
                 out: dir.clone(),
@@ -98,6 +114,8 @@ pub struct RunReport {
     pub skipped: usize,
     /// Wall time of the grid (s).
     pub elapsed_s: f64,
+    /// The shard that was run (`--shard`); its folder has no new summary until a merge.
+    pub shard: Option<Shard>,
 }
 
 impl RunReport {
@@ -148,6 +166,10 @@ pub fn run_experiment(request: &RunRequest, resolved: Resolved) -> Result<RunRep
         ))
         .into());
     }
+    if let Some(shard) = request.shard {
+        drop(lock);
+        return run_shard(request, experiment, out, shard);
+    }
     // One process at a time in a folder: a second `run` or `resume` on it is refused.
     let _lock = match lock {
         Some(lock) => lock,
@@ -155,7 +177,7 @@ pub fn run_experiment(request: &RunRequest, resolved: Resolved) -> Result<RunRep
     };
     let layout = Layout::new(&out);
     let (todo, checkpoints) = if request.resume.is_some() {
-        let plan = plan_resume(&experiment, &layout)?;
+        let plan = plan_resume(&experiment, &layout, None)?;
         (plan.todo, plan.checkpoints)
     } else {
         if has_results(&out) {
@@ -184,6 +206,11 @@ pub fn run_experiment(request: &RunRequest, resolved: Resolved) -> Result<RunRep
                         .map_err(|e| anyhow::anyhow!("removing {}: {e}", dir.display()))?;
                 }
             }
+            let sharding = out.join(shard::SHARDING_FILE);
+            if sharding.exists() {
+                std::fs::remove_file(&sharding)
+                    .map_err(|e| anyhow::anyhow!("removing {}: {e}", sharding.display()))?;
+            }
         }
         outdir::write_marker(&out)?;
         let text = std::fs::read(&experiment.path)
@@ -208,6 +235,49 @@ pub fn run_experiment(request: &RunRequest, resolved: Resolved) -> Result<RunRep
         out,
         outcomes,
         elapsed_s: started.elapsed().as_secs_f64(),
+        shard: None,
+    })
+}
+
+/// One shard of a grid: set up or check the shared folder, then run the shard's runs that are
+/// not complete yet (continuing checkpointed ones), beside the other shards.
+fn run_shard(
+    request: &RunRequest,
+    experiment: Experiment,
+    out: PathBuf,
+    shard: Shard,
+) -> Result<RunReport> {
+    if request.overwrite {
+        return Err(ConfigError(
+            "--shard with --overwrite would delete the other shards' results; remove the \
+             folder first, or run without --overwrite (a shard skips its complete runs)"
+                .into(),
+        )
+        .into());
+    }
+    let _folder = FolderLock::acquire_shared(&out)?;
+    let _shard = NamedLock::acquire(&out, &shard.lock_name(), &format!("shard {shard}"))?;
+    let text = std::fs::read(&experiment.path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", experiment.path.display()))?;
+    shard::init_folder(&out, &experiment, &text, shard.count)?;
+    let layout = Layout::new(&out);
+    let plan = plan_resume(&experiment, &layout, Some(&shard))?;
+    let started = std::time::Instant::now();
+    let outcomes = run_grid(
+        &experiment,
+        &out,
+        request.jobs.unwrap_or_else(default_jobs),
+        &plan.todo,
+        &plan.checkpoints,
+        request.progress,
+    )?;
+    Ok(RunReport {
+        skipped: shard.runs(experiment.runs.len()).len() - plan.todo.len(),
+        experiment,
+        out,
+        outcomes,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        shard: Some(shard),
     })
 }
 
@@ -229,13 +299,6 @@ pub fn lock_existing(dir: &Path) -> Result<outdir::FolderLock> {
     outdir::FolderLock::acquire(dir)
 }
 
-/// Whether `dir` already holds results of a run.
-pub fn has_results(dir: &Path) -> bool {
-    let layout = Layout::new(dir);
-    let non_empty = |p: PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
-    non_empty(layout.traces()) || non_empty(layout.checkpoints()) || layout.summary().exists()
-}
-
 /// What `--resume` does with each run of the grid.
 pub struct ResumePlan {
     /// The runs to run (again or on), by index.
@@ -244,11 +307,15 @@ pub struct ResumePlan {
     pub checkpoints: Vec<(usize, bilevel::run::Checkpoint, PathBuf)>,
 }
 
-/// Plans a `--resume`: runs whose trace is complete and not `failed` are kept; a run with a
-/// verified checkpoint continues from it (a failed trace is reopened, so its records are kept);
-/// every other run starts again. A checkpoint that fails verification refuses the whole
-/// command, before anything is written.
-pub fn plan_resume(experiment: &experiment::Experiment, layout: &Layout) -> Result<ResumePlan> {
+/// Plans a `--resume` (of the runs of `shard` only, when given): runs whose trace is complete
+/// and not `failed` are kept; a run with a verified checkpoint continues from it (a failed trace
+/// is reopened, so its records are kept); every other run starts again. A checkpoint that fails
+/// verification refuses the whole command, before anything is written.
+pub fn plan_resume(
+    experiment: &experiment::Experiment,
+    layout: &Layout,
+    shard: Option<&Shard>,
+) -> Result<ResumePlan> {
     let mut plan = ResumePlan {
         todo: Vec::new(),
         checkpoints: Vec::new(),
@@ -263,6 +330,9 @@ pub fn plan_resume(experiment: &experiment::Experiment, layout: &Layout) -> Resu
     let mut refused = Vec::new();
     let mut reopen = Vec::new();
     for (i, spec) in experiment.runs.iter().enumerate() {
+        if shard.is_some_and(|s| !s.contains(i)) {
+            continue;
+        }
         let trace = layout.trace(&spec.id);
         let failed_trace = if trace.exists() {
             match summary::read_trace_summary(&trace) {

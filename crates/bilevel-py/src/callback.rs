@@ -269,23 +269,7 @@ impl Objective for PyObjective {
     }
     fn fused(&self, x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
         if !self.methods.fused {
-            // The trait's default: the component calls.
-            if let Some(value) = out.value {
-                *value = self.value(x, y, batch);
-            }
-            match (out.grad_x, out.grad_y) {
-                (Some(gx), Some(gy)) => self.grad_xy(x, y, batch, gx, gy),
-                (Some(gx), None) => self.grad_x(x, y, batch, gx),
-                (None, Some(gy)) => self.grad_y(x, y, batch, gy),
-                (None, None) => {}
-            }
-            let direction = || v.expect("Objective::fused: a product along v needs `v`");
-            if let Some(o) = out.hvp_yy {
-                self.hvp_yy(x, y, direction(), batch, o);
-            }
-            if let Some(o) = out.cross_xy {
-                self.cross_xy(x, y, direction(), batch, o);
-            }
+            bilevel::core::objective::fused_by_components(self, x, y, v, batch, out);
             return;
         }
         let Fused {

@@ -401,7 +401,7 @@ fn solve<'py>(
 /// Runs an experiment file with the command line's engine (JSON text of the request in, of
 /// the report out).
 #[pyfunction]
-#[pyo3(signature = (experiment, out, resume, overwrite, plots, jobs, max_iters, max_seconds))]
+#[pyo3(signature = (experiment, out, resume, overwrite, plots, jobs, max_iters, max_seconds, shard))]
 fn run_experiment(
     py: Python<'_>,
     experiment: Option<std::path::PathBuf>,
@@ -412,9 +412,14 @@ fn run_experiment(
     jobs: Option<usize>,
     max_iters: Option<u64>,
     max_seconds: Option<f64>,
+    shard: Option<(usize, usize)>,
 ) -> PyResult<String> {
     use bilevel_experiment::experiment::BudgetOverride;
     use bilevel_experiment::session;
+    let shard = shard
+        .map(|(k, n)| bilevel_experiment::shard::Shard::new(k, n))
+        .transpose()
+        .map_err(|e| PyValueError::new_err(format!("shard: {}", e.0)))?;
     let request = session::RunRequest {
         experiment,
         out,
@@ -427,6 +432,7 @@ fn run_experiment(
             max_iters,
             max_seconds,
         },
+        shard,
     };
     let report = py
         .detach(|| -> anyhow::Result<session::RunReport> {
@@ -458,6 +464,38 @@ fn run_experiment(
         "not_done": not_done,
         "warnings": warnings,
         "elapsed_s": report.elapsed_s,
+        "shard": report.shard.map(|s| (s.index, s.count)),
+    })
+    .to_string())
+}
+
+/// Gathers the shards of an output folder (`bilevel merge`): JSON text of the runs' states, the
+/// running shards and the command that runs the missing ones.
+#[pyfunction]
+fn merge(py: Python<'_>, out: std::path::PathBuf, plots: bool) -> PyResult<String> {
+    use bilevel_experiment::shard::{self, RunState};
+    let report = py
+        .detach(|| shard::merge(&out, plots))
+        .map_err(errors::engine_to_py)?;
+    let runs: Vec<serde_json::Value> = report
+        .runs
+        .iter()
+        .map(|(id, k, state)| {
+            let state = match state {
+                RunState::Complete => "complete",
+                RunState::Failed => "failed",
+                RunState::Missing => "missing",
+            };
+            serde_json::json!({"id": id, "shard": k, "state": state})
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "out": report.out,
+        "count": report.count,
+        "runs": runs,
+        "running": report.running,
+        "complete": report.is_complete(),
+        "rerun": report.resubmit_command("bilevel"),
     })
     .to_string())
 }
@@ -468,6 +506,7 @@ fn _bilevel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeProblem>()?;
     m.add_function(wrap_pyfunction!(solvers_json, m)?)?;
     m.add_function(wrap_pyfunction!(problems_json, m)?)?;
+    m.add_function(wrap_pyfunction!(merge, m)?)?;
     m.add_function(wrap_pyfunction!(solve, m)?)?;
     m.add_function(wrap_pyfunction!(run_experiment, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -127,6 +127,50 @@ fn bench_reports_counts_and_bench_md_renders_them_with_peer_ratios() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a peer timing file"));
     assert!(!other.exists());
     assert!(md.contains("## ijcnn1-shape"));
+    // A section of another benchmark script, appended verbatim and named in the command.
+    let section = dir.path().join("python_overhead.md");
+    std::fs::write(
+        &section,
+        "## Python overhead\n\n| case | overhead |\n|---|---|\n| x | 1.1% |\n",
+    )
+    .unwrap();
+    let out = bilevel()
+        .arg("bench-md")
+        .arg(&json)
+        .arg("--include")
+        .arg(&section)
+        .arg("--out")
+        .arg(&md_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(&md_path).unwrap();
+    assert!(
+        md.contains("## Python overhead\n\n| case | overhead |\n|---|---|\n| x | 1.1% |\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("--include {}", section.display())),
+        "{md}"
+    );
+    // A file that is not a Markdown section: refused, nothing written.
+    std::fs::write(&section, "overhead 1.1%\n").unwrap();
+    let out = bilevel()
+        .arg("bench-md")
+        .arg(&json)
+        .arg("--include")
+        .arg(&section)
+        .arg("--out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected a Markdown section"));
+    assert!(!other.exists());
 }
 
 #[test]

@@ -11,4 +11,5 @@ mod budget_override;
 mod cli;
 mod data_fetch;
 mod experiments;
+mod shards;
 mod trustworthy;

@@ -44,6 +44,7 @@ __all__ = [
     "Result",
     "Trace",
     "builtin",
+    "merge",
     "problems",
     "run_experiment",
     "solve",
@@ -644,6 +645,7 @@ def run_experiment(
     plots: bool = True,
     max_iters: Optional[int] = None,
     max_seconds: Optional[float] = None,
+    shard: Optional[Tuple[int, int]] = None,
 ) -> Dict[str, Any]:
     """Runs an experiment file (TOML) with the same engine as ``bilevel run``: the grid of
     solvers x parameters x seeds, in ``jobs`` parallel runs (default: every core), writing
@@ -651,12 +653,26 @@ def run_experiment(
     ``resume=DIR`` continues an interrupted grid; ``overwrite`` replaces earlier results;
     ``max_iters``/``max_seconds`` replace the file's budgets.
 
+    ``shard=(k, n)`` runs only part k of n (1 <= k <= n) of the grid, as ``bilevel run --shard
+    k/n``: runs k, k+n, k+2n, ... in the file's order, into the shared folder ``out``, beside
+    the other parts (other processes or machines: map the n shards with Ray, Dask or a job
+    array), skipping runs that are already complete. It writes no summary: call
+    :func:`merge` once the shards are done.
+
     Returns a dict: ``name``, ``out``, ``runs``, ``skipped``, ``not_done`` (runs that did not
-    end ``done``), ``warnings``, ``elapsed_s``, and ``summary_csv`` (its path)."""
+    end ``done``), ``warnings``, ``elapsed_s``, ``shard``, and ``summary_csv`` (its path; for a
+    shard, where :func:`merge` writes it)."""
     if experiment is None and resume is None:
         raise ValueError("give an experiment file, or resume=DIR")
     if jobs is not None and (not isinstance(jobs, numbers.Integral) or jobs < 1):
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    if shard is not None:
+        if (not isinstance(shard, tuple) or len(shard) != 2
+                or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shard)):
+            raise TypeError(f"shard must be a tuple (k, n) of ints, got {shard!r}")
+        if not 1 <= shard[0] <= shard[1]:
+            raise ValueError(f"shard must be (k, n) with 1 <= k <= n, got {shard!r}")
+        shard = (int(shard[0]), int(shard[1]))
     report = json.loads(
         _bilevel.run_experiment(
             None if experiment is None else str(experiment),
@@ -667,8 +683,25 @@ def run_experiment(
             None if jobs is None else int(jobs),
             None if max_iters is None else int(max_iters),
             None if max_seconds is None else float(max_seconds),
+            shard,
         )
     )
+    import os
+
+    report["summary_csv"] = os.path.join(report["out"], "summary.csv")
+    return report
+
+
+def merge(out: str, plots: bool = True) -> Dict[str, Any]:
+    """Gathers the shards of the output folder ``out`` (``run_experiment(..., shard=(k, n))``,
+    ``bilevel run --shard``, ``bilevel slurm``) into ``summary.csv``, ``report.md`` and the
+    figures, as ``bilevel merge``. Works while shards still run (it reads complete traces only).
+
+    Returns a dict: ``complete`` (every run is), ``runs`` (``id``, ``shard``, ``state``:
+    ``complete``, ``failed`` or ``missing``), ``running`` (shards running now), ``count`` (n),
+    ``rerun`` (the command that runs the shards with missing or failed runs, or None), ``out``
+    and ``summary_csv``."""
+    report = json.loads(_bilevel.merge(str(out), bool(plots)))
     import os
 
     report["summary_csv"] = os.path.join(report["out"], "summary.csv")

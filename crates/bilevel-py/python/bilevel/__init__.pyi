@@ -119,4 +119,6 @@ def run_experiment(
     plots: bool = ...,
     max_iters: Optional[int] = ...,
     max_seconds: Optional[float] = ...,
+    shard: Optional[Tuple[int, int]] = ...,
 ) -> Dict[str, Any]: ...
+def merge(out: str, plots: bool = ...) -> Dict[str, Any]: ...

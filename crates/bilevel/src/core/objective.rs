@@ -280,22 +280,7 @@ pub trait Objective: Send + Sync {
     /// to rounding; a [`Problem`](super::Problem) counts it as those calls. The default makes
     /// the component calls (∇ₓh and ∇ᵧh together through [`grad_xy`](Self::grad_xy)).
     fn fused(&self, x: &Vector, y: &Vector, v: Option<&Vector>, batch: Batch<'_>, out: Fused<'_>) {
-        let v = || v.expect("Objective::fused: a product along v needs `v`");
-        if let Some(value) = out.value {
-            *value = self.value(x, y, batch);
-        }
-        match (out.grad_x, out.grad_y) {
-            (Some(gx), Some(gy)) => self.grad_xy(x, y, batch, gx, gy),
-            (Some(gx), None) => self.grad_x(x, y, batch, gx),
-            (None, Some(gy)) => self.grad_y(x, y, batch, gy),
-            (None, None) => {}
-        }
-        if let Some(out) = out.hvp_yy {
-            self.hvp_yy(x, y, v(), batch, out);
-        }
-        if let Some(out) = out.cross_xy {
-            self.cross_xy(x, y, v(), batch, out);
-        }
+        fused_by_components(self, x, y, v, batch, out);
     }
     /// h(x, y) on `batch`, ∇ᵧh into `grad` and the dense Hessian ∇²ᵧᵧh (row-major,
     /// dim y × dim y) into `hess`, for exact evaluations of small inner problems. `None` (the
@@ -332,5 +317,34 @@ pub trait Objective: Send + Sync {
             self.grad_y(&(x + e), y, batch, buf)
         });
         fd::note_gradients_spent(0, calls);
+    }
+}
+
+/// [`Objective::fused`] made of the component calls (∇ₓh and ∇ᵧh together through
+/// [`Objective::grad_xy`]): the trait's default, and the fallback of an objective that overrides
+/// `fused` only for some of its instances.
+pub fn fused_by_components<O: Objective + ?Sized>(
+    objective: &O,
+    x: &Vector,
+    y: &Vector,
+    v: Option<&Vector>,
+    batch: Batch<'_>,
+    out: Fused<'_>,
+) {
+    let v = || v.expect("Objective::fused: a product along v needs `v`");
+    if let Some(value) = out.value {
+        *value = objective.value(x, y, batch);
+    }
+    match (out.grad_x, out.grad_y) {
+        (Some(gx), Some(gy)) => objective.grad_xy(x, y, batch, gx, gy),
+        (Some(gx), None) => objective.grad_x(x, y, batch, gx),
+        (None, Some(gy)) => objective.grad_y(x, y, batch, gy),
+        (None, None) => {}
+    }
+    if let Some(out) = out.hvp_yy {
+        objective.hvp_yy(x, y, v(), batch, out);
+    }
+    if let Some(out) = out.cross_xy {
+        objective.cross_xy(x, y, v(), batch, out);
     }
 }
