@@ -78,6 +78,8 @@ done
 pids+=("$(cat "$root/munge/munged.pid")")
 
 cpus="$(nproc)"
+# Memory the node offers (MB, 90 % of the machine's), so that jobs may ask for --mem.
+memory="$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)"
 cat >"$root/slurm.conf" <<EOF
 ClusterName=bilevel-local
 SlurmctldHost=localhost(127.0.0.1)
@@ -106,7 +108,7 @@ SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
 MinJobAge=300
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=local Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
 export SLURM_CONF="$root/slurm.conf"
@@ -136,6 +138,6 @@ for i in $(seq 300); do
     fi
     sleep 0.2
 done
-echo "slurm-local: one node up ($cpus CPUs), SLURM_CONF=$SLURM_CONF" >&2
+echo "slurm-local: one node up ($cpus CPUs, $memory MB), SLURM_CONF=$SLURM_CONF" >&2
 
 "$@"
