@@ -52,4 +52,7 @@ peers=()
 for r in $(seq 1 "$rounds"); do
   for shape in ijcnn1 covtype hyperclean; do peers+=("$out/jax_${shape}_$r.txt"); done
 done
-"$bin" bench-md "${reports[@]}" --peers "${peers[@]}" --out BENCHMARKS.md
+# Sections of other benchmark scripts, kept (crates/bilevel-py/bench/overhead.py --markdown).
+includes=()
+[ -f benchmarks/python_overhead.md ] && includes=(--include benchmarks/python_overhead.md)
+"$bin" bench-md "${reports[@]}" --peers "${peers[@]}" "${includes[@]}" --out BENCHMARKS.md
