@@ -77,6 +77,7 @@ pub mod data;
 pub mod hypergrad;
 pub mod inner;
 pub mod linsolve;
+pub mod nn;
 pub mod problems;
 pub mod run;
 pub mod testing;
