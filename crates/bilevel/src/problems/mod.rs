@@ -10,6 +10,8 @@
 //! | `lancbio_synthetic` | [`lancbio_synthetic`] | Newton-CG |
 //! | `hyper_representation` | [`hyper_representation`] | Newton-CG |
 //! | `ridge_hpo` | [`ridge_hpo`] | closed form |
+//! | `meta_linear` | [`meta_linear`] | forward-mode M ([`meta_reference`]) |
+//! | `meta_sinusoid` | [`meta_sinusoid`] (network in [`crate::nn`]) | none: meta-train and meta-test losses |
 //!
 //! Data-backed oracles stream over the rows of the batch (dense or CSR) with per-thread scratch
 //! buffers, so minibatch calls do not allocate.
@@ -27,6 +29,7 @@ pub mod logistic;
 pub mod logreg_hpo;
 pub mod meta_linear;
 pub mod meta_reference;
+pub mod meta_sinusoid;
 pub mod quadratic;
 pub mod ridge_hpo;
 pub mod ufo_toy;
@@ -64,6 +67,8 @@ pub enum ProblemConfig {
     UfoToy(ufo_toy::UfoToyConfig),
     /// Few-shot linear regression with a shared linear feature map (meta-learning, head/body).
     MetaLinear(meta_linear::MetaLinearConfig),
+    /// MAML's sinusoid regression on an MLP (meta-learning, exact HVPs by the R-op).
+    MetaSinusoid(meta_sinusoid::MetaSinusoidConfig),
 }
 
 impl ProblemConfig {
@@ -80,6 +85,7 @@ impl ProblemConfig {
             ProblemConfig::FslaLeastSquares(_) => "fsla_least_squares",
             ProblemConfig::UfoToy(_) => "ufo_toy",
             ProblemConfig::MetaLinear(_) => "meta_linear",
+            ProblemConfig::MetaSinusoid(_) => "meta_sinusoid",
         }
     }
     /// Checks the parameters without building.
@@ -95,6 +101,7 @@ impl ProblemConfig {
             ProblemConfig::FslaLeastSquares(c) => c.validate(),
             ProblemConfig::UfoToy(c) => c.validate(),
             ProblemConfig::MetaLinear(c) => c.validate(),
+            ProblemConfig::MetaSinusoid(c) => c.validate(),
         }
     }
     /// Builds the problem (draws or loads its data).
@@ -110,6 +117,7 @@ impl ProblemConfig {
             ProblemConfig::FslaLeastSquares(c) => c.build(),
             ProblemConfig::UfoToy(c) => c.build(),
             ProblemConfig::MetaLinear(c) => c.build(),
+            ProblemConfig::MetaSinusoid(c) => c.build(),
         }
     }
     /// Every problem kind with its default parameters (for `bilevel list`).
@@ -156,6 +164,10 @@ impl ProblemConfig {
             (
                 ProblemConfig::MetaLinear(Default::default()),
                 "few-shot regression, shared linear features + task heads (unrolled, exact M)",
+            ),
+            (
+                ProblemConfig::MetaSinusoid(Default::default()),
+                "MAML's sinusoid regression, MLP 1-40-40-1, exact HVPs by the R-op (unrolled)",
             ),
         ];
         entries

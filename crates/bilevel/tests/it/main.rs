@@ -24,6 +24,7 @@ mod lancbio_dynamic;
 mod library_api;
 mod mechanics;
 mod meta_estimators;
+mod networks;
 mod oracle_counts;
 mod oracles;
 mod problems;

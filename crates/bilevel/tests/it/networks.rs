@@ -1,0 +1,177 @@
+//! Meta-learning on a neural network (`meta_sinusoid`, an MLP with exact R-op products):
+//! - MAML's reverse sweep through the network equals finite differences of M;
+//! - UFO-BLO's estimator, averaged over many draws, equals the exact MAML meta-gradient;
+//! - MAML and UFO-BLO reach a much lower meta-test MSE after adaptation than joint training.
+
+use bilevel::algorithms::SolverConfig;
+use bilevel::algorithms::maml::ExactMetaGradient;
+use bilevel::algorithms::ufo_blo::UfoEstimator;
+use bilevel::core::linalg::{normal_vector, rng_from_seed};
+use bilevel::hypergrad::Hypergradient;
+use bilevel::hypergrad::meta_unrolled::MetaBatch;
+use bilevel::nn::Activation;
+use bilevel::prelude::*;
+use bilevel::problems::meta_sinusoid::MetaSinusoidConfig;
+
+fn small() -> MetaSinusoidConfig {
+    MetaSinusoidConfig {
+        tasks: 4,
+        test_tasks: 2,
+        support: 5,
+        query: 5,
+        hidden: vec![6, 6],
+        activation: Activation::Tanh,
+        steps: 2,
+        lr: 0.05,
+        ..Default::default()
+    }
+}
+
+fn all_tasks(problem: &Problem) -> MetaBatch {
+    MetaBatch {
+        size: problem.g().n_samples(),
+        sampling: SamplingMode::Shuffled,
+    }
+}
+
+fn meta_train_loss(problem: &Problem, phi: &Vector) -> f64 {
+    problem.metrics(phi, phi, None).unwrap()["meta_train_loss"]
+}
+
+fn estimate<H: Hypergradient>(estimator: &H, problem: &Problem, phi: &Vector, seed: u64) -> Vector {
+    let mut rng = rng_from_seed(seed, 0);
+    let mut state = estimator.init(problem, phi.clone(), &mut rng).unwrap();
+    let mut out = Vector::zeros(phi.nrows());
+    estimator
+        .estimate(problem, phi, &mut state, &mut rng, &mut out)
+        .unwrap();
+    out
+}
+
+fn maml(problem: &Problem) -> ExactMetaGradient {
+    ExactMetaGradient {
+        name: "maml",
+        batch: all_tasks(problem),
+        head_only: false,
+    }
+}
+
+#[test]
+fn maml_through_the_network_matches_finite_differences_of_m() {
+    let problem = small().build().unwrap();
+    let phi = problem.start().0;
+    let grad = estimate(&maml(&problem), &problem, &phi, 1);
+    let mut rng = rng_from_seed(5, 0);
+    for _ in 0..3 {
+        let dir = normal_vector(&mut rng, phi.nrows());
+        let h = 1e-5;
+        let mut plus = phi.clone();
+        plus.axpy(h, &dir);
+        let mut minus = phi.clone();
+        minus.axpy(-h, &dir);
+        let fd = (meta_train_loss(&problem, &plus) - meta_train_loss(&problem, &minus)) / (2.0 * h);
+        let exact = grad.dot(&dir);
+        // Central differences: truncation O(h²) ≈ 1e-10, rounding O(ε/h) ≈ 1e-11, relative to
+        // ‖∇M‖‖d‖; 1e-6 leaves a margin and fails on any missing second-order term (those are
+        // O(α) ≈ 5 % of the gradient here).
+        let scale = grad.norm() * dir.norm();
+        assert!(
+            (fd - exact).abs() <= 1e-6 * scale,
+            "fd {fd:.10e} vs {exact:.10e}"
+        );
+    }
+}
+
+#[test]
+fn ufo_blo_averaged_over_draws_is_the_exact_maml_gradient() {
+    let problem = small().build().unwrap();
+    let phi = problem.start().0;
+    let truth = estimate(&maml(&problem), &problem, &phi, 0);
+    let estimator = UfoEstimator {
+        exact_prob: ExactProb::Fixed(0.3),
+        clip: None,
+        batch: all_tasks(&problem),
+    };
+    let mut rng = rng_from_seed(11, 0);
+    let mut state = estimator.init(&problem, phi.clone(), &mut rng).unwrap();
+    let n = 20_000;
+    let dim = phi.nrows();
+    let (mut sum, mut sum_sq) = (vec![0.0; dim], vec![0.0; dim]);
+    let mut out = Vector::zeros(dim);
+    for _ in 0..n {
+        estimator
+            .estimate(&problem, &phi, &mut state, &mut rng, &mut out)
+            .unwrap();
+        for (i, &g) in out.as_slice().iter().enumerate() {
+            sum[i] += g;
+            sum_sq[i] += g * g;
+        }
+    }
+    let mut random_coordinates = 0;
+    for i in 0..dim {
+        let mean = sum[i] / n as f64;
+        let std = (sum_sq[i] / n as f64 - mean * mean).max(0.0).sqrt();
+        // The mean of n i.i.d. draws lies within 5 standard errors of its expectation with
+        // probability 1 − 6e-7 per coordinate (CLT, n = 20 000); plus rounding of the exact
+        // branch's 1/q rescaling.
+        let bound = 5.0 * std / (n as f64).sqrt() + 1e-12 * truth.norm();
+        assert!(
+            (mean - truth[i]).abs() <= bound,
+            "coordinate {i}: mean {mean:.6e}, MAML {:.6e}, bound {bound:.3e}",
+            truth[i]
+        );
+        if std > 0.0 {
+            random_coordinates += 1;
+        }
+    }
+    assert!(
+        random_coordinates > dim / 2,
+        "the estimator must be random for the check to bite"
+    );
+}
+
+/// Meta-test MSE after 10 adaptation steps on held-out tasks, after `iters` meta-iterations.
+fn meta_test_mse(kind: &str, steps: usize, iters: u64) -> f64 {
+    let config = MetaSinusoidConfig {
+        tasks: 200,
+        test_tasks: 50,
+        hidden: vec![40, 40],
+        steps,
+        ..Default::default()
+    };
+    let problem = config.build().unwrap();
+    let solver: SolverConfig = serde_json::from_value(serde_json::json!({
+        "kind": kind,
+        "meta_batch": 10,
+        "outer_optimizer": {"kind": "adam"},
+        "outer_lr": {"kind": "constant", "c": 0.002},
+    }))
+    .unwrap();
+    let options = RunOptions {
+        max_iters: Some(iters),
+        eval_every: iters,
+        ..Default::default()
+    };
+    let (x0, y0) = problem.start();
+    let solution = Runner::new(options)
+        .solve_config(&solver, &problem, x0, y0, 0)
+        .unwrap();
+    assert_eq!(solution.summary.status, RunStatus::Done);
+    solution.summary.final_metrics["meta_test_mse"]
+}
+
+#[test]
+fn maml_and_ufo_blo_adapt_far_better_than_joint_training() {
+    // Joint training: the same network trained on the query losses without adaptation (r = 0),
+    // then adapted at test time like the others.
+    let joint = meta_test_mse("maml", 0, 3000);
+    let maml = meta_test_mse("maml", 1, 3000);
+    let ufo = meta_test_mse("ufo_blo", 1, 3000);
+    eprintln!("meta-test MSE after 10 steps: joint {joint:.3}, MAML {maml:.3}, UFO-BLO {ufo:.3}");
+    // Measured at 3000 meta-iterations (meta-batch 10, Adam 0.002): seed 0 gives joint 1.40,
+    // MAML 0.25, UFO-BLO 0.59; seed 1 gives 1.67, 0.35, 0.71 (MSE; the targets' variance is
+    // about 4.2). "Clearly lower": at most 60 % of joint training's, which both clear by a
+    // margin larger than the spread between seeds.
+    assert!(maml < 0.6 * joint, "MAML {maml} vs joint {joint}");
+    assert!(ufo < 0.6 * joint, "UFO-BLO {ufo} vs joint {joint}");
+}
