@@ -53,6 +53,10 @@ for r in $(seq 1 "$rounds"); do
   for shape in ijcnn1 covtype hyperclean; do peers+=("$out/jax_${shape}_$r.txt"); done
 done
 # Sections of other benchmark scripts, kept (crates/bilevel-py/bench/overhead.py --markdown).
+sections=()
+for f in benchmarks/python_overhead.md benchmarks/nn_cost.md; do
+  [ -f "$f" ] && sections+=("$f")
+done
 includes=()
-[ -f benchmarks/python_overhead.md ] && includes=(--include benchmarks/python_overhead.md)
+[ "${#sections[@]}" -gt 0 ] && includes=(--include "${sections[@]}")
 "$bin" bench-md "${reports[@]}" --peers "${peers[@]}" "${includes[@]}" --out BENCHMARKS.md
