@@ -683,20 +683,9 @@ fn merge(dir: &std::path::Path, plots: bool) -> Result<()> {
         ))?,
         None => say("their shards are still running: merge again when they end")?,
     }
-    Err(NotComplete.into())
+    // Reported above; exit with status 1.
+    anyhow::bail!("the grid is not complete")
 }
-
-/// `merge` found missing or failed runs (already reported): exit with status 1.
-#[derive(Debug)]
-struct NotComplete;
-
-impl std::fmt::Display for NotComplete {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the grid is not complete")
-    }
-}
-
-impl std::error::Error for NotComplete {}
 
 /// `bilevel slurm`.
 fn slurm_cmd(request: &slurm::SlurmRequest, dry_run: bool) -> Result<()> {

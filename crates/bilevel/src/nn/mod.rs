@@ -3,7 +3,7 @@
 //!
 //! A network's forward pass and gradient (backward, vector–Jacobian) are written once,
 //! generically over the scalar type [`Real`]. On `f64` they are the production code (matrix
-//! products through faer's cache-blocked GEMM); on num-dual's [`Dual64`](num_dual::Dual64) with
+//! products through faer's cache-blocked GEMM); on num-dual's [`Dual64`] with
 //! the dual parts of the parameters set to a direction v, the dual part of the gradient is the
 //! exact Hessian-vector product H·v, the independent check of the hand-written R-op
 //! (Pearlmutter's forward pass over the backward pass), which gives H·v at about twice a
@@ -207,6 +207,6 @@ fn sigmoid<T: Real>(z: T) -> T {
 pub enum Loss {
     /// ½ ‖o − t‖² per row (regression targets, one per output).
     Mse,
-    /// −log softmax(o)[c] per row (class labels; as many outputs as classes).
+    /// −log softmax(o)_c per row (class labels; as many outputs as classes).
     SoftmaxCrossEntropy,
 }

@@ -436,3 +436,47 @@ pub fn cases() -> Vec<Case> {
         },
     ]
 }
+
+/// Checks that the mean of `draws` estimates of `estimator` at φ equals `truth` within 5
+/// standard errors per coordinate (plus `slack` for rounding): the mean of n i.i.d. draws lies
+/// there with probability 1 − 6e-7 per coordinate (CLT). Returns how many coordinates varied
+/// (a check of a constant estimator would be vacuous).
+pub fn assert_unbiased<H: bilevel::hypergrad::Hypergradient>(
+    estimator: &H,
+    problem: &Problem,
+    phi: &Vector,
+    truth: &Vector,
+    draws: usize,
+    seed: u64,
+    slack: f64,
+) -> usize {
+    let mut rng = bilevel::core::linalg::rng_from_seed(seed, 0);
+    let mut state = estimator.init(problem, phi.clone(), &mut rng).unwrap();
+    let dim = phi.nrows();
+    let (mut sum, mut sum_sq) = (vec![0.0; dim], vec![0.0; dim]);
+    let mut out = Vector::zeros(dim);
+    for _ in 0..draws {
+        estimator
+            .estimate(problem, phi, &mut state, &mut rng, &mut out)
+            .unwrap();
+        for (i, &g) in out.as_slice().iter().enumerate() {
+            sum[i] += g;
+            sum_sq[i] += g * g;
+        }
+    }
+    let mut varied = 0;
+    for i in 0..dim {
+        let mean = sum[i] / draws as f64;
+        let std = (sum_sq[i] / draws as f64 - mean * mean).max(0.0).sqrt();
+        let bound = 5.0 * std / (draws as f64).sqrt() + slack;
+        assert!(
+            (mean - truth[i]).abs() <= bound,
+            "coordinate {i}: mean {mean:.6e}, truth {:.6e}, bound {bound:.3e}",
+            truth[i]
+        );
+        if std > 0.0 {
+            varied += 1;
+        }
+    }
+    varied
+}

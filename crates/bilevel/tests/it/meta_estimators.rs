@@ -144,37 +144,12 @@ fn ufom_monte_carlo_mean_is_the_exact_meta_gradient() {
     let phi = random_phi(&problem, 2);
     let truth = reference_gradient(&problem, &phi);
     let estimator = ufo(0.3, all_tasks(&problem));
-    let mut rng = rng_from_seed(17, 0);
-    let mut state = estimator.init(&problem, phi.clone(), &mut rng).unwrap();
-    let n = 20_000;
-    let dim = phi.nrows();
-    let (mut sum, mut sum_sq) = (vec![0.0; dim], vec![0.0; dim]);
-    let mut out = Vector::zeros(dim);
-    for _ in 0..n {
-        estimator
-            .estimate(&problem, &phi, &mut state, &mut rng, &mut out)
-            .unwrap();
-        for (i, &g) in out.as_slice().iter().enumerate() {
-            sum[i] += g;
-            sum_sq[i] += g * g;
-        }
-    }
-    for i in 0..dim {
-        let mean = sum[i] / n as f64;
-        let std = (sum_sq[i] / n as f64 - mean * mean).max(0.0).sqrt();
-        // The mean of n i.i.d. draws is within 5 standard errors of its expectation with
-        // probability 1 − 6e-7 per coordinate (CLT; n = 20 000 draws of a bounded variable).
-        let bound = 5.0 * std / (n as f64).sqrt();
-        assert!(
-            (mean - truth[i]).abs() <= bound,
-            "coordinate {i}: mean {mean:.6e}, truth {:.6e}, bound {bound:.3e}",
-            truth[i]
-        );
-        assert!(
-            std > 0.0,
-            "coordinate {i} is not random: the check would be vacuous"
-        );
-    }
+    let varied = common::assert_unbiased(&estimator, &problem, &phi, &truth, 20_000, 17, 0.0);
+    assert_eq!(
+        varied,
+        phi.nrows(),
+        "every coordinate must be random: the check would be vacuous"
+    );
 }
 
 #[test]
