@@ -18,8 +18,7 @@ of every hypergradient solver here assumes; the outer one is a non-convex networ
 a noisy non-linear function of 4 of the 20 inputs, with 100 training and 400 validation rows;
 test MSE is on 5,000 fresh rows, with the head refitted exactly on the training rows.
 
-PyTorch users write the same with `torch.func.grad` and `torch.func.jvp`. Torch's default wheel
-on PyPI pulls in the CUDA libraries (gigabytes), so this example uses JAX.
+The same problem with PyTorch's `torch.func`: `autograd_torch.py`.
 """
 
 import time
