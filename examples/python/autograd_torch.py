@@ -1,7 +1,7 @@
 """Deep hyper-representation with every derivative from PyTorch's autograd (`torch.func`): the
 outer variable is a neural network's hidden layer, the inner problem fits a ridge head on its
 features, and bilevel's solvers learn the layer so that the fitted head does well on held-out
-rows. The same problem as `autograd_jax.py`, written with torch.
+rows (the problem: `hyperrep_common.py`; the same with JAX: `autograd_jax.py`).
 
     pip install ./crates/bilevel-py torch
     python examples/python/autograd_torch.py
@@ -9,15 +9,9 @@ rows. The same problem as `autograd_jax.py`, written with torch.
 This is the escape hatch for any model: write the two losses as torch functions of (x, y) and a
 batch of rows, and hand bilevel their gradients and second-order products: `torch.func.grad`
 for the gradients, and `torch.func.jvp` of a gradient (forward over reverse) for the
-Hessian-vector product and the cross products. Here:
-
-    inner  g(x, y) = mean over training rows of (head_y(phi_x(a_i)) - b_i)^2 / 2 + 0.1 |w|^2 / 2
-    outer  f(x, y) = mean over validation rows of (head_y(phi_x(a_i)) - b_i)^2 / 2
-
-phi_x(a) = tanh(a W + c) with x = (W, c), 20 inputs and 16 hidden units (336 outer variables);
-head_y(h) = h.w + w0 with y = (w, w0). The inner problem is strongly convex in y; the outer one
-is a non-convex network. bilevel computes in float64, so the tensors are float64 too. (PyPI's
-default torch wheel brings the CUDA libraries along, about 5 GB; the CPU is all this needs.)
+Hessian-vector product and the cross products. bilevel computes in float64, so the tensors are
+float64 too. (PyPI's default torch wheel brings the CUDA libraries along, about 5 GB; the CPU is
+all this needs.)
 
 Output here: random representation F(x) = 0.4012, test MSE 0.4223; SOBA (4000 iterations)
 F(x) = 0.0095, test MSE 0.2140 in 27 s; AID-CG (200 iterations) F(x) = 0.0728, test MSE 0.1631
@@ -25,30 +19,20 @@ in 8.5 s: the JAX version's numbers, at about 10x its time (eager `torch.func` c
 1 ms per call on these small tensors, jitted JAX about 0.1 ms).
 """
 
-import time
-
 import numpy as np
 import torch
 from torch.func import grad, jvp
 
 import bilevel
+from hyperrep_common import DIM_X, DIM_Y, FEATURES, HIDDEN, RIDGE, best_head, make_data, run_and_report
 
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)  # small products: one thread is fastest, and bilevel runs one step at a time
 
-FEATURES, HIDDEN, RIDGE = 20, 16, 0.1
-rng = np.random.default_rng(0)
-
-
-def make_rows(n):
-    a = rng.normal(size=(n, FEATURES))
-    b = np.sin(a[:, 0]) + 0.5 * a[:, 1] * a[:, 2] - 0.5 * a[:, 3] + 0.1 * rng.normal(size=n)
-    return torch.from_numpy(a), torch.from_numpy(b)
-
-
-train, validation, test = make_rows(100), make_rows(400), make_rows(5000)
-DIM_X = FEATURES * HIDDEN + HIDDEN  # the representation: first-layer weights and biases
-DIM_Y = HIDDEN + 1  # the head: weights and intercept
+(a_train, b_train), (a_val, b_val), (a_test, b_test), x0 = make_data()
+train = torch.from_numpy(a_train), torch.from_numpy(b_train)
+validation = torch.from_numpy(a_val), torch.from_numpy(b_val)
+test = torch.from_numpy(a_test), torch.from_numpy(b_test)
 
 
 def representation(x, a):
@@ -118,44 +102,22 @@ class TorchObjective:
         return jvp(lambda xx: self.grad_y_fn(xx, y, b), (x,), (u,))[1].numpy()
 
 
-x0 = np.concatenate([rng.normal(size=FEATURES * HIDDEN) / np.sqrt(FEATURES), np.zeros(HIDDEN)])
 problem = bilevel.CustomProblem(
     TorchObjective(outer_loss), TorchObjective(inner_loss), dim_x=DIM_X, dim_y=DIM_Y,
-    n_outer=validation[1].shape[0], n_inner=train[1].shape[0], x0=x0, y0=np.zeros(DIM_Y),
+    n_outer=len(b_val), n_inner=len(b_train), x0=x0, y0=np.zeros(DIM_Y),
     name="hyper_representation", newton_reference=True,
 )
 
 
-def best_head(x):
-    """y*(x): the ridge head on the training rows, solved exactly (it is linear least squares)."""
-    a, b = train
+def head_of(x):
     with torch.no_grad():
-        phi = representation(torch.from_numpy(np.asarray(x)), a).numpy()
-    phi = np.column_stack([phi, np.ones(len(b))])
-    penalty = RIDGE * len(b) * np.diag(np.r_[np.ones(HIDDEN), 0.0])
-    return np.linalg.solve(phi.T @ phi + penalty, phi.T @ b.numpy())
+        features = representation(torch.from_numpy(np.asarray(x)), train[0]).numpy()
+    return best_head(features, (a_train, b_train))
 
 
 def test_mse(x):
     with torch.no_grad():
-        return float(mse(torch.from_numpy(np.asarray(x)), torch.from_numpy(best_head(x)), test, None))
+        return float(mse(torch.from_numpy(np.asarray(x)), torch.from_numpy(head_of(x)), test, None))
 
 
-print(f"random representation, best head: validation loss F(x) = "
-      f"{problem.metrics(x0, best_head(x0))['value']:.4f}, test MSE {test_mse(x0):.4f}")
-
-runs = {
-    # Single loop, stochastic: one step each on y, on the linear system and on x, per minibatch.
-    "soba": dict(batch_size=32, inner_lr=0.2, outer_lr=0.5),
-    # Deterministic: inner gradient steps, then conjugate gradients on the linear system.
-    "aid_cg": dict(inner_steps=20, inner_lr=0.5, cg={"max_iters": 10}, outer_lr=0.5),
-}
-budget = {"soba": 4000, "aid_cg": 200}
-for solver, params in runs.items():
-    started = time.perf_counter()
-    result = bilevel.solve(problem, solver, max_iters=budget[solver], eval_every=budget[solver] // 4,
-                           seed=0, **params)
-    elapsed = time.perf_counter() - started
-    print(f"{solver:>7}: {result.status} after {result.iters} iterations ({elapsed:.1f} s, "
-          f"{result.oracle_calls} oracle calls): validation loss F(x) = "
-          f"{result.final_metrics['value']:.4f}, test MSE {test_mse(result.x):.4f}")
+run_and_report(problem, x0, head_of, test_mse)
