@@ -575,15 +575,8 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let not_done = report.not_done();
     say(format_args!(
-        "\n{} run(s) in {:.1} s ({} not done{}); results in {} (summary.csv, report.md, traces/)",
-        report.outcomes.len(),
-        report.elapsed_s,
-        not_done.len(),
-        if report.skipped > 0 {
-            format!(", {} already complete", report.skipped)
-        } else {
-            String::new()
-        },
+        "\n{}; results in {} (summary.csv, report.md, traces/)",
+        runs_line(&report),
         report.out.display(),
     ))?;
     if args.fail_on_not_done && !not_done.is_empty() {
@@ -594,6 +587,21 @@ fn run(args: RunArgs) -> Result<()> {
         anyhow::bail!("{} run(s) not done: {}", not_done.len(), ids.join(", "));
     }
     Ok(())
+}
+
+/// "N run(s) in T s (K not done[, S already complete])", for `run` and for a shard.
+fn runs_line(report: &session::RunReport) -> String {
+    format!(
+        "{} run(s) in {:.1} s ({} not done{})",
+        report.outcomes.len(),
+        report.elapsed_s,
+        report.not_done().len(),
+        if report.skipped > 0 {
+            format!(", {} already complete", report.skipped)
+        } else {
+            String::new()
+        },
+    )
 }
 
 /// What a shard prints: its runs, and how to gather the shards.
@@ -615,16 +623,8 @@ fn shard_done(
     }
     let not_done = report.not_done();
     say(format_args!(
-        "shard {shard}: {} run(s) in {:.1} s ({} not done{}); gather the shards with `bilevel \
-         merge {}`",
-        report.outcomes.len(),
-        report.elapsed_s,
-        not_done.len(),
-        if report.skipped > 0 {
-            format!(", {} already complete", report.skipped)
-        } else {
-            String::new()
-        },
+        "shard {shard}: {}; gather the shards with `bilevel merge {}`",
+        runs_line(report),
         shard::shell_quote(&report.out.display().to_string()),
     ))?;
     if fail_on_not_done && !not_done.is_empty() {

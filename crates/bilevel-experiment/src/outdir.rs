@@ -38,26 +38,20 @@ impl FolderLock {
             .with_context(|| format!("creating the output folder {}", dir.display()))?;
         let path = dir.join(LOCK_FILE);
         let mut file = open_lock_file(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let running = held_locks(dir);
-                let who = if !running.is_empty() {
-                    format!("a sharded run ({} held)", running.join(", "))
-                } else {
-                    holder(&mut file)
-                };
-                return Err(ConfigError(format!(
-                    "{} is in use by {who} (lock file {}); wait for it to finish, or choose \
-                     another --out",
-                    dir.display(),
-                    path.display()
-                ))
-                .into());
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {}", path.display()));
-            }
+        if !try_take(&file, &path, false)? {
+            let running = held_locks(dir);
+            let who = if !running.is_empty() {
+                format!("a sharded run ({} held)", running.join(", "))
+            } else {
+                holder(&mut file)
+            };
+            return Err(ConfigError(format!(
+                "{} is in use by {who} (lock file {}); wait for it to finish, or choose \
+                 another --out",
+                dir.display(),
+                path.display()
+            ))
+            .into());
         }
         write_holder(&mut file, &path)?;
         Ok(Self { _file: file })
@@ -70,20 +64,17 @@ impl FolderLock {
             .with_context(|| format!("creating the output folder {}", dir.display()))?;
         let path = dir.join(LOCK_FILE);
         let mut file = open_lock_file(&path)?;
-        match file.try_lock_shared() {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(ConfigError(format!(
+        if !try_take(&file, &path, true)? {
+            return Err(ConfigError(format!(
                 "{} is in use by {} (a whole-grid run, resume, report or plot; lock file {}); \
                  wait for it to finish",
                 dir.display(),
                 holder(&mut file),
                 path.display()
             ))
-            .into()),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("locking {}", path.display()))
-            }
+            .into());
         }
+        Ok(Self { _file: file })
     }
 }
 
@@ -103,20 +94,14 @@ impl NamedLock {
             .with_context(|| format!("creating {}", folder.display()))?;
         let path = folder.join(format!("{name}.lock"));
         let mut file = open_lock_file(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(ConfigError(format!(
-                    "{what} is already running in {} ({}; lock file {})",
-                    dir.display(),
-                    holder(&mut file),
-                    path.display()
-                ))
-                .into());
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {}", path.display()));
-            }
+        if !try_take(&file, &path, false)? {
+            return Err(ConfigError(format!(
+                "{what} is already running in {} ({}; lock file {})",
+                dir.display(),
+                holder(&mut file),
+                path.display()
+            ))
+            .into());
         }
         write_holder(&mut file, &path)?;
         Ok(Self { _file: file })
@@ -149,6 +134,23 @@ pub fn held_locks(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Tries to take `file`'s lock (shared or exclusive) without waiting: false when another
+/// process holds it.
+fn try_take(file: &File, path: &Path, shared: bool) -> Result<bool> {
+    let attempt = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match attempt {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 fn open_lock_file(path: &Path) -> Result<File> {

@@ -18,16 +18,20 @@ fn run_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("bench --json prints JSON")
 }
 
-/// `bilevel bench-md <json> [--peers …] --out <out>`.
+/// `bilevel bench-md <json> [--peers …] [--include …] --out <out>`.
 fn bench_md(
     json: &std::path::Path,
     peers: &[&std::path::Path],
+    includes: &[&std::path::Path],
     out: &std::path::Path,
 ) -> std::process::Output {
     let mut command = bilevel();
     command.arg("bench-md").arg(json);
     if !peers.is_empty() {
         command.arg("--peers").args(peers);
+    }
+    if !includes.is_empty() {
+        command.arg("--include").args(includes);
     }
     command.arg("--out").arg(out).output().unwrap()
 }
@@ -79,7 +83,7 @@ fn bench_reports_counts_and_bench_md_renders_them_with_peer_ratios() {
     std::fs::write(&json, serde_json::to_string(&report).unwrap()).unwrap();
     let md_path = dir.path().join("BENCHMARKS.md");
     // Without a peer file: no ratio at all (no figure "measured elsewhere").
-    let out = bench_md(&json, &[], &md_path);
+    let out = bench_md(&json, &[], &[], &md_path);
     assert!(
         out.status.success(),
         "{}",
@@ -98,7 +102,7 @@ fn bench_reports_counts_and_bench_md_renders_them_with_peer_ratios() {
          (setup+compile 1.7 s)\n",
     )
     .unwrap();
-    let out = bench_md(&json, &[&peer], &md_path);
+    let out = bench_md(&json, &[&peer], &[], &md_path);
     assert!(
         out.status.success(),
         "{}",
@@ -122,7 +126,7 @@ fn bench_reports_counts_and_bench_md_renders_them_with_peer_ratios() {
     let bad_peer = dir.path().join("notes.txt");
     std::fs::write(&bad_peer, "hello\n").unwrap();
     let other = dir.path().join("B2.md");
-    let out = bench_md(&json, &[&bad_peer], &other);
+    let out = bench_md(&json, &[&bad_peer], &[], &other);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a peer timing file"));
     assert!(!other.exists());
@@ -134,15 +138,7 @@ fn bench_reports_counts_and_bench_md_renders_them_with_peer_ratios() {
         "## Python overhead\n\n| case | overhead |\n|---|---|\n| x | 1.1% |\n",
     )
     .unwrap();
-    let out = bilevel()
-        .arg("bench-md")
-        .arg(&json)
-        .arg("--include")
-        .arg(&section)
-        .arg("--out")
-        .arg(&md_path)
-        .output()
-        .unwrap();
+    let out = bench_md(&json, &[], &[&section], &md_path);
     assert!(
         out.status.success(),
         "{}",
@@ -159,15 +155,7 @@ fn bench_reports_counts_and_bench_md_renders_them_with_peer_ratios() {
     );
     // A file that is not a Markdown section: refused, nothing written.
     std::fs::write(&section, "overhead 1.1%\n").unwrap();
-    let out = bilevel()
-        .arg("bench-md")
-        .arg(&json)
-        .arg("--include")
-        .arg(&section)
-        .arg("--out")
-        .arg(&other)
-        .output()
-        .unwrap();
+    let out = bench_md(&json, &[], &[&section], &other);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected a Markdown section"));
     assert!(!other.exists());

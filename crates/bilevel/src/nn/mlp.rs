@@ -275,23 +275,17 @@ impl Mlp {
             let (fan_in, fan_out) = (self.sizes[l], self.sizes[l + 1]);
             let (w, b) = self.offsets[l];
             let z = &mut ws.z[l];
-            T::gemm(
+            layer_product(
                 z,
                 &ws.a[l],
                 &params[w..b],
                 rows,
                 fan_in,
                 fan_out,
-                false,
-                false,
+                Product::Forward,
                 false,
             );
-            let bias = &params[b..b + fan_out];
-            for row in z.chunks_exact_mut(fan_out) {
-                for (zi, &bi) in row.iter_mut().zip(bias) {
-                    *zi += bi;
-                }
-            }
+            add_to_rows(z, &params[b..b + fan_out]);
             if l + 1 < layers {
                 let (z, a) = (&ws.z[l], &mut ws.a[l + 1]);
                 for (ai, &zi) in a.iter_mut().zip(z) {
@@ -354,30 +348,28 @@ impl Mlp {
             let (fan_in, fan_out) = (self.sizes[l], self.sizes[l + 1]);
             let (w, b) = self.offsets[l];
             if let Some(grad) = grad.as_deref_mut() {
-                T::gemm(
+                layer_product(
                     &mut grad[w..b],
                     &ws.a[l],
                     &ws.delta[l],
-                    fan_in,
                     rows,
+                    fan_in,
                     fan_out,
-                    true,
-                    false,
+                    Product::WeightGradient,
                     false,
                 );
                 column_sums(&ws.delta[l], fan_out, &mut grad[b..b + fan_out]);
             }
             if l > 0 {
                 let back = &mut ws.back[l];
-                T::gemm(
+                layer_product(
                     back,
                     &ws.delta[l],
                     &params[w..b],
                     rows,
-                    fan_out,
                     fan_in,
-                    false,
-                    true,
+                    fan_out,
+                    Product::Backward,
                     false,
                 );
                 let (z, a) = (&ws.z[l - 1], &ws.a[l]);
@@ -421,36 +413,29 @@ impl Mlp {
             let (fan_in, fan_out) = (self.sizes[l], self.sizes[l + 1]);
             let (w, b) = self.offsets[l];
             let rz = &mut ws.rz[l];
-            f64::gemm(
+            layer_product(
                 rz,
                 &ws.a[l],
                 &v[w..b],
                 rows,
                 fan_in,
                 fan_out,
-                false,
-                false,
+                Product::Forward,
                 false,
             );
             if l > 0 {
-                f64::gemm(
+                layer_product(
                     rz,
                     &ws.ra[l],
                     &params[w..b],
                     rows,
                     fan_in,
                     fan_out,
-                    false,
-                    false,
+                    Product::Forward,
                     true,
                 );
             }
-            let c = &v[b..b + fan_out];
-            for row in rz.chunks_exact_mut(fan_out) {
-                for (ri, &ci) in row.iter_mut().zip(c) {
-                    *ri += ci;
-                }
-            }
+            add_to_rows(rz, &v[b..b + fan_out]);
             if l + 1 < layers {
                 let (z, a, rz) = (&ws.z[l], &ws.a[l + 1], &ws.rz[l]);
                 for (((ra, &zi), &ai), &rzi) in ws.ra[l + 1].iter_mut().zip(z).zip(a).zip(rz) {
@@ -486,27 +471,25 @@ impl Mlp {
         for l in (0..layers).rev() {
             let (fan_in, fan_out) = (self.sizes[l], self.sizes[l + 1]);
             let (w, b) = self.offsets[l];
-            f64::gemm(
+            layer_product(
                 &mut out[w..b],
                 &ws.a[l],
                 &ws.rdelta[l],
-                fan_in,
                 rows,
+                fan_in,
                 fan_out,
-                true,
-                false,
+                Product::WeightGradient,
                 false,
             );
             if l > 0 {
-                f64::gemm(
+                layer_product(
                     &mut out[w..b],
                     &ws.ra[l],
                     &ws.delta[l],
-                    fan_in,
                     rows,
+                    fan_in,
                     fan_out,
-                    true,
-                    false,
+                    Product::WeightGradient,
                     true,
                 );
             }
@@ -514,26 +497,24 @@ impl Mlp {
             if l > 0 {
                 // scratch = R{δ_l} W_lᵀ + δ_l V_lᵀ.
                 let scratch = &mut ws.scratch[..rows * fan_in];
-                f64::gemm(
+                layer_product(
                     scratch,
                     &ws.rdelta[l],
                     &params[w..b],
                     rows,
-                    fan_out,
                     fan_in,
-                    false,
-                    true,
+                    fan_out,
+                    Product::Backward,
                     false,
                 );
-                f64::gemm(
+                layer_product(
                     scratch,
                     &ws.delta[l],
                     &v[w..b],
                     rows,
-                    fan_out,
                     fan_in,
-                    false,
-                    true,
+                    fan_out,
+                    Product::Backward,
                     true,
                 );
                 let (z, a, back, rz) = (&ws.z[l - 1], &ws.a[l], &ws.back[l], &ws.rz[l - 1]);
@@ -545,6 +526,52 @@ impl Mlp {
             }
         }
         loss
+    }
+}
+
+/// The three products of a layer with fan-in × fan-out weights W on a batch of `rows`.
+#[derive(Clone, Copy)]
+enum Product {
+    /// out (rows × fan-out) = a (rows × fan-in) · W: z = a W, R{z} terms.
+    Forward,
+    /// out (fan-in × fan-out) = aᵀ · d (d: rows × fan-out): ∇W = aᵀ δ, (H v)_W terms.
+    WeightGradient,
+    /// out (rows × fan-in) = d · Wᵀ (d: rows × fan-out): δ W ᵀ, R{δ} terms.
+    Backward,
+}
+
+/// One of a layer's [`Product`]s of `left` and `right` into `out` (added to it with
+/// `accumulate`).
+#[allow(clippy::too_many_arguments)]
+fn layer_product<T: Real>(
+    out: &mut [T],
+    left: &[T],
+    right: &[T],
+    rows: usize,
+    fan_in: usize,
+    fan_out: usize,
+    product: Product,
+    accumulate: bool,
+) {
+    match product {
+        Product::Forward => T::gemm(
+            out, left, right, rows, fan_in, fan_out, false, false, accumulate,
+        ),
+        Product::WeightGradient => T::gemm(
+            out, left, right, fan_in, rows, fan_out, true, false, accumulate,
+        ),
+        Product::Backward => T::gemm(
+            out, left, right, rows, fan_out, fan_in, false, true, accumulate,
+        ),
+    }
+}
+
+/// Adds `row` to every row of the row-major matrix `m` (a bias).
+fn add_to_rows<T: Real>(m: &mut [T], row: &[T]) {
+    for r in m.chunks_exact_mut(row.len()) {
+        for (mi, &bi) in r.iter_mut().zip(row) {
+            *mi += bi;
+        }
     }
 }
 
