@@ -19,26 +19,11 @@
 //! R{δ_{l−1}} = (R{δ_l} W_lᵀ + δ_l V_lᵀ) ⊙ σ'(z_{l−1}) + (δ_l W_lᵀ) ⊙ σ''(z_{l−1}) ⊙ R{z_{l−1}}
 //! ```
 
-use super::{Activation, Loss, Real};
+use super::{
+    Activation, Loss, Product, Real, Targets, add_to_rows, column_sums, layer_product,
+    lecun_normal, output_loss, output_loss_r,
+};
 use crate::core::{Error, Result};
-
-/// The targets of a dataset, one row per sample.
-#[derive(Clone, Copy, Debug)]
-pub enum Targets<'a> {
-    /// Regression targets, n × outputs, row-major ([`Loss::Mse`]).
-    Regression(&'a [f64]),
-    /// Class labels in 0..outputs ([`Loss::SoftmaxCrossEntropy`]).
-    Classes(&'a [usize]),
-}
-
-impl Targets<'_> {
-    fn rows(&self, outputs: usize) -> usize {
-        match self {
-            Targets::Regression(t) => t.len() / outputs.max(1),
-            Targets::Classes(c) => c.len(),
-        }
-    }
-}
 
 /// A multilayer perceptron: `sizes[0]` inputs, hidden layers with [`Activation`] σ, a linear
 /// output layer of `sizes[L]` units, and a [`Loss`].
@@ -189,10 +174,7 @@ impl Mlp {
     pub fn init(&self, rng: &mut crate::core::Rng) -> Vec<f64> {
         let mut params = vec![0.0; self.params];
         for (l, &(w, b)) in self.offsets.iter().enumerate() {
-            let scale = 1.0 / (self.sizes[l] as f64).sqrt();
-            for p in &mut params[w..b] {
-                *p = scale * crate::core::linalg::standard_normal(rng);
-            }
+            lecun_normal(&mut params[w..b], self.sizes[l], rng);
         }
         params
     }
@@ -208,18 +190,7 @@ impl Mlp {
             n * self.inputs(),
             "Mlp: inputs not n × inputs"
         );
-        assert_eq!(
-            targets.rows(self.outputs()),
-            n,
-            "Mlp: targets do not match the inputs"
-        );
-        match (self.loss, targets) {
-            (Loss::Mse, Targets::Regression(t)) => {
-                assert_eq!(t.len(), n * self.outputs(), "Mlp: targets not n × outputs")
-            }
-            (Loss::SoftmaxCrossEntropy, Targets::Classes(_)) => {}
-            _ => panic!("Mlp: targets of the wrong kind for the loss"),
-        }
+        targets.check(self.loss, n, self.outputs());
     }
 
     /// The mean loss over `batch` (row indices, repeats counted; `None`: every row) of the
@@ -294,51 +265,15 @@ impl Mlp {
             }
         }
         // The loss and δ_{L−1} = ∂loss/∂o.
-        let k = self.outputs();
-        let scale = 1.0 / rows as f64;
-        let output = &ws.z[layers - 1];
-        let delta = &mut ws.delta[layers - 1];
-        let mut total = T::zero();
-        match targets {
-            Targets::Regression(t) => {
-                for r in 0..rows {
-                    let i = batch.map_or(r, |b| b[r]);
-                    for j in 0..k {
-                        let residual = output[r * k + j] - t[i * k + j];
-                        total += residual * residual * 0.5;
-                        delta[r * k + j] = residual * scale;
-                    }
-                }
-            }
-            Targets::Classes(c) => {
-                for r in 0..rows {
-                    let i = batch.map_or(r, |b| b[r]);
-                    let class = c[i];
-                    assert!(class < k, "Mlp: class {class} out of range (outputs = {k})");
-                    let o = &output[r * k..(r + 1) * k];
-                    let mut max = o[0];
-                    for &v in &o[1..] {
-                        if v.re() > max.re() {
-                            max = v;
-                        }
-                    }
-                    let mut sum = T::zero();
-                    let p = &mut ws.probs[r * k..(r + 1) * k];
-                    for (pj, &oj) in p.iter_mut().zip(o) {
-                        *pj = (oj - max).exp();
-                        sum += *pj;
-                    }
-                    total += max + sum.ln() - o[class];
-                    let inv = sum.recip();
-                    for (j, pj) in p.iter_mut().enumerate() {
-                        *pj *= inv;
-                        let indicator = if j == class { 1.0 } else { 0.0 };
-                        delta[r * k + j] = (*pj - indicator) * scale;
-                    }
-                }
-            }
-        }
-        total * scale
+        output_loss(
+            self.loss,
+            &ws.z[layers - 1],
+            self.outputs(),
+            targets,
+            batch,
+            &mut ws.probs,
+            &mut ws.delta[layers - 1],
+        )
     }
 
     /// The backward pass from δ_{L−1}: every δ_l (and the gradient into `grad` when given).
@@ -444,29 +379,13 @@ impl Mlp {
             }
         }
         // R{δ_{L−1}}.
-        let k = self.outputs();
-        let scale = 1.0 / rows as f64;
-        {
-            let ro = &ws.rz[layers - 1];
-            let rdelta = &mut ws.rdelta[layers - 1];
-            match self.loss {
-                Loss::Mse => {
-                    for (rd, &r) in rdelta.iter_mut().zip(ro) {
-                        *rd = r * scale;
-                    }
-                }
-                Loss::SoftmaxCrossEntropy => {
-                    for r in 0..rows {
-                        let p = &ws.probs[r * k..(r + 1) * k];
-                        let ro = &ro[r * k..(r + 1) * k];
-                        let mean: f64 = p.iter().zip(ro).map(|(a, b)| a * b).sum();
-                        for j in 0..k {
-                            rdelta[r * k + j] = p[j] * (ro[j] - mean) * scale;
-                        }
-                    }
-                }
-            }
-        }
+        output_loss_r(
+            self.loss,
+            &ws.probs,
+            &ws.rz[layers - 1],
+            self.outputs(),
+            &mut ws.rdelta[layers - 1],
+        );
         // R-backward.
         for l in (0..layers).rev() {
             let (fan_in, fan_out) = (self.sizes[l], self.sizes[l + 1]);
@@ -526,62 +445,6 @@ impl Mlp {
             }
         }
         loss
-    }
-}
-
-/// The three products of a layer with fan-in × fan-out weights W on a batch of `rows`.
-#[derive(Clone, Copy)]
-enum Product {
-    /// out (rows × fan-out) = a (rows × fan-in) · W: z = a W, R{z} terms.
-    Forward,
-    /// out (fan-in × fan-out) = aᵀ · d (d: rows × fan-out): ∇W = aᵀ δ, (H v)_W terms.
-    WeightGradient,
-    /// out (rows × fan-in) = d · Wᵀ (d: rows × fan-out): δ W ᵀ, R{δ} terms.
-    Backward,
-}
-
-/// One of a layer's [`Product`]s of `left` and `right` into `out` (added to it with
-/// `accumulate`).
-#[allow(clippy::too_many_arguments)]
-fn layer_product<T: Real>(
-    out: &mut [T],
-    left: &[T],
-    right: &[T],
-    rows: usize,
-    fan_in: usize,
-    fan_out: usize,
-    product: Product,
-    accumulate: bool,
-) {
-    match product {
-        Product::Forward => T::gemm(
-            out, left, right, rows, fan_in, fan_out, false, false, accumulate,
-        ),
-        Product::WeightGradient => T::gemm(
-            out, left, right, fan_in, rows, fan_out, true, false, accumulate,
-        ),
-        Product::Backward => T::gemm(
-            out, left, right, rows, fan_out, fan_in, false, true, accumulate,
-        ),
-    }
-}
-
-/// Adds `row` to every row of the row-major matrix `m` (a bias).
-fn add_to_rows<T: Real>(m: &mut [T], row: &[T]) {
-    for r in m.chunks_exact_mut(row.len()) {
-        for (mi, &bi) in r.iter_mut().zip(row) {
-            *mi += bi;
-        }
-    }
-}
-
-/// out[j] = Σ_r m[r, j] for a row-major matrix with `cols` columns.
-fn column_sums<T: Real>(m: &[T], cols: usize, out: &mut [T]) {
-    out.iter_mut().for_each(|o| *o = T::zero());
-    for row in m.chunks_exact(cols) {
-        for (o, &x) in out.iter_mut().zip(row) {
-            *o += x;
-        }
     }
 }
 

@@ -14,9 +14,11 @@
 //! - [`Mlp`]: a multilayer perceptron, its [`Workspace`] (buffers reused across calls: a step
 //!   allocates nothing), loss and gradient, and the R-op.
 
+pub mod conv;
 pub mod mlp;
 
-pub use mlp::{Mlp, Targets, Workspace};
+pub use conv::{ConvBlock, ConvNet, ConvWorkspace, ImageShape};
+pub use mlp::{Mlp, Workspace};
 
 use faer::{Accum, MatMut, MatRef, Par};
 use num_dual::{Dual64, DualNum};
@@ -209,4 +211,192 @@ pub enum Loss {
     Mse,
     /// −log softmax(o)_c per row (class labels; as many outputs as classes).
     SoftmaxCrossEntropy,
+}
+
+/// The targets of a dataset, one row per sample.
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a> {
+    /// Regression targets, n × outputs, row-major ([`Loss::Mse`]).
+    Regression(&'a [f64]),
+    /// Class labels in 0..outputs, one per dataset row ([`Loss::SoftmaxCrossEntropy`]).
+    Classes(&'a [usize]),
+    /// Class labels in 0..outputs, one per *batch* row, in batch order: labels that belong to
+    /// the batch rather than to the dataset (a few-shot task relabels its classes 0..N).
+    ClassesOfBatch(&'a [usize]),
+}
+
+impl Targets<'_> {
+    /// Panics unless the targets fit a dataset of `n` rows, `outputs` outputs and the loss.
+    fn check(&self, loss: Loss, n: usize, outputs: usize) {
+        match (loss, self) {
+            (Loss::Mse, Targets::Regression(t)) => {
+                assert_eq!(t.len(), n * outputs, "nn: targets not n × outputs")
+            }
+            (Loss::SoftmaxCrossEntropy, Targets::Classes(c)) => {
+                assert_eq!(c.len(), n, "nn: class labels do not match the inputs")
+            }
+            (Loss::SoftmaxCrossEntropy, Targets::ClassesOfBatch(_)) => {}
+            _ => panic!("nn: targets of the wrong kind for the loss"),
+        }
+    }
+}
+
+/// The mean loss of the network's `output` (rows × k, row-major) on the batch's targets;
+/// writes δ = ∂loss/∂output into `delta` and, for cross-entropy, the softmax probabilities into
+/// `probs` (the R-op needs them).
+pub(crate) fn output_loss<T: Real>(
+    loss: Loss,
+    output: &[T],
+    k: usize,
+    targets: Targets<'_>,
+    batch: Option<&[usize]>,
+    probs: &mut [T],
+    delta: &mut [T],
+) -> T {
+    let rows = output.len() / k;
+    let scale = 1.0 / rows as f64;
+    let row_of = |r: usize| batch.map_or(r, |b| b[r]);
+    let mut total = T::zero();
+    match (loss, targets) {
+        (Loss::Mse, Targets::Regression(t)) => {
+            for r in 0..rows {
+                let i = row_of(r);
+                for j in 0..k {
+                    let residual = output[r * k + j] - t[i * k + j];
+                    total += residual * residual * 0.5;
+                    delta[r * k + j] = residual * scale;
+                }
+            }
+        }
+        (Loss::SoftmaxCrossEntropy, Targets::Classes(_) | Targets::ClassesOfBatch(_)) => {
+            if let Targets::ClassesOfBatch(c) = targets {
+                assert_eq!(c.len(), rows, "nn: one class label per batch row");
+            }
+            for r in 0..rows {
+                let class = match targets {
+                    Targets::ClassesOfBatch(c) => c[r],
+                    Targets::Classes(c) => c[row_of(r)],
+                    Targets::Regression(_) => unreachable!(),
+                };
+                assert!(class < k, "nn: class {class} out of range (outputs = {k})");
+                let o = &output[r * k..(r + 1) * k];
+                let mut max = o[0];
+                for &v in &o[1..] {
+                    if v.re() > max.re() {
+                        max = v;
+                    }
+                }
+                let mut sum = T::zero();
+                let p = &mut probs[r * k..(r + 1) * k];
+                for (pj, &oj) in p.iter_mut().zip(o) {
+                    *pj = (oj - max).exp();
+                    sum += *pj;
+                }
+                total += max + sum.ln() - o[class];
+                let inv = sum.recip();
+                for (j, pj) in p.iter_mut().enumerate() {
+                    *pj *= inv;
+                    let indicator = if j == class { 1.0 } else { 0.0 };
+                    delta[r * k + j] = (*pj - indicator) * scale;
+                }
+            }
+        }
+        _ => panic!("nn: targets of the wrong kind for the loss"),
+    }
+    total * scale
+}
+
+/// R{δ} of [`output_loss`] from R{output}: R{o}/B for squared error, p ⊙ (R{o} − ⟨p, R{o}⟩)/B
+/// per row for softmax cross-entropy.
+pub(crate) fn output_loss_r(
+    loss: Loss,
+    probs: &[f64],
+    r_output: &[f64],
+    k: usize,
+    r_delta: &mut [f64],
+) {
+    let rows = r_output.len() / k;
+    let scale = 1.0 / rows as f64;
+    match loss {
+        Loss::Mse => {
+            for (rd, &r) in r_delta.iter_mut().zip(r_output) {
+                *rd = r * scale;
+            }
+        }
+        Loss::SoftmaxCrossEntropy => {
+            for r in 0..rows {
+                let p = &probs[r * k..(r + 1) * k];
+                let ro = &r_output[r * k..(r + 1) * k];
+                let mean: f64 = p.iter().zip(ro).map(|(a, b)| a * b).sum();
+                for j in 0..k {
+                    r_delta[r * k + j] = p[j] * (ro[j] - mean) * scale;
+                }
+            }
+        }
+    }
+}
+
+/// The three products of a layer with fan-in × fan-out weights W on a batch of `rows` (for a
+/// convolution, the rows are the output positions and the fan-in the 3×3 patch).
+#[derive(Clone, Copy)]
+pub(crate) enum Product {
+    /// out (rows × fan-out) = a (rows × fan-in) · W: z = a W, R{z} terms.
+    Forward,
+    /// out (fan-in × fan-out) = aᵀ · d (d: rows × fan-out): ∇W = aᵀ δ, (H v)_W terms.
+    WeightGradient,
+    /// out (rows × fan-in) = d · Wᵀ (d: rows × fan-out): δ W ᵀ, R{δ} terms.
+    Backward,
+}
+
+/// One of a layer's [`Product`]s of `left` and `right` into `out` (added to it with
+/// `accumulate`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_product<T: Real>(
+    out: &mut [T],
+    left: &[T],
+    right: &[T],
+    rows: usize,
+    fan_in: usize,
+    fan_out: usize,
+    product: Product,
+    accumulate: bool,
+) {
+    match product {
+        Product::Forward => T::gemm(
+            out, left, right, rows, fan_in, fan_out, false, false, accumulate,
+        ),
+        Product::WeightGradient => T::gemm(
+            out, left, right, fan_in, rows, fan_out, true, false, accumulate,
+        ),
+        Product::Backward => T::gemm(
+            out, left, right, rows, fan_out, fan_in, false, true, accumulate,
+        ),
+    }
+}
+
+/// Adds `row` to every row of the row-major matrix `m` (a bias).
+pub(crate) fn add_to_rows<T: Real>(m: &mut [T], row: &[T]) {
+    for r in m.chunks_exact_mut(row.len()) {
+        for (mi, &bi) in r.iter_mut().zip(row) {
+            *mi += bi;
+        }
+    }
+}
+
+/// out[j] = Σ_r m[r, j] for a row-major matrix with `cols` columns.
+pub(crate) fn column_sums<T: Real>(m: &[T], cols: usize, out: &mut [T]) {
+    out.iter_mut().for_each(|o| *o = T::zero());
+    for row in m.chunks_exact(cols) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o += x;
+        }
+    }
+}
+
+/// LeCun-normal values (N(0, 1/fan-in)) into `out`.
+pub(crate) fn lecun_normal(out: &mut [f64], fan_in: usize, rng: &mut crate::core::Rng) {
+    let scale = 1.0 / (fan_in as f64).sqrt();
+    for p in out {
+        *p = scale * crate::core::linalg::standard_normal(rng);
+    }
 }
