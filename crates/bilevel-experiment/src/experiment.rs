@@ -23,7 +23,9 @@
 //! outer_lr = { kind = "inv_power", c = [0.1, 0.5], a = 0.5 }   # a list is a grid axis
 //! ```
 //!
-//! Every array of scalars inside a `[problem]` or `[[solver]]` table is a grid axis; the grid is
+//! Every array of scalars inside a `[problem]` or `[[solver]]` table is a grid axis; so is an
+//! array of arrays, whose points are the inner arrays (a list-valued field is written
+//! `hidden = [[64, 64]]`, a grid over two of them `hidden = [[64], [128, 128]]`). The grid is
 //! the Cartesian product of the axes, times the seeds. Everything is validated (unknown fields,
 //! out-of-range values, dimensions) before anything runs, and errors name the file, the table
 //! and the field.
@@ -754,7 +756,7 @@ fn is_scalar(v: &toml::Value) -> bool {
     )
 }
 
-/// Paths (sequences of keys) of the grid axes: non-empty arrays of scalars.
+/// Paths (sequences of keys) of the grid axes: non-empty arrays of scalars, or of arrays.
 fn axes(
     table: &toml::Table,
     prefix: &mut Vec<String>,
@@ -763,7 +765,11 @@ fn axes(
     for (key, value) in table {
         prefix.push(key.clone());
         match value {
-            toml::Value::Array(items) if !items.is_empty() && items.iter().all(is_scalar) => {
+            toml::Value::Array(items)
+                if !items.is_empty()
+                    && (items.iter().all(is_scalar)
+                        || items.iter().all(|i| matches!(i, toml::Value::Array(_)))) =>
+            {
                 out.push((prefix.clone(), items.clone()));
             }
             toml::Value::Table(inner) => axes(inner, prefix, out),
@@ -905,6 +911,34 @@ outer_lr = { kind = "constant", c = [0.1, 0.2, 0.3] }
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 18, "ids are distinct");
+    }
+
+    #[test]
+    fn an_array_of_arrays_is_an_axis_of_list_values() {
+        let file = |hidden: &str| {
+            format!(
+                "seeds = [1]\n[problem]\nkind = \"meta_sinusoid\"\nhidden = {hidden}\n[run]\n\
+                 max_iters = 1\n[[solver]]\nkind = \"maml\"\n"
+            )
+        };
+        let hidden_of = |text: &str| -> Vec<Vec<usize>> {
+            parse(text, Path::new("nn.toml"))
+                .unwrap()
+                .runs
+                .iter()
+                .map(|r| match &r.problem {
+                    ProblemConfig::MetaSinusoid(c) => c.hidden.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(hidden_of(&file("[[16, 16]]")), [vec![16, 16]]);
+        assert_eq!(hidden_of(&file("[[8], [4, 4]]")), [vec![8], vec![4, 4]]);
+        // An array of scalars stays an axis of scalars (a type error for a list field).
+        let e = parse(&file("[16, 16]"), Path::new("nn.toml"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("expected a sequence"), "{e}");
     }
 
     #[test]

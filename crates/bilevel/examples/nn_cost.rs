@@ -1,5 +1,5 @@
 //! What a Hessian-vector product of a network costs against its gradient (`bilevel::nn`): the
-//! R-op (`Mlp::hvp`, f64 with faer's GEMM) and, for comparison, the generic gradient run on
+//! R-op (`Mlp::hvp`, `ConvNet::hvp`, f64 with faer's GEMM) and, for comparison, the generic gradient run on
 //! dual numbers (exact too, but without GEMM). A benchmark, not a test.
 //!
 //! ```sh
@@ -14,7 +14,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bilevel::core::linalg::{rng_from_seed, standard_normal};
-use bilevel::nn::{Activation, Loss, Mlp, Targets, Workspace};
+use bilevel::nn::{
+    Activation, ConvNet, ImageShape, Loss, Mlp, Network, NetworkWorkspace, Targets, Workspace,
+};
 use num_dual::Dual64;
 
 /// Median over blocks of the seconds per call of `call`.
@@ -37,10 +39,22 @@ fn time(mut call: impl FnMut(), calls_per_block: usize) -> f64 {
 
 struct Case {
     name: &'static str,
-    sizes: Vec<usize>,
-    activation: Activation,
+    network: Network,
     loss: Loss,
     batch: usize,
+}
+
+fn mlp(sizes: &[usize], activation: Activation, loss: Loss) -> Network {
+    Network::Mlp(Mlp::new(sizes, activation, loss).expect("valid sizes"))
+}
+
+fn conv4(filters: usize) -> Network {
+    let image = ImageShape {
+        height: 28,
+        width: 28,
+        channels: 1,
+    };
+    Network::Conv(ConvNet::conv4(image, filters, Activation::Relu, 5).expect("valid shape"))
 }
 
 fn main() {
@@ -53,51 +67,75 @@ fn main() {
     let cases = [
         Case {
             name: "MAML sinusoid MLP 1-40-40-1, relu, ½ MSE",
-            sizes: vec![1, 40, 40, 1],
-            activation: Activation::Relu,
+            network: mlp(&[1, 40, 40, 1], Activation::Relu, Loss::Mse),
             loss: Loss::Mse,
             batch: 10,
         },
         Case {
             name: "MNIST-size MLP 784-256-256-10, tanh, softmax CE",
-            sizes: vec![784, 256, 256, 10],
-            activation: Activation::Tanh,
+            network: mlp(
+                &[784, 256, 256, 10],
+                Activation::Tanh,
+                Loss::SoftmaxCrossEntropy,
+            ),
             loss: Loss::SoftmaxCrossEntropy,
             batch: 64,
+        },
+        Case {
+            name: "conv-4, 32 filters, 28×28 grey, relu, 5-way (a 1-shot support set)",
+            network: conv4(32),
+            loss: Loss::SoftmaxCrossEntropy,
+            batch: 5,
+        },
+        Case {
+            name: "conv-4, 32 filters, 28×28 grey, relu, 5-way (a 15-query set)",
+            network: conv4(32),
+            loss: Loss::SoftmaxCrossEntropy,
+            batch: 75,
+        },
+        Case {
+            name: "conv-4, 64 filters, 28×28 grey, relu, 5-way (a 15-query set)",
+            network: conv4(64),
+            loss: Loss::SoftmaxCrossEntropy,
+            batch: 75,
         },
     ];
     let mut rows = Vec::new();
     for case in &cases {
-        let mlp = Mlp::new(&case.sizes, case.activation, case.loss).expect("valid sizes");
+        let net = &case.network;
         let mut rng = rng_from_seed(0, 0);
         let n = 256;
-        let inputs: Vec<f64> = (0..n * mlp.inputs())
+        let inputs: Vec<f64> = (0..n * net.inputs())
             .map(|_| standard_normal(&mut rng))
             .collect();
-        let regression: Vec<f64> = (0..n * mlp.outputs())
+        let regression: Vec<f64> = (0..n * net.outputs())
             .map(|_| standard_normal(&mut rng))
             .collect();
-        let classes: Vec<usize> = (0..n).map(|i| i % mlp.outputs()).collect();
+        let classes: Vec<usize> = (0..n).map(|i| i % net.outputs()).collect();
         let targets = match case.loss {
             Loss::Mse => Targets::Regression(&regression),
             Loss::SoftmaxCrossEntropy => Targets::Classes(&classes),
         };
-        let params = mlp.init(&mut rng);
-        let v: Vec<f64> = (0..mlp.num_params())
+        let params = net.init(&mut rng);
+        let v: Vec<f64> = (0..net.num_params())
             .map(|_| standard_normal(&mut rng))
             .collect();
         let batch: Vec<usize> = (0..case.batch).map(|i| (i * 37) % n).collect();
-        let mut ws = Workspace::new();
-        let mut grad = vec![0.0; mlp.num_params()];
-        let mut out = vec![0.0; mlp.num_params()];
-        let calls = if case.batch * mlp.num_params() > 1_000_000 {
-            20
-        } else {
-            2000
-        };
+        let mut ws = NetworkWorkspace::new();
+        let mut grad = vec![0.0; net.num_params()];
+        let mut out = vec![0.0; net.num_params()];
+        // About 0.05 s of work per block.
+        let work = case.batch * net.num_params() * net.inputs().min(100);
+        let calls = (5e7 / work as f64).clamp(2.0, 2000.0) as usize;
+        let forward = time(
+            || {
+                black_box(net.outputs_of(black_box(&params), &inputs, Some(&batch), &mut ws));
+            },
+            calls,
+        );
         let gradient = time(
             || {
-                black_box(mlp.loss_grad(
+                black_box(net.loss_grad(
                     black_box(&params),
                     &inputs,
                     targets,
@@ -110,7 +148,7 @@ fn main() {
         );
         let hvp = time(
             || {
-                black_box(mlp.hvp(
+                black_box(net.hvp(
                     black_box(&params),
                     black_box(&v),
                     &inputs,
@@ -123,41 +161,49 @@ fn main() {
             },
             calls,
         );
-        let dual_params: Vec<Dual64> = params
-            .iter()
-            .zip(&v)
-            .map(|(&p, &d)| Dual64::new(p, d))
-            .collect();
-        let mut dual_ws = Workspace::new();
-        let mut dual_grad = vec![Dual64::from(0.0); mlp.num_params()];
-        let dual = time(
-            || {
-                black_box(mlp.loss_grad(
-                    black_box(&dual_params),
-                    &inputs,
-                    targets,
-                    Some(&batch),
-                    Some(&mut dual_grad),
-                    &mut dual_ws,
-                ));
-            },
-            (calls / 10).max(2),
-        );
-        rows.push((case, mlp.num_params(), gradient, hvp, dual));
+        // Dual numbers run the generic code with plain loops: only the MLPs, whose dual
+        // gradient takes milliseconds (conv-4's would take seconds).
+        let dual = match net {
+            Network::Mlp(mlp) => {
+                let dual_params: Vec<Dual64> = params
+                    .iter()
+                    .zip(&v)
+                    .map(|(&p, &d)| Dual64::new(p, d))
+                    .collect();
+                let mut dual_ws = Workspace::new();
+                let mut dual_grad = vec![Dual64::from(0.0); mlp.num_params()];
+                Some(time(
+                    || {
+                        black_box(mlp.loss_grad(
+                            black_box(&dual_params),
+                            &inputs,
+                            targets,
+                            Some(&batch),
+                            Some(&mut dual_grad),
+                            &mut dual_ws,
+                        ));
+                    },
+                    (calls / 10).max(2),
+                ))
+            }
+            Network::Conv(_) => None,
+        };
+        rows.push((case, net.num_params(), forward, gradient, hvp, dual));
     }
     let mut table = String::from(
-        "| network | parameters | batch | gradient µs | HVP (R-op) µs | HVP / gradient | HVP by dual numbers µs |\n|---|---|---|---|---|---|---|\n",
+        "| network | parameters | batch | forward µs | gradient µs | HVP (R-op) µs | HVP / gradient | HVP by dual numbers µs |\n|---|---|---|---|---|---|---|---|\n",
     );
-    for (case, params, gradient, hvp, dual) in &rows {
+    for (case, params, forward, gradient, hvp, dual) in &rows {
         table.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2}× | {:.1} |\n",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2}× | {} |\n",
             case.name,
             params,
             case.batch,
+            forward * 1e6,
             gradient * 1e6,
             hvp * 1e6,
             hvp / gradient,
-            dual * 1e6
+            dual.map_or("—".to_owned(), |d| format!("{:.1}", d * 1e6))
         ));
     }
     print!("{table}");
@@ -167,10 +213,10 @@ fn main() {
             "## Network oracles: Hessian-vector product against gradient (`crates/bilevel/examples/nn_cost.rs`)\n\n\
              `cargo run --release -p bilevel --example nn_cost -- --markdown {path}` on {cpus} CPUs, \
              single-threaded products. Median over 15 blocks of the time per call. The HVP is the \
-             R-op of `bilevel::nn::Mlp` (one forward and one backward pass, then their R-passes; no \
-             gradient output); the last column runs the same generic gradient code on dual numbers \
-             (exact H·v too, but plain loops instead of GEMM): the check of the R-op, not a fast \
-             path. Target for the HVP / gradient ratio: ≤ 2.5×.\n\n{table}"
+             R-op of `bilevel::nn` (`Mlp::hvp`, `ConvNet::hvp`: one forward and one backward pass, \
+             then their R-passes; no gradient output); the last column runs the same generic \
+             gradient code on dual numbers (exact H·v too, but plain loops instead of GEMM): the \
+             check of the R-op, not a fast path. Target for the HVP / gradient ratio: ≤ 2.5×.\n\n{table}"
         );
         std::fs::write(&path, section).expect("writing the markdown section");
         eprintln!("wrote {path}");

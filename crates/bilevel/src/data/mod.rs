@@ -7,6 +7,7 @@
 //! | [`idx`] | MNIST IDX | big-endian typed n-d arrays (images and labels, raw or `.gz`) |
 //! | [`csv`] | delimited text | one sample per line, a configurable label column (raw or `.gz`) |
 //! | [`npy`] | NumPy `.npy` | little-endian `f8`, `f4`, `u1`, `i4`, `i8`, C order |
+//! | [`omniglot`] | PNG tree | `ROOT/<alphabet>/<character>/<image>.png`, one class per character |
 //!
 //! Compression is detected from the first bytes (gzip `1f 8b`, bzip2 `BZh`), not from the file
 //! name. Every loader returns [`Error::Data`] with the file, the location (`line N` or
@@ -26,6 +27,7 @@ pub mod csv;
 pub mod idx;
 pub mod libsvm;
 pub mod npy;
+pub mod omniglot;
 pub mod spec;
 pub mod split;
 pub mod synthetic;

@@ -396,7 +396,7 @@ impl ConvNet {
         params
     }
 
-    fn check(&self, params: usize, inputs: &[f64], targets: &Targets<'_>) {
+    fn check(&self, params: usize, inputs: &[f64], targets: Option<&Targets<'_>>) {
         assert_eq!(
             params, self.params,
             "ConvNet: parameter slice of the wrong length"
@@ -407,7 +407,9 @@ impl ConvNet {
             n * self.inputs(),
             "ConvNet: inputs not n × image size"
         );
-        targets.check(Loss::SoftmaxCrossEntropy, n, self.classes);
+        if let Some(targets) = targets {
+            targets.check(Loss::SoftmaxCrossEntropy, n, self.classes);
+        }
     }
 
     /// The mean softmax cross-entropy over `batch` (row indices, repeats counted; `None`: every
@@ -422,8 +424,8 @@ impl ConvNet {
         grad: Option<&mut [T]>,
         ws: &mut ConvWorkspace<T>,
     ) -> T {
-        self.check(params.len(), inputs, &targets);
-        let loss = self.forward(params, inputs, targets, batch, ws, false);
+        self.check(params.len(), inputs, Some(&targets));
+        let loss = self.forward(params, inputs, Some(targets), batch, ws, false);
         if let Some(grad) = grad {
             assert_eq!(
                 grad.len(),
@@ -435,25 +437,16 @@ impl ConvNet {
         loss
     }
 
-    /// The logits of `batch` (rows × classes) after a forward pass, for accuracy metrics.
-    pub fn logits<'w, T: Real>(
+    /// The logits of `batch` (rows × classes): the forward pass alone, for predictions.
+    pub fn outputs_of<'w, T: Real>(
         &self,
         params: &[T],
         inputs: &[f64],
         batch: Option<&[usize]>,
         ws: &'w mut ConvWorkspace<T>,
     ) -> &'w [T] {
-        let rows = batch.map_or(inputs.len() / self.inputs(), <[usize]>::len);
-        let labels = vec![0; rows];
-        self.check(params.len(), inputs, &Targets::ClassesOfBatch(&labels));
-        self.forward(
-            params,
-            inputs,
-            Targets::ClassesOfBatch(&labels),
-            batch,
-            ws,
-            false,
-        );
+        self.check(params.len(), inputs, None);
+        self.forward(params, inputs, None, batch, ws, false);
         &ws.output
     }
 
@@ -461,7 +454,7 @@ impl ConvNet {
         &self,
         params: &[T],
         inputs: &[f64],
-        targets: Targets<'_>,
+        targets: Option<Targets<'_>>,
         batch: Option<&[usize]>,
         ws: &mut ConvWorkspace<T>,
         r_op: bool,
@@ -519,6 +512,9 @@ impl ConvNet {
             false,
         );
         add_to_rows(&mut ws.output, &params[b..b + self.classes]);
+        let Some(targets) = targets else {
+            return T::zero();
+        };
         output_loss(
             Loss::SoftmaxCrossEntropy,
             &ws.output,
@@ -628,7 +624,7 @@ impl ConvNet {
         out: &mut [f64],
         ws: &mut ConvWorkspace<f64>,
     ) -> f64 {
-        self.check(params.len(), inputs, &targets);
+        self.check(params.len(), inputs, Some(&targets));
         assert_eq!(
             v.len(),
             self.params,
@@ -639,7 +635,7 @@ impl ConvNet {
             self.params,
             "ConvNet: output slice of the wrong length"
         );
-        let loss = self.forward(params, inputs, targets, batch, ws, true);
+        let loss = self.forward(params, inputs, Some(targets), batch, ws, true);
         self.backward(params, grad, ws);
         let rows = ws.rows;
         let activation = self.activation;

@@ -179,7 +179,7 @@ impl Mlp {
         params
     }
 
-    fn check(&self, params: usize, inputs: &[f64], targets: &Targets<'_>) {
+    fn check(&self, params: usize, inputs: &[f64], targets: Option<&Targets<'_>>) {
         assert_eq!(
             params, self.params,
             "Mlp: parameter slice of the wrong length"
@@ -190,7 +190,9 @@ impl Mlp {
             n * self.inputs(),
             "Mlp: inputs not n × inputs"
         );
-        targets.check(self.loss, n, self.outputs());
+        if let Some(targets) = targets {
+            targets.check(self.loss, n, self.outputs());
+        }
     }
 
     /// The mean loss over `batch` (row indices, repeats counted; `None`: every row) of the
@@ -204,8 +206,8 @@ impl Mlp {
         grad: Option<&mut [T]>,
         ws: &mut Workspace<T>,
     ) -> T {
-        self.check(params.len(), inputs, &targets);
-        let loss = self.forward(params, inputs, targets, batch, ws);
+        self.check(params.len(), inputs, Some(&targets));
+        let loss = self.forward(params, inputs, Some(targets), batch, ws);
         if let Some(grad) = grad {
             assert_eq!(
                 grad.len(),
@@ -217,12 +219,25 @@ impl Mlp {
         loss
     }
 
-    /// The forward pass and the loss; leaves δ_{L−1} in the workspace.
+    /// The outputs of `batch` (rows × outputs): the forward pass alone, for predictions.
+    pub fn outputs_of<'w, T: Real>(
+        &self,
+        params: &[T],
+        inputs: &[f64],
+        batch: Option<&[usize]>,
+        ws: &'w mut Workspace<T>,
+    ) -> &'w [T] {
+        self.check(params.len(), inputs, None);
+        self.forward(params, inputs, None, batch, ws);
+        &ws.z[self.layers() - 1]
+    }
+
+    /// The forward pass and the loss (none without targets); leaves δ_{L−1} in the workspace.
     fn forward<T: Real>(
         &self,
         params: &[T],
         inputs: &[f64],
-        targets: Targets<'_>,
+        targets: Option<Targets<'_>>,
         batch: Option<&[usize]>,
         ws: &mut Workspace<T>,
     ) -> T {
@@ -265,6 +280,9 @@ impl Mlp {
             }
         }
         // The loss and δ_{L−1} = ∂loss/∂o.
+        let Some(targets) = targets else {
+            return T::zero();
+        };
         output_loss(
             self.loss,
             &ws.z[layers - 1],
@@ -331,14 +349,14 @@ impl Mlp {
         out: &mut [f64],
         ws: &mut Workspace<f64>,
     ) -> f64 {
-        self.check(params.len(), inputs, &targets);
+        self.check(params.len(), inputs, Some(&targets));
         assert_eq!(v.len(), self.params, "Mlp: direction of the wrong length");
         assert_eq!(
             out.len(),
             self.params,
             "Mlp: output slice of the wrong length"
         );
-        let loss = self.forward(params, inputs, targets, batch, ws);
+        let loss = self.forward(params, inputs, Some(targets), batch, ws);
         self.backward(params, grad, ws);
         let rows = ws.rows;
         let layers = self.layers();

@@ -12,7 +12,10 @@
 //! - [`Activation`]: tanh, relu, sigmoid, softplus, with first and second derivatives;
 //! - [`Loss`]: ½ squared error and softmax cross-entropy;
 //! - [`Mlp`]: a multilayer perceptron, its [`Workspace`] (buffers reused across calls: a step
-//!   allocates nothing), loss and gradient, and the R-op.
+//!   allocates nothing), loss and gradient, and the R-op;
+//! - [`ConvNet`]: 3×3 convolutions (stride, padding), 2×2 max-pool and a softmax head, conv-4
+//!   among them, with its [`ConvWorkspace`];
+//! - [`Network`]: either, behind one set of `f64` calls (what the network problems hold).
 
 pub mod conv;
 pub mod mlp;
@@ -211,6 +214,117 @@ pub enum Loss {
     Mse,
     /// −log softmax(o)_c per row (class labels; as many outputs as classes).
     SoftmaxCrossEntropy,
+}
+
+/// A network of either kind, with the `f64` calls the problems need.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Network {
+    /// A multilayer perceptron.
+    Mlp(Mlp),
+    /// A convolutional network.
+    Conv(ConvNet),
+}
+
+/// The workspace of a [`Network`] (only the one of its kind is used).
+#[derive(Clone, Debug, Default)]
+pub struct NetworkWorkspace {
+    mlp: Workspace<f64>,
+    conv: ConvWorkspace<f64>,
+}
+
+impl NetworkWorkspace {
+    /// An empty workspace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Network {
+    /// The number of parameters.
+    pub fn num_params(&self) -> usize {
+        match self {
+            Network::Mlp(n) => n.num_params(),
+            Network::Conv(n) => n.num_params(),
+        }
+    }
+    /// Numbers per input row.
+    pub fn inputs(&self) -> usize {
+        match self {
+            Network::Mlp(n) => n.inputs(),
+            Network::Conv(n) => n.inputs(),
+        }
+    }
+    /// Output width.
+    pub fn outputs(&self) -> usize {
+        match self {
+            Network::Mlp(n) => n.outputs(),
+            Network::Conv(n) => n.outputs(),
+        }
+    }
+    /// LeCun-normal weights, zero biases.
+    pub fn init(&self, rng: &mut crate::core::Rng) -> Vec<f64> {
+        match self {
+            Network::Mlp(n) => n.init(rng),
+            Network::Conv(n) => n.init(rng),
+        }
+    }
+    /// The number of parameters of the output layer (its weights and biases, last in the
+    /// parameter slice).
+    pub fn head_params(&self) -> usize {
+        match self {
+            Network::Mlp(n) => {
+                let sizes = n.sizes();
+                (sizes[sizes.len() - 2] + 1) * n.outputs()
+            }
+            Network::Conv(n) => (n.features() + 1) * n.outputs(),
+        }
+    }
+    /// The mean loss over `batch` and its gradient into `grad` when given.
+    pub fn loss_grad(
+        &self,
+        params: &[f64],
+        inputs: &[f64],
+        targets: Targets<'_>,
+        batch: Option<&[usize]>,
+        grad: Option<&mut [f64]>,
+        ws: &mut NetworkWorkspace,
+    ) -> f64 {
+        match self {
+            Network::Mlp(n) => n.loss_grad(params, inputs, targets, batch, grad, &mut ws.mlp),
+            Network::Conv(n) => n.loss_grad(params, inputs, targets, batch, grad, &mut ws.conv),
+        }
+    }
+    /// The loss, its gradient when asked, and H·v into `out` (the R-op).
+    #[allow(clippy::too_many_arguments)]
+    pub fn hvp(
+        &self,
+        params: &[f64],
+        v: &[f64],
+        inputs: &[f64],
+        targets: Targets<'_>,
+        batch: Option<&[usize]>,
+        grad: Option<&mut [f64]>,
+        out: &mut [f64],
+        ws: &mut NetworkWorkspace,
+    ) -> f64 {
+        match self {
+            Network::Mlp(n) => n.hvp(params, v, inputs, targets, batch, grad, out, &mut ws.mlp),
+            Network::Conv(n) => n.hvp(params, v, inputs, targets, batch, grad, out, &mut ws.conv),
+        }
+    }
+    /// The outputs of `batch` (rows × outputs).
+    pub fn outputs_of<'w>(
+        &self,
+        params: &[f64],
+        inputs: &[f64],
+        batch: Option<&[usize]>,
+        ws: &'w mut NetworkWorkspace,
+    ) -> &'w [f64] {
+        match self {
+            Network::Mlp(n) => n.outputs_of(params, inputs, batch, &mut ws.mlp),
+            Network::Conv(n) => n.outputs_of(params, inputs, batch, &mut ws.conv),
+        }
+    }
 }
 
 /// The targets of a dataset, one row per sample.

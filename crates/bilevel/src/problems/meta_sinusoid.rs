@@ -23,16 +23,15 @@
 //!   reports it) after `test_steps` adaptation steps of size α on the task's support;
 //! - `meta_test_mse_unadapted`: the same before any adaptation.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::network_tasks::{NetworkTasks, TaskData, TaskTargets, adapted_scores};
 use crate::core::error::{Error, Result, check_at_least, check_positive};
 use crate::core::linalg::rng_from_seed;
-use crate::core::{
-    Batch, HeadRange, Objective, Problem, TaskMetrics, UnrolledSpec, Vector, VectorExt,
-};
-use crate::nn::{Activation, Loss, Mlp, Targets, Workspace};
+use crate::core::{HeadRange, Objective, Problem, TaskMetrics, UnrolledSpec, Vector};
+use crate::nn::{Activation, Loss, Mlp, Network};
 
 /// Parameters of the sinusoid problem.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,9 +104,9 @@ impl MetaSinusoidConfig {
     /// Draws the tasks and builds the problem.
     pub fn build(&self) -> Result<Problem> {
         self.validate()?;
-        let mlp = Arc::new(self.network()?);
+        let mlp = self.network()?;
         let mut rng = rng_from_seed(self.seed, 0);
-        let mut draw = |count: usize| -> (Vec<TaskSet>, Vec<TaskSet>) {
+        let mut draw = |count: usize| -> (Vec<TaskData>, Vec<TaskData>) {
             let mut support = Vec::with_capacity(count);
             let mut query = Vec::with_capacity(count);
             for _ in 0..count {
@@ -120,7 +119,11 @@ impl MetaSinusoidConfig {
                         .iter()
                         .map(|s| amplitude * (s - phase).sin())
                         .collect();
-                    TaskSet { inputs, targets }
+                    TaskData {
+                        inputs: inputs.into(),
+                        rows: None,
+                        targets: TaskTargets::Regression(targets),
+                    }
                 };
                 support.push(set(self.support));
                 query.push(set(self.query));
@@ -133,7 +136,8 @@ impl MetaSinusoidConfig {
             let init = mlp.init(&mut rng_from_seed(self.seed, 1));
             move |i| init[i]
         });
-        let make = |sets| -> Arc<NetworkTasks> { Arc::new(NetworkTasks::new(mlp.clone(), sets)) };
+        let net = Arc::new(Network::Mlp(mlp.clone()));
+        let make = |sets| -> Arc<NetworkTasks> { Arc::new(NetworkTasks::new(net.clone(), sets)) };
         let (f, g) = (make(query), make(support));
         let metrics = SinusoidMetrics {
             f: f.clone(),
@@ -165,137 +169,6 @@ fn uniform(rng: &mut crate::core::Rng) -> f64 {
     rng.random::<f64>()
 }
 
-/// One task's points.
-#[derive(Clone, Debug)]
-struct TaskSet {
-    inputs: Vec<f64>,
-    targets: Vec<f64>,
-}
-
-/// Buffers of one objective: the network's workspace and one task's gradient or product.
-struct Scratch {
-    ws: Workspace<f64>,
-    task: Vec<f64>,
-}
-
-/// One level (support or query) of all tasks, one sample per task: the mean over the batch's
-/// tasks of the task's ½ MSE.
-pub struct NetworkTasks {
-    mlp: Arc<Mlp>,
-    sets: Vec<TaskSet>,
-    scratch: Mutex<Scratch>,
-}
-
-impl NetworkTasks {
-    fn new(mlp: Arc<Mlp>, sets: Vec<TaskSet>) -> Self {
-        let task = vec![0.0; mlp.num_params()];
-        Self {
-            mlp,
-            sets,
-            scratch: Mutex::new(Scratch {
-                ws: Workspace::new(),
-                task,
-            }),
-        }
-    }
-
-    /// Calls `visit` on each task of `batch` (once per occurrence); returns their number.
-    fn for_each_task(&self, batch: Batch<'_>, mut visit: impl FnMut(&TaskSet)) -> usize {
-        match batch {
-            Batch::Full => {
-                self.sets.iter().for_each(&mut visit);
-                self.sets.len()
-            }
-            Batch::Indices(idx) => {
-                assert!(!idx.is_empty(), "meta_sinusoid: empty batch");
-                for &j in idx {
-                    assert!(j < self.sets.len(), "meta_sinusoid: task {j} out of range");
-                    visit(&self.sets[j]);
-                }
-                idx.len()
-            }
-        }
-    }
-
-    fn scratch(&self) -> std::sync::MutexGuard<'_, Scratch> {
-        self.scratch.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Objective for NetworkTasks {
-    fn dims(&self) -> (usize, usize) {
-        let n = self.mlp.num_params();
-        (n, n)
-    }
-    fn n_samples(&self) -> usize {
-        self.sets.len()
-    }
-    fn value(&self, _x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
-        let mut scratch = self.scratch();
-        let mut total = 0.0;
-        let tasks = self.for_each_task(batch, |set| {
-            total += self.mlp.loss_grad(
-                y.as_slice(),
-                &set.inputs,
-                Targets::Regression(&set.targets),
-                None,
-                None,
-                &mut scratch.ws,
-            );
-        });
-        total / tasks as f64
-    }
-    fn grad_x(&self, _x: &Vector, _y: &Vector, _batch: Batch<'_>, out: &mut Vector) {
-        out.set_zero();
-    }
-    fn grad_y(&self, _x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        let mut scratch = self.scratch();
-        let Scratch { ws, task } = &mut *scratch;
-        let o = out.as_mut_slice();
-        o.fill(0.0);
-        let tasks = self.for_each_task(batch, |set| {
-            self.mlp.loss_grad(
-                y.as_slice(),
-                &set.inputs,
-                Targets::Regression(&set.targets),
-                None,
-                Some(task),
-                ws,
-            );
-            o.iter_mut().zip(task.iter()).for_each(|(a, b)| *a += b);
-        });
-        let inv = 1.0 / tasks as f64;
-        o.iter_mut().for_each(|a| *a *= inv);
-    }
-    fn hvp_yy(&self, _x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
-        let mut scratch = self.scratch();
-        let Scratch { ws, task } = &mut *scratch;
-        let o = out.as_mut_slice();
-        o.fill(0.0);
-        let tasks = self.for_each_task(batch, |set| {
-            self.mlp.hvp(
-                y.as_slice(),
-                v.as_slice(),
-                &set.inputs,
-                Targets::Regression(&set.targets),
-                None,
-                None,
-                task,
-                ws,
-            );
-            o.iter_mut().zip(task.iter()).for_each(|(a, b)| *a += b);
-        });
-        let inv = 1.0 / tasks as f64;
-        o.iter_mut().for_each(|a| *a *= inv);
-    }
-    fn cross_xy(&self, _x: &Vector, _y: &Vector, _v: &Vector, _batch: Batch<'_>, out: &mut Vector) {
-        out.set_zero();
-    }
-    fn cross_yx(&self, _x: &Vector, _y: &Vector, _u: &Vector, _batch: Batch<'_>, out: &mut Vector) {
-        out.set_zero();
-    }
-}
-
 /// The meta-train loss M(φ) and the meta-test MSE on held-out tasks.
 struct SinusoidMetrics {
     f: Arc<NetworkTasks>,
@@ -316,19 +189,7 @@ impl SinusoidMetrics {
         steps: usize,
         lr: f64,
     ) -> f64 {
-        let mut theta = phi.clone();
-        let mut grad = Vector::zeros(phi.nrows());
-        let mut total = 0.0;
-        for j in 0..support.sets.len() {
-            theta.assign(phi);
-            let task = [j];
-            for _ in 0..steps {
-                support.grad_y(phi, &theta, Batch::Indices(&task), &mut grad);
-                theta.axpy(-lr, &grad);
-            }
-            total += query.value(phi, &theta, Batch::Indices(&task));
-        }
-        total / support.sets.len() as f64
+        adapted_scores(support, query, phi, 0..support.tasks(), steps, lr).0
     }
 }
 
@@ -356,6 +217,7 @@ impl TaskMetrics for SinusoidMetrics {
 mod tests {
     use super::*;
     use crate::core::linalg::normal_vector;
+    use crate::core::{Batch, Vector, VectorExt};
 
     fn small() -> MetaSinusoidConfig {
         MetaSinusoidConfig {

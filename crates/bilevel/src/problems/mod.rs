@@ -12,6 +12,7 @@
 //! | `ridge_hpo` | [`ridge_hpo`] | closed form |
 //! | `meta_linear` | [`meta_linear`] | forward-mode M ([`meta_reference`]) |
 //! | `meta_sinusoid` | [`meta_sinusoid`] (network in [`crate::nn`]) | none: meta-train and meta-test losses |
+//! | `meta_fewshot` | [`meta_fewshot`] (conv-4 or MLP in [`crate::nn`]) | none: meta-train and meta-test accuracy |
 //!
 //! Data-backed oracles stream over the rows of the batch (dense or CSR) with per-thread scratch
 //! buffers, so minibatch calls do not allocate.
@@ -27,9 +28,11 @@ pub mod lancbio_synthetic;
 pub mod least_squares;
 pub mod logistic;
 pub mod logreg_hpo;
+pub mod meta_fewshot;
 pub mod meta_linear;
 pub mod meta_reference;
 pub mod meta_sinusoid;
+pub mod network_tasks;
 pub mod quadratic;
 pub mod ridge_hpo;
 pub mod ufo_toy;
@@ -69,6 +72,8 @@ pub enum ProblemConfig {
     MetaLinear(meta_linear::MetaLinearConfig),
     /// MAML's sinusoid regression on an MLP (meta-learning, exact HVPs by the R-op).
     MetaSinusoid(meta_sinusoid::MetaSinusoidConfig),
+    /// N-way K-shot classification (conv-4 or MLP) on labelled images or Omniglot.
+    MetaFewshot(meta_fewshot::MetaFewshotConfig),
 }
 
 impl ProblemConfig {
@@ -86,6 +91,7 @@ impl ProblemConfig {
             ProblemConfig::UfoToy(_) => "ufo_toy",
             ProblemConfig::MetaLinear(_) => "meta_linear",
             ProblemConfig::MetaSinusoid(_) => "meta_sinusoid",
+            ProblemConfig::MetaFewshot(_) => "meta_fewshot",
         }
     }
     /// Checks the parameters without building.
@@ -102,6 +108,7 @@ impl ProblemConfig {
             ProblemConfig::UfoToy(c) => c.validate(),
             ProblemConfig::MetaLinear(c) => c.validate(),
             ProblemConfig::MetaSinusoid(c) => c.validate(),
+            ProblemConfig::MetaFewshot(c) => c.validate(),
         }
     }
     /// Builds the problem (draws or loads its data).
@@ -118,6 +125,7 @@ impl ProblemConfig {
             ProblemConfig::UfoToy(c) => c.build(),
             ProblemConfig::MetaLinear(c) => c.build(),
             ProblemConfig::MetaSinusoid(c) => c.build(),
+            ProblemConfig::MetaFewshot(c) => c.build(),
         }
     }
     /// Every problem kind with its default parameters (for `bilevel list`).
@@ -168,6 +176,10 @@ impl ProblemConfig {
             (
                 ProblemConfig::MetaSinusoid(Default::default()),
                 "MAML's sinusoid regression, MLP 1-40-40-1, exact HVPs by the R-op (unrolled)",
+            ),
+            (
+                ProblemConfig::MetaFewshot(Default::default()),
+                "N-way K-shot classification, conv-4 or MLP, disjoint meta-train/test classes                  (default: MNIST test set, 5-way 1-shot), exact HVPs by the R-op (unrolled)",
             ),
         ];
         entries
