@@ -54,7 +54,7 @@ for r in $(seq 1 "$rounds"); do
 done
 # Sections of other benchmark scripts, kept (crates/bilevel-py/bench/overhead.py --markdown).
 sections=()
-for f in benchmarks/python_overhead.md benchmarks/nn_cost.md; do
+for f in benchmarks/python_overhead.md benchmarks/nn_cost.md benchmarks/maml_conv4_torch.md; do
   [ -f "$f" ] && sections+=("$f")
 done
 includes=()

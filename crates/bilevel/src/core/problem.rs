@@ -522,6 +522,9 @@ pub struct Problem {
     sampled_rows: AtomicU64,
     reference: Option<Arc<dyn Reference>>,
     task_metrics: Option<Arc<dyn TaskMetrics>>,
+    /// Whether [`metrics`](Self::metrics) reports the full-batch `outer_value`,
+    /// `inner_grad_norm` and `linsys_residual`.
+    full_batch_metrics: bool,
     unrolled: Option<UnrolledSpec>,
     x0: Vector,
     y0: Vector,
@@ -576,6 +579,7 @@ impl Problem {
             g_raw: g,
             reference: None,
             task_metrics: None,
+            full_batch_metrics: true,
             unrolled: None,
             x0: Vector::zeros(gx),
             y0: Vector::zeros(gy),
@@ -591,6 +595,15 @@ impl Problem {
     /// Attaches problem-specific metrics.
     pub fn with_task_metrics(mut self, metrics: impl TaskMetrics + 'static) -> Self {
         self.task_metrics = Some(Arc::new(metrics));
+        self
+    }
+
+    /// Leaves out the full-batch metrics (`outer_value`, `inner_grad_norm`, `linsys_residual`):
+    /// for problems whose full batch is costly to sweep at every evaluation (a few-shot
+    /// problem's f on every task is a forward pass over tens of thousands of images) and whose
+    /// task metrics say what matters.
+    pub fn without_full_batch_metrics(mut self) -> Self {
+        self.full_batch_metrics = false;
         self
     }
 
@@ -621,6 +634,7 @@ impl Problem {
             g_raw: self.g_raw.clone(),
             reference: self.reference.clone(),
             task_metrics: self.task_metrics.clone(),
+            full_batch_metrics: self.full_batch_metrics,
             unrolled: self.unrolled,
             x0: self.x0.clone(),
             y0: self.y0.clone(),
@@ -687,9 +701,10 @@ impl Problem {
     /// Every metric name [`metrics`](Self::metrics) can report for this problem (for checking
     /// report settings before a run). Task metrics are named by one evaluation at the start.
     pub fn metric_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = ["outer_value", "inner_grad_norm", "linsys_residual"]
-            .map(String::from)
-            .to_vec();
+        let mut names: Vec<String> = Vec::new();
+        if self.full_batch_metrics {
+            names.extend(["outer_value", "inner_grad_norm", "linsys_residual"].map(String::from));
+        }
         if let Some(reference) = &self.reference {
             names.extend(["value", "hypergrad_norm_sq", "inner_distance"].map(String::from));
             if reference.optimal_value().is_some() {
@@ -709,7 +724,8 @@ impl Problem {
     }
 
     /// Metrics at (x, y), from the *uncounted* objectives:
-    /// - `outer_value` = f(x, y) on the full batch; `inner_grad_norm` = ‖∇ᵧg(x, y)‖;
+    /// - `outer_value` = f(x, y) on the full batch; `inner_grad_norm` = ‖∇ᵧg(x, y)‖ (unless
+    ///   [`without_full_batch_metrics`](Self::without_full_batch_metrics));
     /// - with a reference: `value` = F(x), `hypergrad_norm_sq` = ‖∇F(x)‖²,
     ///   `inner_distance` = ‖y − y*(x)‖², and `suboptimality` = F(x) − F* when F* is known;
     /// - with an adjoint `v` (the solver's estimate of [∇²ᵧᵧg]⁻¹∇ᵧf):
@@ -720,11 +736,13 @@ impl Problem {
         check_len("metrics x", dx, x.nrows())?;
         check_len("metrics y", dy, y.nrows())?;
         let mut m = Metrics::new();
-        m.insert("outer_value".into(), self.f_raw.value(x, y, Batch::Full));
-        let mut gy = Vector::zeros(dy);
-        self.g_raw.grad_y(x, y, Batch::Full, &mut gy);
-        m.insert("inner_grad_norm".into(), gy.norm());
-        if let Some(v) = adjoint {
+        if self.full_batch_metrics {
+            m.insert("outer_value".into(), self.f_raw.value(x, y, Batch::Full));
+            let mut gy = Vector::zeros(dy);
+            self.g_raw.grad_y(x, y, Batch::Full, &mut gy);
+            m.insert("inner_grad_norm".into(), gy.norm());
+        }
+        if let (Some(v), true) = (adjoint, self.full_batch_metrics) {
             check_len("adjoint v", dy, v.nrows())?;
             let mut b = Vector::zeros(dy);
             self.f_raw.grad_y(x, y, Batch::Full, &mut b);

@@ -334,34 +334,11 @@ impl Mlp {
         }
     }
 
-    /// The loss, its gradient into `grad` when given, and the Hessian-vector product H·v into
-    /// `out`, by the R-op: about 2.5 gradients' work (one forward and one backward pass, then
-    /// their R-passes; the first layer's input is data, so R{a_0} = 0 saves two products).
-    #[allow(clippy::too_many_arguments)]
-    pub fn hvp(
-        &self,
-        params: &[f64],
-        v: &[f64],
-        inputs: &[f64],
-        targets: Targets<'_>,
-        batch: Option<&[usize]>,
-        grad: Option<&mut [f64]>,
-        out: &mut [f64],
-        ws: &mut Workspace<f64>,
-    ) -> f64 {
-        self.check(params.len(), inputs, Some(&targets));
-        assert_eq!(v.len(), self.params, "Mlp: direction of the wrong length");
-        assert_eq!(
-            out.len(),
-            self.params,
-            "Mlp: output slice of the wrong length"
-        );
-        let loss = self.forward(params, inputs, Some(targets), batch, ws);
-        self.backward(params, grad, ws);
+    /// The R-forward pass along v after a forward pass: R{a_l} and R{z_l} of every layer.
+    fn r_forward(&self, params: &[f64], v: &[f64], ws: &mut Workspace<f64>) {
         let rows = ws.rows;
         let layers = self.layers();
         let activation = self.activation;
-        // R-forward.
         for l in 0..layers {
             let (fan_in, fan_out) = (self.sizes[l], self.sizes[l + 1]);
             let (w, b) = self.offsets[l];
@@ -396,6 +373,81 @@ impl Mlp {
                 }
             }
         }
+    }
+
+    /// The outputs of `batch` (rows × outputs) and their directional derivative along the
+    /// parameter direction `u` (the Jacobian-vector product J·u, by the R-forward pass), for a
+    /// network used as a feature map inside a larger objective.
+    pub fn outputs_and_jvp<'w>(
+        &self,
+        params: &[f64],
+        u: &[f64],
+        inputs: &[f64],
+        batch: Option<&[usize]>,
+        ws: &'w mut Workspace<f64>,
+    ) -> (&'w [f64], &'w [f64]) {
+        self.check(params.len(), inputs, None);
+        assert_eq!(u.len(), self.params, "Mlp: direction of the wrong length");
+        self.forward(params, inputs, None, batch, ws);
+        self.r_forward(params, u, ws);
+        let last = self.layers() - 1;
+        (&ws.z[last], &ws.rz[last])
+    }
+
+    /// The gradient of ⟨upstream, outputs⟩ with respect to the parameters (the vector–Jacobian
+    /// product Jᵀ·upstream) into `grad`, where `upstream` (rows × outputs) is the gradient of
+    /// an outer loss with respect to the outputs of the last forward pass on this workspace
+    /// ([`Mlp::outputs_of`] or [`Mlp::outputs_and_jvp`]).
+    pub fn backward_from(
+        &self,
+        params: &[f64],
+        upstream: &[f64],
+        grad: &mut [f64],
+        ws: &mut Workspace<f64>,
+    ) {
+        let last = self.layers() - 1;
+        assert_eq!(
+            upstream.len(),
+            ws.delta[last].len(),
+            "Mlp: upstream gradient not rows × outputs of the last forward pass"
+        );
+        assert_eq!(
+            grad.len(),
+            self.params,
+            "Mlp: gradient slice of the wrong length"
+        );
+        ws.delta[last].copy_from_slice(upstream);
+        self.backward(params, Some(grad), ws);
+    }
+
+    /// The loss, its gradient into `grad` when given, and the Hessian-vector product H·v into
+    /// `out`, by the R-op: about 2.5 gradients' work (one forward and one backward pass, then
+    /// their R-passes; the first layer's input is data, so R{a_0} = 0 saves two products).
+    #[allow(clippy::too_many_arguments)]
+    pub fn hvp(
+        &self,
+        params: &[f64],
+        v: &[f64],
+        inputs: &[f64],
+        targets: Targets<'_>,
+        batch: Option<&[usize]>,
+        grad: Option<&mut [f64]>,
+        out: &mut [f64],
+        ws: &mut Workspace<f64>,
+    ) -> f64 {
+        self.check(params.len(), inputs, Some(&targets));
+        assert_eq!(v.len(), self.params, "Mlp: direction of the wrong length");
+        assert_eq!(
+            out.len(),
+            self.params,
+            "Mlp: output slice of the wrong length"
+        );
+        let loss = self.forward(params, inputs, Some(targets), batch, ws);
+        self.backward(params, grad, ws);
+        let rows = ws.rows;
+        let layers = self.layers();
+        let activation = self.activation;
+        self.r_forward(params, v, ws);
         // R{δ_{L−1}}.
         output_loss_r(
             self.loss,
@@ -626,6 +678,49 @@ mod tests {
                 let err = rel_err(&hv, &fd_hv);
                 assert!(err < 1e-6, "{activation:?} {loss:?}: {err:e}");
             }
+        }
+    }
+
+    #[test]
+    fn the_jacobian_products_are_adjoint_and_match_central_differences() {
+        for (k, &activation) in ACTIVATIONS.iter().enumerate() {
+            if activation == Activation::Relu {
+                continue; // a difference step may cross a kink
+            }
+            let mlp = Mlp::new(&[4, 6, 5, 3], activation, Loss::Mse).unwrap();
+            let (x, _, _) = data(&mlp, 9, 30 + k as u64);
+            let mut r = rng(300 + k as u64);
+            let params = mlp.init(&mut r);
+            let u = normals(&mut r, mlp.num_params());
+            let batch = [2usize, 7, 2, 0];
+            let mut ws = Workspace::new();
+            let (outputs, jvp) = mlp.outputs_and_jvp(&params, &u, &x, Some(&batch), &mut ws);
+            let (outputs, jvp) = (outputs.to_vec(), jvp.to_vec());
+            // J·u against central differences of the outputs (error O(h²) + rounding/h ≪ 1e-6).
+            let h = 1e-5;
+            let at = |s: f64| -> Vec<f64> {
+                let p: Vec<f64> = params.iter().zip(&u).map(|(a, b)| a + s * b).collect();
+                mlp.outputs_of(&p, &x, Some(&batch), &mut Workspace::new())
+                    .to_vec()
+            };
+            let (plus, minus) = (at(h), at(-h));
+            let fd: Vec<f64> = plus
+                .iter()
+                .zip(&minus)
+                .map(|(a, b)| (a - b) / (2.0 * h))
+                .collect();
+            assert!(rel_err(&jvp, &fd) < 1e-6, "{activation:?}");
+            assert_eq!(outputs, at(0.0));
+            // ⟨U, J u⟩ = ⟨Jᵀ U, u⟩ for a random upstream U.
+            let upstream = normals(&mut r, outputs.len());
+            let mut vjp = vec![0.0; mlp.num_params()];
+            mlp.backward_from(&params, &upstream, &mut vjp, &mut ws);
+            let lhs: f64 = upstream.iter().zip(&jvp).map(|(a, b)| a * b).sum();
+            let rhs: f64 = vjp.iter().zip(&u).map(|(a, b)| a * b).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-12 * lhs.abs().max(1.0),
+                "{lhs} vs {rhs}"
+            );
         }
     }
 

@@ -35,6 +35,9 @@
 //!   r steps, over the first `test_tasks` training tasks (M(φ) on them);
 //! - `meta_test_loss`, `meta_test_accuracy`: the same on the held-out tasks after `test_steps`
 //!   steps, as the papers report.
+//!
+//! The full-batch `outer_value` and `inner_grad_norm` are left out: they would sweep every
+//! training task's images at each evaluation.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -378,6 +381,7 @@ impl MetaFewshotConfig {
         let g: Arc<dyn Objective> = g;
         Problem::from_arcs("meta_fewshot", f, g)?
             .with_task_metrics(metrics)
+            .without_full_batch_metrics()
             .with_unrolled(UnrolledSpec::new(self.steps, self.lr).with_head(head))
             .with_start(x0.clone(), x0)
             .map_err(|e| Error::config("meta_fewshot", e.to_string()))

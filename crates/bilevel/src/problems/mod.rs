@@ -9,6 +9,7 @@
 //! | `data_cleaning` | [`data_cleaning`] | Newton-CG |
 //! | `lancbio_synthetic` | [`lancbio_synthetic`] | Newton-CG |
 //! | `hyper_representation` | [`hyper_representation`] | Newton-CG |
+//! | `hyper_representation_deep` | [`hyper_representation_deep`] (network in [`crate::nn`]) | Newton-CG |
 //! | `ridge_hpo` | [`ridge_hpo`] | closed form |
 //! | `meta_linear` | [`meta_linear`] | forward-mode M ([`meta_reference`]) |
 //! | `meta_sinusoid` | [`meta_sinusoid`] (network in [`crate::nn`]) | none: meta-train and meta-test losses |
@@ -22,6 +23,7 @@
 pub mod common;
 pub mod data_cleaning;
 pub mod hyper_representation;
+pub mod hyper_representation_deep;
 pub(crate) mod kernels;
 pub use kernels::{SimdLevel, set_simd_cap, simd_level};
 pub mod lancbio_synthetic;
@@ -72,6 +74,8 @@ pub enum ProblemConfig {
     MetaLinear(meta_linear::MetaLinearConfig),
     /// MAML's sinusoid regression on an MLP (meta-learning, exact HVPs by the R-op).
     MetaSinusoid(meta_sinusoid::MetaSinusoidConfig),
+    /// ESJ's deep hyper-representation: a representation network, a softmax head (images).
+    HyperRepresentationDeep(hyper_representation_deep::HyperRepresentationDeepConfig),
     /// N-way K-shot classification (conv-4 or MLP) on labelled images or Omniglot.
     MetaFewshot(meta_fewshot::MetaFewshotConfig),
 }
@@ -92,6 +96,7 @@ impl ProblemConfig {
             ProblemConfig::MetaLinear(_) => "meta_linear",
             ProblemConfig::MetaSinusoid(_) => "meta_sinusoid",
             ProblemConfig::MetaFewshot(_) => "meta_fewshot",
+            ProblemConfig::HyperRepresentationDeep(_) => "hyper_representation_deep",
         }
     }
     /// Checks the parameters without building.
@@ -109,6 +114,7 @@ impl ProblemConfig {
             ProblemConfig::MetaLinear(c) => c.validate(),
             ProblemConfig::MetaSinusoid(c) => c.validate(),
             ProblemConfig::MetaFewshot(c) => c.validate(),
+            ProblemConfig::HyperRepresentationDeep(c) => c.validate(),
         }
     }
     /// Builds the problem (draws or loads its data).
@@ -126,6 +132,7 @@ impl ProblemConfig {
             ProblemConfig::MetaLinear(c) => c.build(),
             ProblemConfig::MetaSinusoid(c) => c.build(),
             ProblemConfig::MetaFewshot(c) => c.build(),
+            ProblemConfig::HyperRepresentationDeep(c) => c.build(),
         }
     }
     /// Every problem kind with its default parameters (for `bilevel list`).
@@ -156,6 +163,11 @@ impl ProblemConfig {
             (
                 ProblemConfig::HyperRepresentation(Default::default()),
                 "hyper-representation (linear or two-layer sigmoid) with a ridge head",
+            ),
+            (
+                ProblemConfig::HyperRepresentationDeep(Default::default()),
+                "deep hyper-representation on images: an MLP representation (outer), a ridge \
+                 softmax head (inner), exact batched oracles (default: MNIST), Newton-CG reference",
             ),
             (
                 ProblemConfig::RidgeHpo(Default::default()),

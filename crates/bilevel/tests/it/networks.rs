@@ -1,7 +1,9 @@
 //! Meta-learning on a neural network (`meta_sinusoid`, an MLP with exact R-op products):
 //! - MAML's reverse sweep through the network equals finite differences of M;
 //! - UFO-BLO's estimator, averaged over many draws, equals the exact MAML meta-gradient;
-//! - MAML and UFO-BLO reach a much lower meta-test MSE after adaptation than joint training.
+//! - MAML and UFO-BLO reach a much lower meta-test MSE after adaptation than joint training;
+//! - on `meta_fewshot`, 5-way 1-shot on held-out MNIST classes beats chance by a wide margin,
+//!   and meta-training raises the held-out accuracy.
 
 use bilevel::algorithms::SolverConfig;
 use bilevel::algorithms::maml::ExactMetaGradient;
@@ -11,6 +13,7 @@ use bilevel::hypergrad::Hypergradient;
 use bilevel::hypergrad::meta_unrolled::MetaBatch;
 use bilevel::nn::Activation;
 use bilevel::prelude::*;
+use bilevel::problems::meta_fewshot::{FewshotModel, MetaFewshotConfig};
 use bilevel::problems::meta_sinusoid::MetaSinusoidConfig;
 
 fn small() -> MetaSinusoidConfig {
@@ -153,4 +156,47 @@ fn maml_and_ufo_blo_adapt_far_better_than_joint_training() {
     // margin larger than the spread between seeds.
     assert!(maml < 0.6 * joint, "MAML {maml} vs joint {joint}");
     assert!(ufo < 0.6 * joint, "UFO-BLO {ufo} vs joint {joint}");
+}
+
+#[test]
+fn five_way_one_shot_on_held_out_mnist_classes_beats_chance_by_a_wide_margin() {
+    // The MNIST test set (shipped), digits split 5/5 into meta-train and meta-test classes, each
+    // digit also turned by 90°, 180° and 270° (20 classes a side); an MLP 784-128-5 with relu;
+    // 15 query images per class; r = 1 step of α = 0.4, 3 at test time.
+    let config = MetaFewshotConfig {
+        model: FewshotModel::Mlp,
+        hidden: vec![128],
+        rotations: true,
+        tasks: 1000,
+        test_tasks: 50,
+        ..Default::default()
+    };
+    let problem = config.build().unwrap();
+    let solver: SolverConfig = serde_json::from_value(serde_json::json!({
+        "kind": "maml",
+        "meta_batch": 8,
+        "outer_optimizer": {"kind": "adam"},
+        "outer_lr": {"kind": "constant", "c": 0.001},
+    }))
+    .unwrap();
+    let iters = 500;
+    let options = RunOptions {
+        max_iters: Some(iters),
+        eval_every: iters,
+        ..Default::default()
+    };
+    let (x0, y0) = problem.start();
+    let before = problem.metrics(&x0, &y0, None).unwrap()["meta_test_accuracy"];
+    let solution = Runner::new(options)
+        .solve_config(&solver, &problem, x0, y0, 0)
+        .unwrap();
+    assert_eq!(solution.summary.status, RunStatus::Done);
+    let after = solution.summary.final_metrics["meta_test_accuracy"];
+    eprintln!("5-way 1-shot meta-test accuracy: {before:.3} at the start, {after:.3} after MAML");
+    // Measured (problem seeds 0 and 1 × run seeds 1 and 2): 0.568 → 0.607, 0.605 and
+    // 0.581 → 0.653, 0.652, over 50 held-out tasks of 75 queries. Chance is 0.2: "a wide
+    // margin" is above 0.45; the gain from meta-training (0.037 to 0.072) must be at least
+    // 0.02, about half the smallest measured.
+    assert!(after > 0.45, "meta-test accuracy {after}");
+    assert!(after > before + 0.02, "{before} → {after}");
 }
