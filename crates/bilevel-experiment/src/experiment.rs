@@ -264,7 +264,8 @@ impl Experiment {
                     run.eval_every
                 ));
             }
-            let records = n / run.eval_every;
+            // eval_every = 0 evaluates by time, samples or draws only: no per-iteration records.
+            let records = n.checked_div(run.eval_every).unwrap_or(0);
             if records > 100_000 {
                 out.push(format!(
                     "max_iters / eval_every = {records} records per trace (about {} MB each); \
@@ -939,6 +940,21 @@ outer_lr = { kind = "constant", c = [0.1, 0.2, 0.3] }
             .unwrap_err()
             .0;
         assert!(e.contains("expected a sequence"), "{e}");
+    }
+
+    #[test]
+    fn evaluation_by_time_only_parses_and_warns_about_nothing() {
+        let text = GRID.replace(
+            "eval_every = 5",
+            "eval_every = 0\neval_every_seconds = 1.0\nmax_seconds = 2.0",
+        );
+        let experiment = parse(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(experiment.run.eval_every, 0);
+        assert!(
+            experiment.warnings().is_empty(),
+            "{:?}",
+            experiment.warnings()
+        );
     }
 
     #[test]

@@ -17,10 +17,12 @@ fn every_experiment_file_validates() {
         "ijcnn1.toml",
         "lancbio_synthetic.toml",
         "paper_esj.toml",
+        "paper_esj_hyperrep.toml",
         "paper_fsla.toml",
         "paper_lancbio.toml",
         "paper_mrbo_vrbo.toml",
         "paper_ufo_blo.toml",
+        "paper_ufo_blo_fewshot.toml",
     ] {
         assert!(
             files.iter().any(|f| f.ends_with(expected)),
