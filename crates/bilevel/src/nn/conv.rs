@@ -953,29 +953,8 @@ fn unpool<T: Real>(pooled: &[T], full: &mut [T], argmax: &[usize]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::test_support::{assert_matches_differences, normals, rel_err, rng};
     use num_dual::Dual64;
-    use rand::SeedableRng;
-
-    fn rng(seed: u64) -> crate::core::Rng {
-        crate::core::Rng::seed_from_u64(seed)
-    }
-
-    fn normals(rng: &mut crate::core::Rng, n: usize) -> Vec<f64> {
-        (0..n)
-            .map(|_| crate::core::linalg::standard_normal(rng))
-            .collect()
-    }
-
-    fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-        let diff = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let scale = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
-        diff / scale
-    }
 
     fn dual_hvp(
         net: &ConvNet,
@@ -1137,10 +1116,8 @@ mod tests {
             net.loss_grad(&params, &x, targets, None, Some(&mut grad), &mut ws);
             let mut hv = vec![0.0; net.num_params()];
             net.hvp(&params, &v, &x, targets, None, None, &mut hv, &mut ws);
-            // Central differences along v, error O(h²) ≈ 1e-10 at h = 1e-5 plus rounding
-            // 1e-16/h: 1e-6 relative leaves a wide margin and fails on any wrong term. The
+            // Central differences along v (tolerances in `assert_matches_differences`). The
             // max-pool's argmax does not move for a step this small (ties have measure zero).
-            let h = 1e-5;
             let shifted = |s: f64| -> (f64, Vec<f64>) {
                 let p: Vec<f64> = params.iter().zip(&v).map(|(a, b)| a + s * b).collect();
                 let mut g = vec![0.0; net.num_params()];
@@ -1154,20 +1131,7 @@ mod tests {
                 );
                 (f, g)
             };
-            let ((fp, gp), (fm, gm)) = (shifted(h), shifted(-h));
-            let directional: f64 = grad.iter().zip(&v).map(|(a, b)| a * b).sum();
-            let fd = (fp - fm) / (2.0 * h);
-            assert!(
-                (fd - directional).abs() < 1e-6 * directional.abs().max(1.0),
-                "{name}: {fd} vs {directional}"
-            );
-            let fd_hv: Vec<f64> = gp
-                .iter()
-                .zip(&gm)
-                .map(|(a, b)| (a - b) / (2.0 * h))
-                .collect();
-            let err = rel_err(&hv, &fd_hv);
-            assert!(err < 1e-6, "{name}: {err:e}");
+            assert_matches_differences(&grad, &hv, &v, shifted, name);
         }
     }
 

@@ -522,18 +522,8 @@ impl Mlp {
 mod tests {
     use super::*;
     use crate::nn::naive_gemm;
+    use crate::nn::test_support::{assert_matches_differences, normals, rel_err, rng};
     use num_dual::Dual64;
-    use rand::SeedableRng;
-
-    fn rng(seed: u64) -> crate::core::Rng {
-        crate::core::Rng::seed_from_u64(seed)
-    }
-
-    fn normals(rng: &mut crate::core::Rng, n: usize) -> Vec<f64> {
-        (0..n)
-            .map(|_| crate::core::linalg::standard_normal(rng))
-            .collect()
-    }
 
     /// A small dataset: n rows of `inputs` features, regression targets or classes.
     fn data(mlp: &Mlp, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>, Vec<usize>) {
@@ -569,17 +559,6 @@ mod tests {
         let mut ws = Workspace::new();
         mlp.loss_grad(&dual, x, t, batch, Some(&mut grad), &mut ws);
         grad.iter().map(|g| g.eps).collect()
-    }
-
-    fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-        let diff = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let scale = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
-        diff / scale
     }
 
     const ACTIVATIONS: [Activation; 4] = [
@@ -651,11 +630,7 @@ mod tests {
                 mlp.loss_grad(&params, &x, targets, None, Some(&mut grad), &mut ws);
                 let mut hv = vec![0.0; mlp.num_params()];
                 mlp.hvp(&params, &v, &x, targets, None, None, &mut hv, &mut ws);
-                // Central differences along v: (f(θ+hv) − f(θ−hv))/2h ≈ ⟨∇f, v⟩ and
-                // (∇f(θ+hv) − ∇f(θ−hv))/2h ≈ Hv, error O(h²) ≈ 1e-10 at h = 1e-5, plus
-                // rounding 1e-16/h ≈ 1e-11: 1e-6 relative leaves a wide margin and still fails
-                // on any wrong term.
-                let h = 1e-5;
+                // Central differences along v (tolerances in `assert_matches_differences`).
                 let shifted = |s: f64| -> (f64, Vec<f64>) {
                     let p: Vec<f64> = params.iter().zip(&v).map(|(a, b)| a + s * b).collect();
                     let mut g = vec![0.0; mlp.num_params()];
@@ -663,20 +638,13 @@ mod tests {
                     let f = mlp.loss_grad(&p, &x, targets, None, Some(&mut g), &mut ws);
                     (f, g)
                 };
-                let ((fp, gp), (fm, gm)) = (shifted(h), shifted(-h));
-                let directional: f64 = grad.iter().zip(&v).map(|(a, b)| a * b).sum();
-                let fd = (fp - fm) / (2.0 * h);
-                assert!(
-                    (fd - directional).abs() < 1e-6 * directional.abs().max(1.0),
-                    "{activation:?} {loss:?}: {fd} vs {directional}"
+                assert_matches_differences(
+                    &grad,
+                    &hv,
+                    &v,
+                    shifted,
+                    &format!("{activation:?} {loss:?}"),
                 );
-                let fd_hv: Vec<f64> = gp
-                    .iter()
-                    .zip(&gm)
-                    .map(|(a, b)| (a - b) / (2.0 * h))
-                    .collect();
-                let err = rel_err(&hv, &fd_hv);
-                assert!(err < 1e-6, "{activation:?} {loss:?}: {err:e}");
             }
         }
     }

@@ -514,3 +514,59 @@ pub(crate) fn lecun_normal(out: &mut [f64], fan_in: usize, rng: &mut crate::core
         *p = scale * crate::core::linalg::standard_normal(rng);
     }
 }
+
+/// Helpers of the network tests: seeded normal draws and relative errors.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use rand::SeedableRng;
+
+    pub(crate) fn rng(seed: u64) -> crate::core::Rng {
+        crate::core::Rng::seed_from_u64(seed)
+    }
+
+    pub(crate) fn normals(rng: &mut crate::core::Rng, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|_| crate::core::linalg::standard_normal(rng))
+            .collect()
+    }
+
+    /// The gradient `grad` and H·v `hv` at θ against central differences along v of the loss
+    /// and gradient `at(s)` = (loss, gradient) at θ + s v, step h: error O(h²) ≈ 1e-10 at
+    /// h = 1e-5 plus rounding 1e-16/h; 1e-6 relative leaves a wide margin and fails on any
+    /// wrong term.
+    pub(crate) fn assert_matches_differences(
+        grad: &[f64],
+        hv: &[f64],
+        v: &[f64],
+        at: impl Fn(f64) -> (f64, Vec<f64>),
+        what: &str,
+    ) {
+        let h = 1e-5;
+        let ((fp, gp), (fm, gm)) = (at(h), at(-h));
+        let directional: f64 = grad.iter().zip(v).map(|(a, b)| a * b).sum();
+        let fd = (fp - fm) / (2.0 * h);
+        assert!(
+            (fd - directional).abs() < 1e-6 * directional.abs().max(1.0),
+            "{what}: {fd} vs {directional}"
+        );
+        let fd_hv: Vec<f64> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
+        let err = rel_err(hv, &fd_hv);
+        assert!(err < 1e-6, "{what}: {err:e}");
+    }
+
+    /// ‖a − b‖ / ‖b‖.
+    pub(crate) fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let scale = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
+        diff / scale
+    }
+}

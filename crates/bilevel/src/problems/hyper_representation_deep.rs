@@ -273,6 +273,62 @@ impl DeepRepresentationObjective {
     }
 }
 
+/// Which output-side gradient a product uses: δ or R{δ}.
+#[derive(Clone, Copy)]
+enum Signal {
+    Delta,
+    RDelta,
+}
+
+impl DeepRepresentationObjective {
+    /// out = Fᵀ D + ρ r (D = δ: the head's gradient, r = W; D = R{δ}: its Hessian product,
+    /// r = V).
+    fn head_product(&self, s: &Scratch, which: Signal, ridge_term: &[f64], out: &mut [f64]) {
+        let (d, c) = (self.d(), self.classes);
+        let count = s.delta.len() / c;
+        let signal = match which {
+            Signal::Delta => &s.delta,
+            Signal::RDelta => &s.r_delta,
+        };
+        f64::gemm(
+            out,
+            &s.features,
+            signal,
+            d + 1,
+            count,
+            c,
+            true,
+            false,
+            false,
+        );
+        for (o, &r) in out.iter_mut().zip(ridge_term) {
+            *o += self.ridge * r;
+        }
+    }
+
+    /// upstream (+)= D H̄ᵀ, with H̄ the first d rows (no bias row) of a head-shaped `head`.
+    fn upstream_product(&self, s: &mut Scratch, which: Signal, head: &[f64], accumulate: bool) {
+        let (d, c) = (self.d(), self.classes);
+        let count = s.delta.len() / c;
+        let s = &mut *s;
+        let signal = match which {
+            Signal::Delta => &s.delta,
+            Signal::RDelta => &s.r_delta,
+        };
+        f64::gemm(
+            &mut s.upstream,
+            signal,
+            &head[..d * c],
+            count,
+            c,
+            d,
+            false,
+            true,
+            accumulate,
+        );
+    }
+}
+
 impl Objective for DeepRepresentationObjective {
     fn dims(&self) -> (usize, usize) {
         (self.net.num_params(), self.head())
@@ -288,98 +344,32 @@ impl Objective for DeepRepresentationObjective {
         let mut s = self.scratch();
         let (xs, w) = (x.as_slice(), y.as_slice());
         self.forward(xs, w, batch, &mut s);
-        let (d, c) = (self.d(), self.classes);
-        let count = s.delta.len() / c;
-        // upstream = δ W̄ᵀ (W̄: the first d rows of W).
-        let s = &mut *s;
-        f64::gemm(
-            &mut s.upstream,
-            &s.delta,
-            &w[..d * c],
-            count,
-            c,
-            d,
-            false,
-            true,
-            false,
-        );
-        self.backpropagate(xs, s, out.as_mut_slice());
+        // upstream = δ W̄ᵀ.
+        self.upstream_product(&mut s, Signal::Delta, w, false);
+        self.backpropagate(xs, &mut s, out.as_mut_slice());
     }
     fn grad_y(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         let mut s = self.scratch();
         self.forward(x.as_slice(), y.as_slice(), batch, &mut s);
-        let (d, c) = (self.d(), self.classes);
-        let count = s.delta.len() / c;
-        let o = out.as_mut_slice();
-        f64::gemm(
-            o,
-            &s.features,
-            &s.delta,
-            d + 1,
-            count,
-            c,
-            true,
-            false,
-            false,
-        );
-        for (oi, &wi) in o.iter_mut().zip(y.as_slice()) {
-            *oi += self.ridge * wi;
-        }
+        // Fᵀ δ + ρ W.
+        self.head_product(&s, Signal::Delta, y.as_slice(), out.as_mut_slice());
     }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         let mut s = self.scratch();
         self.forward(x.as_slice(), y.as_slice(), batch, &mut s);
         self.r_delta(false, v.as_slice(), &mut s);
-        let (d, c) = (self.d(), self.classes);
-        let count = s.delta.len() / c;
-        let o = out.as_mut_slice();
-        f64::gemm(
-            o,
-            &s.features,
-            &s.r_delta,
-            d + 1,
-            count,
-            c,
-            true,
-            false,
-            false,
-        );
-        for (oi, &vi) in o.iter_mut().zip(v.as_slice()) {
-            *oi += self.ridge * vi;
-        }
+        // Fᵀ R{δ} + ρ V.
+        self.head_product(&s, Signal::RDelta, v.as_slice(), out.as_mut_slice());
     }
     fn cross_xy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         let mut s = self.scratch();
         let (xs, w, vs) = (x.as_slice(), y.as_slice(), v.as_slice());
         self.forward(xs, w, batch, &mut s);
         self.r_delta(false, vs, &mut s);
-        let (d, c) = (self.d(), self.classes);
-        let count = s.delta.len() / c;
-        let s = &mut *s;
         // upstream = R{δ} W̄ᵀ + δ V̄ᵀ.
-        f64::gemm(
-            &mut s.upstream,
-            &s.r_delta,
-            &w[..d * c],
-            count,
-            c,
-            d,
-            false,
-            true,
-            false,
-        );
-        f64::gemm(
-            &mut s.upstream,
-            &s.delta,
-            &vs[..d * c],
-            count,
-            c,
-            d,
-            false,
-            true,
-            true,
-        );
-        self.backpropagate(xs, s, out.as_mut_slice());
+        self.upstream_product(&mut s, Signal::RDelta, w, false);
+        self.upstream_product(&mut s, Signal::Delta, vs, true);
+        self.backpropagate(xs, &mut s, out.as_mut_slice());
     }
     fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, batch: Batch<'_>, out: &mut Vector) {
         let mut s = self.scratch();

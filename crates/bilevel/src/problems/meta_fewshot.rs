@@ -466,8 +466,9 @@ impl TaskMetrics for FewshotMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Batch;
     use crate::core::linalg::normal_vector;
-    use crate::core::{Batch, VectorExt};
+    use crate::problems::network_tasks::assert_y_oracles_match_differences;
 
     /// digits (8×8, shipped): two conv blocks or an MLP, a handful of tasks.
     fn small(model: FewshotModel) -> MetaFewshotConfig {
@@ -496,29 +497,15 @@ mod tests {
             let (x, y) = problem.start();
             let mut rng = rng_from_seed(3, 0);
             let v = normal_vector(&mut rng, y.nrows());
-            let batch = Batch::Indices(&[1, 4, 1]);
-            let h = 1e-5;
-            for objective in [&f, &g] {
-                let mut grad = Vector::zeros(y.nrows());
-                objective.grad_y(&x, &y, batch, &mut grad);
-                let fd = (objective.value(&x, &(&y + &v * faer::Scale(h)), batch)
-                    - objective.value(&x, &(&y - &v * faer::Scale(h)), batch))
-                    / (2.0 * h);
-                let directional = grad.transpose() * &v;
-                // Central differences: O(h²) truncation plus 1e-16/h rounding; 1e-6 relative
-                // is ample and any wrong term is O(1).
-                assert!(
-                    (fd - directional).abs() < 1e-6 * directional.abs().max(1.0),
-                    "{model:?}: {fd} vs {directional}"
+            for (name, objective) in [("f", &f), ("g", &g)] {
+                assert_y_oracles_match_differences(
+                    objective.as_ref(),
+                    &x,
+                    &y,
+                    &v,
+                    Batch::Indices(&[1, 4, 1]),
+                    &format!("{model:?} {name}"),
                 );
-                let mut hv = Vector::zeros(y.nrows());
-                objective.hvp_yy(&x, &y, &v, batch, &mut hv);
-                let (mut gp, mut gm) = (Vector::zeros(y.nrows()), Vector::zeros(y.nrows()));
-                objective.grad_y(&x, &(&y + &v * faer::Scale(h)), batch, &mut gp);
-                objective.grad_y(&x, &(&y - &v * faer::Scale(h)), batch, &mut gm);
-                let fd_hv = (&gp - &gm) * faer::Scale(1.0 / (2.0 * h));
-                let err = (&hv - &fd_hv).norm() / fd_hv.norm();
-                assert!(err < 1e-6, "{model:?}: {err:e}");
             }
         }
     }

@@ -217,7 +217,8 @@ impl TaskMetrics for SinusoidMetrics {
 mod tests {
     use super::*;
     use crate::core::linalg::normal_vector;
-    use crate::core::{Batch, Vector, VectorExt};
+    use crate::core::{Batch, Vector};
+    use crate::problems::network_tasks::assert_y_oracles_match_differences;
 
     fn small() -> MetaSinusoidConfig {
         MetaSinusoidConfig {
@@ -234,31 +235,20 @@ mod tests {
     #[test]
     fn oracles_match_finite_differences() {
         let problem = small().build().unwrap();
-        let (_, g) = problem.uncounted_objectives();
+        let (f, g) = problem.uncounted_objectives();
         let (x, y) = problem.start();
         let mut rng = rng_from_seed(3, 0);
         let v = normal_vector(&mut rng, y.nrows());
-        let batch = Batch::Indices(&[1, 4, 1]);
-        let mut grad = Vector::zeros(y.nrows());
-        g.grad_y(&x, &y, batch, &mut grad);
-        let h = 1e-6;
-        let fd = (g.value(&x, &(&y + &v * faer::Scale(h)), batch)
-            - g.value(&x, &(&y - &v * faer::Scale(h)), batch))
-            / (2.0 * h);
-        let directional = grad.transpose() * &v;
-        // Central differences: O(h²) truncation plus 1e-16/h rounding, 1e-6 relative is ample.
-        assert!(
-            (fd - directional).abs() < 1e-6 * directional.abs().max(1.0),
-            "{fd} vs {directional}"
-        );
-        let mut hv = Vector::zeros(y.nrows());
-        g.hvp_yy(&x, &y, &v, batch, &mut hv);
-        let (mut gp, mut gm) = (Vector::zeros(y.nrows()), Vector::zeros(y.nrows()));
-        g.grad_y(&x, &(&y + &v * faer::Scale(h)), batch, &mut gp);
-        g.grad_y(&x, &(&y - &v * faer::Scale(h)), batch, &mut gm);
-        let fd_hv = (&gp - &gm) * faer::Scale(1.0 / (2.0 * h));
-        let err = (&hv - &fd_hv).norm() / fd_hv.norm();
-        assert!(err < 1e-6, "{err:e}");
+        for (name, objective) in [("f", &f), ("g", &g)] {
+            assert_y_oracles_match_differences(
+                objective.as_ref(),
+                &x,
+                &y,
+                &v,
+                Batch::Indices(&[1, 4, 1]),
+                name,
+            );
+        }
     }
 
     #[test]

@@ -221,3 +221,37 @@ impl Objective for NetworkTasks {
         out.set_zero();
     }
 }
+
+/// Test helper: ∇ᵧ and ∇²ᵧᵧ·v of `objective` at (x, y) against central differences along v.
+#[cfg(test)]
+pub(crate) fn assert_y_oracles_match_differences(
+    objective: &dyn Objective,
+    x: &Vector,
+    y: &Vector,
+    v: &Vector,
+    batch: Batch<'_>,
+    what: &str,
+) {
+    use crate::core::VectorExt;
+    let h = 1e-5;
+    let shifted = |s: f64| y + v * faer::Scale(s);
+    let mut grad = Vector::zeros(y.nrows());
+    objective.grad_y(x, y, batch, &mut grad);
+    let fd = (objective.value(x, &shifted(h), batch) - objective.value(x, &shifted(-h), batch))
+        / (2.0 * h);
+    let directional = grad.dot(v);
+    // Central differences: O(h²) truncation plus 1e-16/h rounding; 1e-6 relative is ample and
+    // any wrong term is O(1).
+    assert!(
+        (fd - directional).abs() < 1e-6 * directional.abs().max(1.0),
+        "{what}: {fd} vs {directional}"
+    );
+    let mut hv = Vector::zeros(y.nrows());
+    objective.hvp_yy(x, y, v, batch, &mut hv);
+    let (mut gp, mut gm) = (Vector::zeros(y.nrows()), Vector::zeros(y.nrows()));
+    objective.grad_y(x, &shifted(h), batch, &mut gp);
+    objective.grad_y(x, &shifted(-h), batch, &mut gm);
+    let fd_hv = (&gp - &gm) * faer::Scale(1.0 / (2.0 * h));
+    let err = (&hv - &fd_hv).norm() / fd_hv.norm();
+    assert!(err < 1e-6, "{what}: {err:e}");
+}
