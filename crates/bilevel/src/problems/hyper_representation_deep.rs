@@ -22,6 +22,10 @@
 //! - ∇²_Wx g · u = R{F}ᵀ δ + Fᵀ R{δ}, R{F} = [σ'(Z) ⊙ J u, 0] (J u by the R-forward pass),
 //!   R{O} = R{F} W.
 //!
+//! The network's forward pass is kept between calls at the same x and batch: a reference
+//! solve (hundreds of calls at one x) and a stochastic step (several oracles on one batch) run
+//! it once.
+//!
 //! Task metrics: `test_loss` and `test_accuracy` of (x, W) on the test rows.
 
 use std::sync::{Arc, Mutex};
@@ -115,10 +119,40 @@ struct Scratch {
     r_delta: Vec<f64>,
     /// The upstream gradient of the network's outputs (rows × d).
     upstream: Vec<f64>,
-    /// The parameters of the last full-batch forward pass whose features are in the buffers
-    /// (the workspace holds its activations): a reference solve calls g hundreds of times at
-    /// one x, and this skips the network for all but the first.
-    full_batch_x: Option<Vec<f64>>,
+    /// The key of the network forward pass whose features are in the buffers (the workspace
+    /// holds its activations): its parameters and its batch. A reference solve calls g hundreds
+    /// of times at one x on the full batch, and a stochastic solver calls several oracles at
+    /// one (x, batch) per step; the network runs once for each.
+    forward_key: ForwardKey,
+}
+
+/// See [`Scratch::forward_key`]; reused buffers, so a new key allocates nothing.
+#[derive(Default)]
+struct ForwardKey {
+    valid: bool,
+    x: Vec<f64>,
+    full: bool,
+    rows: Vec<usize>,
+}
+
+impl ForwardKey {
+    fn matches(&self, x: &[f64], rows: Option<&[usize]>) -> bool {
+        self.valid
+            && self.x.as_slice() == x
+            && match rows {
+                None => self.full,
+                Some(r) => !self.full && self.rows.as_slice() == r,
+            }
+    }
+
+    fn set(&mut self, x: &[f64], rows: Option<&[usize]>) {
+        self.valid = true;
+        self.x.clear();
+        self.x.extend_from_slice(x);
+        self.full = rows.is_none();
+        self.rows.clear();
+        self.rows.extend_from_slice(rows.unwrap_or(&[]));
+    }
 }
 
 /// g (with ρ) or f (ρ = 0) on one set of images.
@@ -159,8 +193,7 @@ impl DeepRepresentationObjective {
             );
         }
         let (d, c) = (self.d(), self.classes);
-        let cached = rows.is_none() && s.full_batch_x.as_deref() == Some(x);
-        if !cached {
+        if !s.forward_key.matches(x, rows) {
             let z = self.net.outputs_of(x, &self.images.pixels, rows, &mut s.ws);
             let count = z.len() / d;
             s.activated.resize(count * d, 0.0);
@@ -173,11 +206,7 @@ impl DeepRepresentationObjective {
                 }
                 s.features[r * (d + 1) + d] = 1.0;
             }
-            match (rows, &mut s.full_batch_x) {
-                (None, Some(saved)) => saved.copy_from_slice(x),
-                (None, empty) => *empty = Some(x.to_vec()),
-                (Some(_), saved) => *saved = None,
-            }
+            s.forward_key.set(x, rows);
         }
         let count = s.activated.len() / d;
         for buffer in [
@@ -643,6 +672,39 @@ mod tests {
                     close(&cyx, &((&gyp - &gym) * faer::Scale(0.5 / h)), "cross_yx");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_kept_forward_pass_never_serves_another_batch_or_point() {
+        let problem = small(Activation::Tanh).build().unwrap();
+        let (_, g) = problem.uncounted_objectives();
+        let (x, _) = problem.start();
+        let y = normal_vector(&mut rng_from_seed(2, 0), g.dims().1);
+        let mut x2 = x.clone();
+        x2[3] += 0.5;
+        let (a, b): (&[usize], &[usize]) = (&[1, 2, 3], &[4, 2, 9]);
+        let fresh = |x: &Vector, batch: Batch<'_>| {
+            // A new problem: no kept pass.
+            let (_, g) = small(Activation::Tanh)
+                .build()
+                .unwrap()
+                .uncounted_objectives();
+            let mut out = Vector::zeros(x.nrows());
+            g.grad_x(x, &y, batch, &mut out);
+            out
+        };
+        for (point, batch) in [
+            (&x, Batch::Indices(a)),
+            (&x, Batch::Indices(b)),
+            (&x, Batch::Full),
+            (&x2, Batch::Full),
+            (&x2, Batch::Indices(a)),
+            (&x, Batch::Indices(a)),
+        ] {
+            let mut out = Vector::zeros(x.nrows());
+            g.grad_x(point, &y, batch, &mut out);
+            assert_eq!(out, fresh(point, batch));
         }
     }
 
