@@ -97,6 +97,29 @@ struct BlockShape {
 }
 
 impl BlockShape {
+    /// One of the convolution's [`Product`]s on a batch of `rows` images: the patch matrix
+    /// (one row per output position) against the 9·c_in × filters weights.
+    fn product<T: Real>(
+        &self,
+        rows: usize,
+        out: &mut [T],
+        left: &[T],
+        right: &[T],
+        product: Product,
+        accumulate: bool,
+    ) {
+        layer_product(
+            out,
+            left,
+            right,
+            rows * self.positions(),
+            self.patch(),
+            self.conv.channels,
+            product,
+            accumulate,
+        );
+    }
+
     /// Output positions of the convolution per image.
     fn positions(&self) -> usize {
         self.conv.height * self.conv.width
@@ -345,6 +368,28 @@ impl ConvNet {
         })
     }
 
+    /// One of the dense head's [`Product`]s on a batch of `rows`: features × classes weights.
+    fn head_product<T: Real>(
+        &self,
+        rows: usize,
+        out: &mut [T],
+        left: &[T],
+        right: &[T],
+        product: Product,
+        accumulate: bool,
+    ) {
+        layer_product(
+            out,
+            left,
+            right,
+            rows,
+            self.features(),
+            self.classes,
+            product,
+            accumulate,
+        );
+    }
+
     /// conv-4: four blocks of `filters` 3×3 filters (stride 1, padding 1) and 2×2 max-pool.
     pub fn conv4(
         image: ImageShape,
@@ -478,13 +523,11 @@ impl ConvNet {
             let (w, b) = self.offsets[l];
             im2col(&ws.a[l], &mut ws.patches[l], shape, rows);
             let z = &mut ws.z[l];
-            layer_product(
+            shape.product(
+                rows,
                 z,
                 &ws.patches[l],
                 &params[w..b],
-                rows * shape.positions(),
-                shape.patch(),
-                shape.conv.channels,
                 Product::Forward,
                 false,
             );
@@ -501,13 +544,11 @@ impl ConvNet {
         }
         let blocks = self.blocks.len();
         let (w, b) = self.offsets[blocks];
-        layer_product(
+        self.head_product(
+            rows,
             &mut ws.output,
             &ws.a[blocks],
             &params[w..b],
-            rows,
-            self.features(),
-            self.classes,
             Product::Forward,
             false,
         );
@@ -537,13 +578,11 @@ impl ConvNet {
         let blocks = self.blocks.len();
         let (w, b) = self.offsets[blocks];
         if let Some(grad) = grad.as_deref_mut() {
-            layer_product(
+            self.head_product(
+                rows,
                 &mut grad[w..b],
                 &ws.a[blocks],
                 &ws.delta_output,
-                rows,
-                self.features(),
-                self.classes,
                 Product::WeightGradient,
                 false,
             );
@@ -556,13 +595,11 @@ impl ConvNet {
         if blocks == 0 {
             return;
         }
-        layer_product(
+        self.head_product(
+            rows,
             &mut ws.grad_a[blocks],
             &ws.delta_output,
             &params[w..b],
-            rows,
-            self.features(),
-            self.classes,
             Product::Backward,
             false,
         );
@@ -581,13 +618,11 @@ impl ConvNet {
             let (m, patch, filters) =
                 (rows * shape.positions(), shape.patch(), shape.conv.channels);
             if let Some(grad) = grad.as_deref_mut() {
-                layer_product(
+                shape.product(
+                    rows,
                     &mut grad[w..b],
                     &ws.patches[l],
                     &ws.delta[l],
-                    m,
-                    patch,
-                    filters,
                     Product::WeightGradient,
                     false,
                 );
@@ -595,13 +630,11 @@ impl ConvNet {
             }
             if l > 0 {
                 let grad_patches = &mut ws.grad_patches[..m * patch];
-                layer_product(
+                shape.product(
+                    rows,
                     grad_patches,
                     &ws.delta[l],
                     &params[w..b],
-                    m,
-                    patch,
-                    filters,
                     Product::Backward,
                     false,
                 );
@@ -643,28 +676,16 @@ impl ConvNet {
         // R-forward.
         for (l, shape) in self.blocks.iter().enumerate() {
             let (w, b) = self.offsets[l];
-            let (m, patch, filters) =
-                (rows * shape.positions(), shape.patch(), shape.conv.channels);
+            let filters = shape.conv.channels;
             let r_z = &mut ws.r_z[l];
-            layer_product(
-                r_z,
-                &ws.patches[l],
-                &v[w..b],
-                m,
-                patch,
-                filters,
-                Product::Forward,
-                false,
-            );
+            shape.product(rows, r_z, &ws.patches[l], &v[w..b], Product::Forward, false);
             if l > 0 {
                 im2col(&ws.r_a[l], &mut ws.r_patches[l], shape, rows);
-                layer_product(
+                shape.product(
+                    rows,
                     r_z,
                     &ws.r_patches[l],
                     &params[w..b],
-                    m,
-                    patch,
-                    filters,
                     Product::Forward,
                     true,
                 );
@@ -684,26 +705,21 @@ impl ConvNet {
             }
         }
         let (w, b) = self.offsets[blocks];
-        let features = self.features();
         let k = self.classes;
-        layer_product(
+        self.head_product(
+            rows,
             &mut ws.r_output,
             &ws.a[blocks],
             &v[w..b],
-            rows,
-            features,
-            k,
             Product::Forward,
             false,
         );
         if blocks > 0 {
-            layer_product(
+            self.head_product(
+                rows,
                 &mut ws.r_output,
                 &ws.r_a[blocks],
                 &params[w..b],
-                rows,
-                features,
-                k,
                 Product::Forward,
                 true,
             );
@@ -717,13 +733,11 @@ impl ConvNet {
             &mut ws.r_delta_output,
         );
         // R-backward: the head.
-        layer_product(
+        self.head_product(
+            rows,
             &mut out[w..b],
             &ws.a[blocks],
             &ws.r_delta_output,
-            rows,
-            features,
-            k,
             Product::WeightGradient,
             false,
         );
@@ -731,34 +745,28 @@ impl ConvNet {
         if blocks == 0 {
             return loss;
         }
-        layer_product(
+        self.head_product(
+            rows,
             &mut out[w..b],
             &ws.r_a[blocks],
             &ws.delta_output,
-            rows,
-            features,
-            k,
             Product::WeightGradient,
             true,
         );
         let r_grad = &mut ws.r_grad_a[blocks];
-        layer_product(
+        self.head_product(
+            rows,
             r_grad,
             &ws.r_delta_output,
             &params[w..b],
-            rows,
-            features,
-            k,
             Product::Backward,
             false,
         );
-        layer_product(
+        self.head_product(
+            rows,
             r_grad,
             &ws.delta_output,
             &v[w..b],
-            rows,
-            features,
-            k,
             Product::Backward,
             true,
         );
@@ -778,46 +786,38 @@ impl ConvNet {
                 *rd = *rd * activation.derivative(z[i], h[i])
                     + g[i] * activation.second_derivative(z[i], h[i]) * r_z[i];
             }
-            layer_product(
+            shape.product(
+                rows,
                 &mut out[w..b],
                 &ws.patches[l],
                 r_delta,
-                m,
-                patch,
-                filters,
                 Product::WeightGradient,
                 false,
             );
             column_sums(r_delta, filters, &mut out[b..b + filters]);
             if l > 0 {
-                layer_product(
+                shape.product(
+                    rows,
                     &mut out[w..b],
                     &ws.r_patches[l],
                     &ws.delta[l],
-                    m,
-                    patch,
-                    filters,
                     Product::WeightGradient,
                     true,
                 );
                 let grad_patches = &mut ws.grad_patches[..m * patch];
-                layer_product(
+                shape.product(
+                    rows,
                     grad_patches,
                     r_delta,
                     &params[w..b],
-                    m,
-                    patch,
-                    filters,
                     Product::Backward,
                     false,
                 );
-                layer_product(
+                shape.product(
+                    rows,
                     grad_patches,
                     &ws.delta[l],
                     &v[w..b],
-                    m,
-                    patch,
-                    filters,
                     Product::Backward,
                     true,
                 );

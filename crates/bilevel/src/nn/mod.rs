@@ -507,6 +507,19 @@ pub(crate) fn column_sums<T: Real>(m: &[T], cols: usize, out: &mut [T]) {
     }
 }
 
+/// How many rows of `scores` (rows × k, row-major) have their largest entry (the first, on a
+/// tie) at the row's class.
+pub fn correct_predictions(scores: &[f64], k: usize, classes: &[usize]) -> usize {
+    scores
+        .chunks_exact(k)
+        .zip(classes)
+        .filter(|&(row, &class)| {
+            let best = (0..k).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            best == class
+        })
+        .count()
+}
+
 /// LeCun-normal values (N(0, 1/fan-in)) into `out`.
 pub(crate) fn lecun_normal(out: &mut [f64], fan_in: usize, rng: &mut crate::core::Rng) {
     let scale = 1.0 / (fan_in as f64).sqrt();

@@ -37,7 +37,10 @@ use crate::core::error::{Error, Result, check_at_least};
 use crate::core::linalg::{rng_from_seed, shuffle};
 use crate::core::{Batch, Objective, Problem, TaskMetrics, Vector, VectorExt};
 use crate::data::{Dataset, DatasetSpec};
-use crate::nn::{Activation, Loss, Mlp, Real, Targets, Workspace, output_loss, output_loss_r};
+use crate::nn::{
+    Activation, Loss, Mlp, Real, Targets, Workspace, correct_predictions, output_loss,
+    output_loss_r,
+};
 
 /// Parameters of the deep hyper-representation problem.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,17 +88,6 @@ impl Default for HyperRepresentationDeepConfig {
     }
 }
 
-/// σ'(z) from a = σ(z): 1 − a² (tanh), a(1 − a) (sigmoid), [a > 0] (relu: a > 0 ⇔ z > 0),
-/// 1 − e^{−a} (softplus: e^{−a} = 1/(1 + eᶻ)).
-fn slope(activation: Activation, a: f64) -> f64 {
-    match activation {
-        Activation::Tanh => 1.0 - a * a,
-        Activation::Sigmoid => a * (1.0 - a),
-        Activation::Relu => f64::from(u8::from(a > 0.0)),
-        Activation::Softplus => -(-a).exp_m1(),
-    }
-}
-
 /// Images with their classes.
 struct Images {
     pixels: Arc<[f64]>,
@@ -106,8 +98,8 @@ struct Images {
 #[derive(Default)]
 struct Scratch {
     ws: Workspace<f64>,
-    /// σ(Z) (rows × d).
-    activated: Vec<f64>,
+    /// σ'(Z) (rows × d), for the products that go back through the features.
+    slopes: Vec<f64>,
     /// F = [σ(Z), 1] (rows × (d + 1)) and its R-version.
     features: Vec<f64>,
     r_features: Vec<f64>,
@@ -196,19 +188,21 @@ impl DeepRepresentationObjective {
         if !s.forward_key.matches(x, rows) {
             let z = self.net.outputs_of(x, &self.images.pixels, rows, &mut s.ws);
             let count = z.len() / d;
-            s.activated.resize(count * d, 0.0);
+            let activation = self.net.activation();
+            s.slopes.resize(count * d, 0.0);
             s.features.resize(count * (d + 1), 0.0);
             for r in 0..count {
                 for k in 0..d {
-                    let a = self.net.activation().value(z[r * d + k]);
-                    s.activated[r * d + k] = a;
+                    let zk = z[r * d + k];
+                    let a = activation.value(zk);
+                    s.slopes[r * d + k] = activation.derivative(zk, a);
                     s.features[r * (d + 1) + k] = a;
                 }
                 s.features[r * (d + 1) + d] = 1.0;
             }
             s.forward_key.set(x, rows);
         }
-        let count = s.activated.len() / d;
+        let count = s.slopes.len() / d;
         for buffer in [
             &mut s.outputs,
             &mut s.probs,
@@ -273,9 +267,8 @@ impl DeepRepresentationObjective {
 
     /// Backpropagates `upstream` ⊙ σ'(Z) through the network into `out`.
     fn backpropagate(&self, x: &[f64], s: &mut Scratch, out: &mut [f64]) {
-        let activation = self.net.activation();
-        for (u, &a) in s.upstream.iter_mut().zip(&s.activated) {
-            *u *= slope(activation, a);
+        for (u, &slope) in s.upstream.iter_mut().zip(&s.slopes) {
+            *u *= slope;
         }
         self.net.backward_from(x, &s.upstream, out, &mut s.ws);
     }
@@ -288,16 +281,7 @@ impl DeepRepresentationObjective {
     fn loss_and_accuracy(&self, x: &Vector, y: &Vector) -> (f64, f64) {
         let mut s = self.scratch();
         let loss = self.forward(x.as_slice(), y.as_slice(), Batch::Full, &mut s);
-        let c = self.classes;
-        let correct = s
-            .outputs
-            .chunks_exact(c)
-            .zip(&self.images.classes)
-            .filter(|&(row, &class)| {
-                let best = (0..c).fold(0, |b, k| if row[k] > row[b] { k } else { b });
-                best == class
-            })
-            .count();
+        let correct = correct_predictions(&s.outputs, self.classes, &self.images.classes);
         (loss, correct as f64 / self.n() as f64)
     }
 }
@@ -414,11 +398,9 @@ impl Objective for DeepRepresentationObjective {
             Self::rows(batch),
             &mut s.ws,
         );
-        let activation = self.net.activation();
         for r in 0..count {
             for k in 0..d {
-                s.r_features[r * (d + 1) + k] =
-                    slope(activation, s.activated[r * d + k]) * jvp[r * d + k];
+                s.r_features[r * (d + 1) + k] = s.slopes[r * d + k] * jvp[r * d + k];
             }
             s.r_features[r * (d + 1) + d] = 0.0;
         }

@@ -159,6 +159,15 @@ fn rotate(image: &[f64], shape: ImageShape, quarter_turns: usize) -> Vec<f64> {
     out
 }
 
+/// Moves `k` uniformly drawn distinct items, in random order, to the front of `items` (the
+/// first k steps of a Fisher–Yates shuffle).
+fn draw_first(rng: &mut crate::core::Rng, items: &mut [usize], k: usize) {
+    for i in 0..k {
+        let j = i + uniform_below(rng, items.len() - i);
+        items.swap(i, j);
+    }
+}
+
 /// A path or a list of paths.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(
     d: D,
@@ -401,18 +410,12 @@ impl MetaFewshotConfig {
         for _ in 0..count {
             // The first `ways` of a partial shuffle: N distinct classes in random order, so
             // label l of the task is the l-th drawn class.
-            for i in 0..self.ways {
-                let j = i + uniform_below(rng, classes.len() - i);
-                classes.swap(i, j);
-            }
+            draw_first(rng, &mut classes, self.ways);
             let mut support = (Vec::new(), Vec::new());
             let mut query = (Vec::new(), Vec::new());
             for (label, &class) in classes[..self.ways].iter().enumerate() {
                 let mut rows = pool.by_class[class].clone();
-                for i in 0..self.shots + self.queries {
-                    let j = i + uniform_below(rng, rows.len() - i);
-                    rows.swap(i, j);
-                }
+                draw_first(rng, &mut rows, self.shots + self.queries);
                 support.0.extend(&rows[..self.shots]);
                 support.1.extend(std::iter::repeat_n(label, self.shots));
                 query.0.extend(&rows[self.shots..self.shots + self.queries]);

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::core::{Batch, Objective, Vector, VectorExt};
-use crate::nn::{Network, NetworkWorkspace, Targets};
+use crate::nn::{Network, NetworkWorkspace, Targets, correct_predictions};
 
 /// The targets of one task's rows.
 #[derive(Clone, Debug)]
@@ -99,24 +99,13 @@ impl NetworkTasks {
             return 0.0;
         };
         let mut scratch = self.scratch();
-        let outputs = self.net.outputs();
         let scores = self.net.outputs_of(
             theta.as_slice(),
             &set.inputs,
             set.rows.as_deref(),
             &mut scratch.ws,
         );
-        let correct = scores
-            .chunks_exact(outputs)
-            .zip(classes)
-            .filter(|&(row, &class)| {
-                let best = row
-                    .iter()
-                    .enumerate()
-                    .fold(0, |best, (k, &s)| if s > row[best] { k } else { best });
-                best == class
-            })
-            .count();
+        let correct = correct_predictions(scores, self.net.outputs(), classes);
         correct as f64 / classes.len() as f64
     }
 }
