@@ -564,6 +564,7 @@ impl ConvNet {
             batch,
             &mut ws.probs,
             &mut ws.delta_output,
+            None,
         )
     }
 

@@ -52,6 +52,10 @@ pub struct Workspace<T> {
     back: Vec<Vec<T>>,
     /// Softmax probabilities of the output (cross-entropy).
     probs: Vec<T>,
+    /// Each batch row's own loss ℓ_r (unweighted), from the last pass with targets.
+    row_loss: Vec<T>,
+    /// ∇ℓ_r · v of each batch row ([`Mlp::row_loss_slopes`]).
+    row_slope: Vec<T>,
     /// R{a_l}, R{z_l}, R{δ_l} (the R-op, f64 only).
     ra: Vec<Vec<T>>,
     rz: Vec<Vec<T>>,
@@ -70,6 +74,8 @@ impl<T: Real> Workspace<T> {
             delta: Vec::new(),
             back: Vec::new(),
             probs: Vec::new(),
+            row_loss: Vec::new(),
+            row_slope: Vec::new(),
             ra: Vec::new(),
             rz: Vec::new(),
             rdelta: Vec::new(),
@@ -100,6 +106,10 @@ impl<T: Real> Workspace<T> {
         sized(&mut self.back, &mlp.sizes[..layers]);
         self.probs.clear();
         self.probs.resize(rows * mlp.outputs(), T::zero());
+        self.row_loss.clear();
+        self.row_loss.resize(rows, T::zero());
+        self.row_slope.clear();
+        self.row_slope.resize(rows, T::zero());
         let widest = mlp.sizes.iter().copied().max().unwrap_or(0);
         self.scratch.clear();
         self.scratch.resize(rows * widest, T::zero());
@@ -207,7 +217,7 @@ impl Mlp {
         ws: &mut Workspace<T>,
     ) -> T {
         self.check(params.len(), inputs, Some(&targets));
-        let loss = self.forward(params, inputs, Some(targets), batch, ws);
+        let loss = self.forward(params, inputs, Some(targets), batch, None, ws);
         if let Some(grad) = grad {
             assert_eq!(
                 grad.len(),
@@ -228,17 +238,20 @@ impl Mlp {
         ws: &'w mut Workspace<T>,
     ) -> &'w [T] {
         self.check(params.len(), inputs, None);
-        self.forward(params, inputs, None, batch, ws);
+        self.forward(params, inputs, None, batch, None, ws);
         &ws.z[self.layers() - 1]
     }
 
-    /// The forward pass and the loss (none without targets); leaves δ_{L−1} in the workspace.
+    /// The forward pass and the loss (none without targets): the mean of the rows' losses, each
+    /// times its weight when `weights` (one per batch row) are given. Leaves δ_{L−1} (weighted
+    /// likewise) and each row's unweighted loss in the workspace.
     fn forward<T: Real>(
         &self,
         params: &[T],
         inputs: &[f64],
         targets: Option<Targets<'_>>,
         batch: Option<&[usize]>,
+        weights: Option<&[f64]>,
         ws: &mut Workspace<T>,
     ) -> T {
         let n = inputs.len() / self.inputs();
@@ -283,7 +296,7 @@ impl Mlp {
         let Some(targets) = targets else {
             return T::zero();
         };
-        output_loss(
+        let mean = output_loss(
             self.loss,
             &ws.z[layers - 1],
             self.outputs(),
@@ -291,7 +304,23 @@ impl Mlp {
             batch,
             &mut ws.probs,
             &mut ws.delta[layers - 1],
-        )
+            Some(&mut ws.row_loss),
+        );
+        let Some(weights) = weights else {
+            return mean;
+        };
+        assert_eq!(weights.len(), rows, "Mlp: one weight per batch row");
+        let k = self.outputs();
+        let mut total = T::zero();
+        for ((delta, &loss), &w) in ws.delta[layers - 1]
+            .chunks_exact_mut(k)
+            .zip(&ws.row_loss)
+            .zip(weights)
+        {
+            total += loss * w;
+            delta.iter_mut().for_each(|d| *d *= w);
+        }
+        total * (1.0 / rows as f64)
     }
 
     /// The backward pass from δ_{L−1}: every δ_l (and the gradient into `grad` when given).
@@ -388,7 +417,7 @@ impl Mlp {
     ) -> (&'w [f64], &'w [f64]) {
         self.check(params.len(), inputs, None);
         assert_eq!(u.len(), self.params, "Mlp: direction of the wrong length");
-        self.forward(params, inputs, None, batch, ws);
+        self.forward(params, inputs, None, batch, None, ws);
         self.r_forward(params, u, ws);
         let last = self.layers() - 1;
         (&ws.z[last], &ws.rz[last])
@@ -435,6 +464,115 @@ impl Mlp {
         out: &mut [f64],
         ws: &mut Workspace<f64>,
     ) -> f64 {
+        self.hvp_with(params, v, inputs, targets, batch, None, grad, out, ws)
+    }
+
+    /// As [`loss_grad`](Self::loss_grad) for the weighted mean loss (1/B) Σ_r w_r ℓ_r, one
+    /// weight per batch row (a per-sample weighting of the training loss, as data
+    /// hyper-cleaning's σ(xᵢ)). Afterwards [`row_losses`](Self::row_losses) holds each ℓ_r.
+    #[allow(clippy::too_many_arguments)]
+    pub fn weighted_loss_grad(
+        &self,
+        params: &[f64],
+        inputs: &[f64],
+        targets: Targets<'_>,
+        batch: Option<&[usize]>,
+        weights: &[f64],
+        grad: Option<&mut [f64]>,
+        ws: &mut Workspace<f64>,
+    ) -> f64 {
+        self.check(params.len(), inputs, Some(&targets));
+        let loss = self.forward(params, inputs, Some(targets), batch, Some(weights), ws);
+        if let Some(grad) = grad {
+            assert_eq!(
+                grad.len(),
+                self.params,
+                "Mlp: gradient slice of the wrong length"
+            );
+            self.backward(params, Some(grad), ws);
+        }
+        loss
+    }
+
+    /// As [`hvp`](Self::hvp) for the weighted mean loss of
+    /// [`weighted_loss_grad`](Self::weighted_loss_grad).
+    #[allow(clippy::too_many_arguments)]
+    pub fn weighted_hvp(
+        &self,
+        params: &[f64],
+        v: &[f64],
+        inputs: &[f64],
+        targets: Targets<'_>,
+        batch: Option<&[usize]>,
+        weights: &[f64],
+        grad: Option<&mut [f64]>,
+        out: &mut [f64],
+        ws: &mut Workspace<f64>,
+    ) -> f64 {
+        self.hvp_with(
+            params,
+            v,
+            inputs,
+            targets,
+            batch,
+            Some(weights),
+            grad,
+            out,
+            ws,
+        )
+    }
+
+    /// Each batch row's own loss ℓ_r (unweighted) from the last pass with targets on this
+    /// workspace.
+    pub fn row_losses<'w>(&self, ws: &'w Workspace<f64>) -> &'w [f64] {
+        &ws.row_loss
+    }
+
+    /// Each batch row's loss ℓ_r and its directional derivative ∇ℓ_r · v along the parameter
+    /// direction `v`: the forward pass, then the R-forward pass for J_r·v, contracted with the
+    /// row's ∂ℓ_r/∂output (the derivative of a per-sample weighted gradient with respect to the
+    /// weights, read the other way).
+    pub fn row_loss_slopes<'w>(
+        &self,
+        params: &[f64],
+        v: &[f64],
+        inputs: &[f64],
+        targets: Targets<'_>,
+        batch: Option<&[usize]>,
+        ws: &'w mut Workspace<f64>,
+    ) -> (&'w [f64], &'w [f64]) {
+        self.check(params.len(), inputs, Some(&targets));
+        assert_eq!(v.len(), self.params, "Mlp: direction of the wrong length");
+        self.forward(params, inputs, Some(targets), batch, None, ws);
+        self.r_forward(params, v, ws);
+        let (k, rows) = (self.outputs(), ws.rows);
+        let last = self.layers() - 1;
+        // δ_{L−1} = (∂ℓ_r/∂o_r)/B row by row: undo the 1/B.
+        let per_row = rows as f64;
+        for ((slope, delta), ro) in ws
+            .row_slope
+            .iter_mut()
+            .zip(ws.delta[last].chunks_exact(k))
+            .zip(ws.rz[last].chunks_exact(k))
+        {
+            *slope = per_row * delta.iter().zip(ro).map(|(d, r)| d * r).sum::<f64>();
+        }
+        (&ws.row_loss, &ws.row_slope)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hvp_with(
+        &self,
+        params: &[f64],
+        v: &[f64],
+        inputs: &[f64],
+        targets: Targets<'_>,
+        batch: Option<&[usize]>,
+        weights: Option<&[f64]>,
+        grad: Option<&mut [f64]>,
+        out: &mut [f64],
+        ws: &mut Workspace<f64>,
+    ) -> f64 {
         self.check(params.len(), inputs, Some(&targets));
         assert_eq!(v.len(), self.params, "Mlp: direction of the wrong length");
         assert_eq!(
@@ -442,7 +580,7 @@ impl Mlp {
             self.params,
             "Mlp: output slice of the wrong length"
         );
-        let loss = self.forward(params, inputs, Some(targets), batch, ws);
+        let loss = self.forward(params, inputs, Some(targets), batch, weights, ws);
         self.backward(params, grad, ws);
         let rows = ws.rows;
         let layers = self.layers();
@@ -456,6 +594,14 @@ impl Mlp {
             self.outputs(),
             &mut ws.rdelta[layers - 1],
         );
+        if let Some(weights) = weights {
+            for (rd, &w) in ws.rdelta[layers - 1]
+                .chunks_exact_mut(self.outputs())
+                .zip(weights)
+            {
+                rd.iter_mut().for_each(|d| *d *= w);
+            }
+        }
         // R-backward.
         for l in (0..layers).rev() {
             let (fan_in, fan_out) = (self.sizes[l], self.sizes[l + 1]);
@@ -645,6 +791,102 @@ mod tests {
                     shifted,
                     &format!("{activation:?} {loss:?}"),
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_losses_are_the_weighted_sums_of_the_rows_own_losses() {
+        for (k, &activation) in ACTIVATIONS.iter().enumerate() {
+            for loss in [Loss::Mse, Loss::SoftmaxCrossEntropy] {
+                let mlp = Mlp::new(&[5, 6, 3], activation, loss).unwrap();
+                let (x, t, c) = data(&mlp, 8, 30 + k as u64);
+                let targets = targets(&mlp, &t, &c);
+                let mut r = rng(300 + k as u64);
+                let params = mlp.init(&mut r);
+                let v = normals(&mut r, mlp.num_params());
+                let p = mlp.num_params();
+                // A batch with a repeated row, weights of both signs and a zero.
+                let batch = [2usize, 7, 2, 0, 5];
+                let weights = [0.3, 1.7, -0.4, 0.0, 0.9];
+                // Reference: each row on its own through the unweighted calls.
+                let (mut loss_ref, mut grad_ref, mut hv_ref) = (0.0, vec![0.0; p], vec![0.0; p]);
+                let mut own = Vec::new();
+                for (&i, &w) in batch.iter().zip(&weights) {
+                    let mut ws = Workspace::new();
+                    let (mut g, mut hv) = (vec![0.0; p], vec![0.0; p]);
+                    let l = mlp.hvp(
+                        &params,
+                        &v,
+                        &x,
+                        targets,
+                        Some(&[i]),
+                        Some(&mut g),
+                        &mut hv,
+                        &mut ws,
+                    );
+                    let scale = w / batch.len() as f64;
+                    loss_ref += scale * l;
+                    grad_ref
+                        .iter_mut()
+                        .zip(&g)
+                        .for_each(|(a, b)| *a += scale * b);
+                    hv_ref
+                        .iter_mut()
+                        .zip(&hv)
+                        .for_each(|(a, b)| *a += scale * b);
+                    let slope: f64 = g.iter().zip(&v).map(|(a, b)| a * b).sum();
+                    own.push((l, slope));
+                }
+                let mut ws = Workspace::new();
+                let (mut grad, mut hv) = (vec![0.0; p], vec![0.0; p]);
+                let loss = mlp.weighted_loss_grad(
+                    &params,
+                    &x,
+                    targets,
+                    Some(&batch),
+                    &weights,
+                    Some(&mut grad),
+                    &mut ws,
+                );
+                let rows: Vec<f64> = mlp.row_losses(&ws).to_vec();
+                let loss_hv = mlp.weighted_hvp(
+                    &params,
+                    &v,
+                    &x,
+                    targets,
+                    Some(&batch),
+                    &weights,
+                    None,
+                    &mut hv,
+                    &mut ws,
+                );
+                let what = format!("{activation:?} {loss:?}");
+                // Sums in another order and through GEMMs of another shape: 1e-12 relative.
+                assert!(
+                    (loss - loss_ref).abs() < 1e-12 * loss_ref.abs().max(1.0),
+                    "{what}"
+                );
+                assert_eq!(loss, loss_hv, "{what}");
+                assert!(rel_err(&grad, &grad_ref) < 1e-12, "{what}");
+                assert!(rel_err(&hv, &hv_ref) < 1e-12, "{what}");
+                let (losses, slopes) =
+                    mlp.row_loss_slopes(&params, &v, &x, targets, Some(&batch), &mut ws);
+                for (r, &(l, slope)) in own.iter().enumerate() {
+                    assert!(
+                        (rows[r] - l).abs() < 1e-12 * l.abs().max(1.0),
+                        "{what} row {r}"
+                    );
+                    assert!(
+                        (losses[r] - l).abs() < 1e-12 * l.abs().max(1.0),
+                        "{what} row {r}"
+                    );
+                    assert!(
+                        (slopes[r] - slope).abs() < 1e-10 * slope.abs().max(1.0),
+                        "{what} row {r}: {} vs {slope}",
+                        slopes[r]
+                    );
+                }
             }
         }
     }

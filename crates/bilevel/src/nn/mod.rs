@@ -356,8 +356,9 @@ impl Targets<'_> {
 }
 
 /// The mean loss of the network's `output` (rows × k, row-major) on the batch's targets;
-/// writes δ = ∂loss/∂output into `delta` and, for cross-entropy, the softmax probabilities into
-/// `probs` (the R-op needs them).
+/// writes δ = ∂loss/∂output into `delta`, for cross-entropy the softmax probabilities into
+/// `probs` (the R-op needs them), and each row's own loss into `row_losses` when given.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn output_loss<T: Real>(
     loss: Loss,
     output: &[T],
@@ -366,6 +367,7 @@ pub(crate) fn output_loss<T: Real>(
     batch: Option<&[usize]>,
     probs: &mut [T],
     delta: &mut [T],
+    mut row_losses: Option<&mut [T]>,
 ) -> T {
     let rows = output.len() / k;
     let scale = 1.0 / rows as f64;
@@ -375,10 +377,15 @@ pub(crate) fn output_loss<T: Real>(
         (Loss::Mse, Targets::Regression(t)) => {
             for r in 0..rows {
                 let i = row_of(r);
+                let mut row = T::zero();
                 for j in 0..k {
                     let residual = output[r * k + j] - t[i * k + j];
-                    total += residual * residual * 0.5;
+                    row += residual * residual * 0.5;
                     delta[r * k + j] = residual * scale;
+                }
+                total += row;
+                if let Some(l) = row_losses.as_deref_mut() {
+                    l[r] = row;
                 }
             }
         }
@@ -406,7 +413,11 @@ pub(crate) fn output_loss<T: Real>(
                     *pj = (oj - max).exp();
                     sum += *pj;
                 }
-                total += max + sum.ln() - o[class];
+                let row = max + sum.ln() - o[class];
+                total += row;
+                if let Some(l) = row_losses.as_deref_mut() {
+                    l[r] = row;
+                }
                 let inv = sum.recip();
                 for (j, pj) in p.iter_mut().enumerate() {
                     *pj *= inv;

@@ -32,12 +32,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::cleaning_network::CleaningNetwork;
 use super::common::{NewtonReference, Preprocess, ReferenceConfig, check_batch, sigmoid};
 use super::logistic::{LogisticData, OnSample, Targets, ValidationLoss};
 use crate::core::error::{Error, Result, check_in_range, check_non_negative};
+use crate::core::linalg::rng_from_seed;
 use crate::core::{Batch, Fused, Objective, Problem, Reference, TaskMetrics, Vector, VectorExt};
 use crate::data::split::{Corruption, corrupt_labels};
 use crate::data::{Dataset, DatasetSpec};
+use crate::nn::{Activation, Loss, Mlp};
 
 /// Storage of a design matrix.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +53,18 @@ pub enum Storage {
     Dense,
     /// CSR.
     Sparse,
+}
+
+/// The classifier whose training samples are weighted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleaningModel {
+    /// The linear softmax classifier W (the papers' model; exact Newton-CG reference).
+    #[default]
+    Linear,
+    /// An MLP of [`crate::nn`] (`hidden`, `activation`); no exact reference (the inner problem
+    /// is not convex). See [`super::cleaning_network`].
+    Mlp,
 }
 
 /// Configuration of [`data_cleaning`](self).
@@ -82,9 +97,16 @@ pub struct DataCleaningConfig {
     pub storage: Storage,
     /// Starting weight logit: x₀ᵢ = this value for every sample (0: σ = ½).
     pub x0: f64,
-    /// Seed of the splits and the corruption.
+    /// The classifier: `linear` (default) or `mlp`.
+    pub model: CleaningModel,
+    /// Hidden widths of the MLP (`model = "mlp"`; a list, written `hidden = [[64]]` in an
+    /// experiment grid).
+    pub hidden: Vec<usize>,
+    /// Activation of the MLP's hidden layers.
+    pub activation: Activation,
+    /// Seed of the splits, the corruption and the MLP's starting weights.
     pub seed: u64,
-    /// The exact reference.
+    /// The exact reference (linear model only).
     pub reference: ReferenceConfig,
 }
 
@@ -103,6 +125,9 @@ impl Default for DataCleaningConfig {
             intercept: true,
             storage: Storage::Auto,
             x0: 0.0,
+            model: CleaningModel::Linear,
+            hidden: vec![64],
+            activation: Activation::Tanh,
             seed: 0,
             reference: ReferenceConfig::default(),
         }
@@ -307,6 +332,19 @@ pub struct CleaningParts {
     pub corruption: Corruption,
 }
 
+/// The three sets after preprocessing, storage choice and corruption.
+struct Prepared {
+    train: Dataset,
+    validation: Dataset,
+    test: Dataset,
+    sparse: bool,
+    k: usize,
+    noisy: Vec<u32>,
+    val_class: Vec<u32>,
+    test_class: Vec<u32>,
+    corruption: Corruption,
+}
+
 struct CleaningMetrics {
     validation: Arc<CleaningOuter>,
     test: LogisticData,
@@ -317,9 +355,36 @@ impl TaskMetrics for CleaningMetrics {
     fn evaluate(&self, x: &Vector, y: &Vector) -> Vec<(String, f64)> {
         let (test_loss, test_acc) = self.test.evaluate(y.as_slice());
         let (_, val_acc) = self.validation.data().evaluate(y.as_slice());
+        cleaning_metrics(x, &self.is_corrupted, test_loss, test_acc, val_acc)
+    }
+}
+
+/// The metrics of [`CleaningMetrics`] for the MLP classifier.
+struct NetworkCleaningMetrics {
+    validation: Arc<CleaningNetwork>,
+    test: CleaningNetwork,
+    is_corrupted: Vec<bool>,
+}
+
+impl TaskMetrics for NetworkCleaningMetrics {
+    fn evaluate(&self, x: &Vector, y: &Vector) -> Vec<(String, f64)> {
+        let (test_loss, test_acc) = self.test.loss_and_accuracy(y);
+        let (_, val_acc) = self.validation.loss_and_accuracy(y);
+        cleaning_metrics(x, &self.is_corrupted, test_loss, test_acc, val_acc)
+    }
+}
+
+fn cleaning_metrics(
+    x: &Vector,
+    is_corrupted: &[bool],
+    test_loss: f64,
+    test_acc: f64,
+    val_acc: f64,
+) -> Vec<(String, f64)> {
+    {
         let (mut flag_bad, mut bad, mut flag_good, mut good) = (0usize, 0usize, 0usize, 0usize);
         let mut weight_sum = 0.0;
-        for (&xi, &c) in x.as_slice().iter().zip(&self.is_corrupted) {
+        for (&xi, &c) in x.as_slice().iter().zip(is_corrupted) {
             let flagged = sigmoid(xi) < 0.5;
             weight_sum += sigmoid(xi);
             if c {
@@ -339,7 +404,7 @@ impl TaskMetrics for CleaningMetrics {
             ("flagged_clean".into(), frac(flag_good, good)),
             (
                 "mean_weight".into(),
-                weight_sum / self.is_corrupted.len().max(1) as f64,
+                weight_sum / is_corrupted.len().max(1) as f64,
             ),
         ]
     }
@@ -395,15 +460,21 @@ impl DataCleaningConfig {
     }
 
     fn parts_unnamed(&self) -> Result<CleaningParts> {
+        let (train, validation, test) = self.splits()?;
+        self.parts_from_splits(train, validation, test, None)
+    }
+
+    /// Loads the pools and draws the training, validation and test sets.
+    fn splits(&self) -> Result<(Dataset, Dataset, Dataset)> {
         let pool = self.train.load(self.seed)?.train;
-        let (train, validation, test) = if self.heldout_from_train {
+        if self.heldout_from_train {
             let held = self.n_validation + self.n_test;
             let n_train = if self.n_train == 0 {
                 pool.len().saturating_sub(held)
             } else {
                 self.n_train
             };
-            pool.split_counts(n_train, self.n_validation, self.n_test, self.seed)?
+            pool.split_counts(n_train, self.n_validation, self.n_test, self.seed)
         } else {
             let n_train = if self.n_train == 0 {
                 pool.len()
@@ -414,9 +485,8 @@ impl DataCleaningConfig {
             let heldout = self.heldout.load(self.seed)?.train;
             let (_, val, test) =
                 heldout.split_counts(0, self.n_validation, self.n_test, self.seed + 1)?;
-            (train, val, test)
-        };
-        self.parts_from_splits(train, validation, test, None)
+            Ok((train, val, test))
+        }
     }
 
     /// The parts of the problem on given training, validation and test sets (what
@@ -431,6 +501,18 @@ impl DataCleaningConfig {
         test: Dataset,
         known_corrupted: Option<Vec<bool>>,
     ) -> Result<CleaningParts> {
+        let prepared = self.prepare(train, validation, test, known_corrupted)?;
+        Ok(self.linear_parts(prepared))
+    }
+
+    /// Checks, preprocesses, stores and labels the three sets, and corrupts the training labels.
+    fn prepare(
+        &self,
+        train: Dataset,
+        validation: Dataset,
+        test: Dataset,
+        known_corrupted: Option<Vec<bool>>,
+    ) -> Result<Prepared> {
         let (mut train, mut validation, mut test) = (train, validation, test);
         for (what, set) in [("validation", &validation), ("test", &test)] {
             if set.n_features() != train.n_features() {
@@ -464,11 +546,12 @@ impl DataCleaningConfig {
                 &mut [&mut train.design, &mut validation.design, &mut test.design],
             )?;
         }
-        let sparse = match self.storage {
-            Storage::Auto => train.design.density() <= 0.3,
-            Storage::Dense => false,
-            Storage::Sparse => true,
-        };
+        let sparse = self.model == CleaningModel::Linear
+            && match self.storage {
+                Storage::Auto => train.design.density() <= 0.3,
+                Storage::Dense => false,
+                Storage::Sparse => true,
+            };
         for d in [&mut train.design, &mut validation.design, &mut test.design] {
             if sparse {
                 d.sparsify();
@@ -494,6 +577,32 @@ impl DataCleaningConfig {
         }
         let val_class = multiclass(&validation, &classes, "validation labels")?;
         let test_class = multiclass(&test, &classes, "test labels")?;
+        Ok(Prepared {
+            train,
+            validation,
+            test,
+            sparse,
+            k,
+            noisy,
+            val_class,
+            test_class,
+            corruption,
+        })
+    }
+
+    /// The linear model's objectives on prepared sets.
+    fn linear_parts(&self, prepared: Prepared) -> CleaningParts {
+        let Prepared {
+            train,
+            validation,
+            test,
+            sparse,
+            k,
+            noisy,
+            val_class,
+            test_class,
+            corruption,
+        } = prepared;
         let g = Arc::new(CleaningInner::new(
             LogisticData::with_storage(
                 train.design,
@@ -526,18 +635,83 @@ impl DataCleaningConfig {
             self.intercept,
             !sparse,
         );
-        Ok(CleaningParts {
+        CleaningParts {
             g,
             f,
             test,
             corruption,
-        })
+        }
     }
 
     /// Builds the problem.
     pub fn build(&self) -> Result<Problem> {
+        if self.model == CleaningModel::Mlp {
+            self.validate()?;
+            let name = self.train.source();
+            return self
+                .splits()
+                .and_then(|(train, validation, test)| self.prepare(train, validation, test, None))
+                .and_then(|prepared| self.build_network(prepared))
+                .map_err(|e| crate::data::name_the_source(e, &name));
+        }
         let parts = self.parts()?;
         self.build_from_parts(parts)
+    }
+
+    /// The problem with an MLP classifier ([`super::cleaning_network`]) on prepared sets.
+    fn build_network(&self, prepared: Prepared) -> Result<Problem> {
+        let Prepared {
+            train,
+            validation,
+            test,
+            k,
+            noisy,
+            val_class,
+            test_class,
+            corruption,
+            ..
+        } = prepared;
+        let mut sizes = vec![train.n_features()];
+        sizes.extend(&self.hidden);
+        sizes.push(k);
+        let net = Arc::new(Mlp::new(
+            &sizes,
+            self.activation,
+            Loss::SoftmaxCrossEntropy,
+        )?);
+        let rows = |d: &Dataset| -> Arc<[f64]> {
+            (0..d.len())
+                .flat_map(|i| d.design.dense_row(i))
+                .collect::<Vec<f64>>()
+                .into()
+        };
+        let classes = |c: Vec<u32>| -> Vec<usize> { c.into_iter().map(|c| c as usize).collect() };
+        let g = Arc::new(CleaningNetwork::training(
+            net.clone(),
+            rows(&train),
+            classes(noisy),
+            self.regularization,
+        ));
+        let dim_x = train.len();
+        let f = Arc::new(CleaningNetwork::plain(
+            net.clone(),
+            rows(&validation),
+            classes(val_class),
+            dim_x,
+        ));
+        let test = CleaningNetwork::plain(net.clone(), rows(&test), classes(test_class), dim_x);
+        let metrics = NetworkCleaningMetrics {
+            validation: f.clone(),
+            test,
+            is_corrupted: corruption.is_corrupted,
+        };
+        let theta0 = net.init(&mut rng_from_seed(self.seed, 91));
+        Problem::from_arcs("data_cleaning", f, g)?
+            .with_task_metrics(metrics)
+            .with_start(
+                Vector::from_fn(dim_x, |_| self.x0),
+                crate::core::linalg::from_slice(&theta0),
+            )
     }
 
     /// Builds the problem on given training (labels as given, corrupted further at rate

@@ -233,6 +233,7 @@ impl DeepRepresentationObjective {
             rows,
             &mut s.probs,
             &mut s.delta,
+            None,
         )
     }
 

@@ -20,6 +20,7 @@
 //!
 //! [`Reference`]: crate::core::Reference
 
+pub mod cleaning_network;
 pub mod common;
 pub mod data_cleaning;
 pub mod hyper_representation;
