@@ -78,6 +78,26 @@ def test_data_cleaning_on_arrays_flags_the_known_corrupted_samples():
     assert result.final_metrics["value"] < start["value"]
 
 
+def test_data_cleaning_with_a_network_classifier():
+    rng = np.random.default_rng(8)
+    centers = rng.normal(scale=3.0, size=(3, 5))
+    def draw(n):
+        labels = rng.integers(0, 3, size=n)
+        return centers[labels] + rng.normal(size=(n, 5)), labels.astype(float)
+    X, y = draw(120)
+    Xv, yv = draw(90)
+    problem = bilevel.DataCleaning(X, y, Xv, yv, corruption=0.3, model="mlp", hidden=[6],
+                                   regularization=1e-3)
+    # y is the network's parameters: 5*6 + 6 + 6*3 + 3.
+    assert (problem.dim_x, problem.dim_y) == (120, 57)
+    result = bilevel.solve(problem, "soba", max_iters=200, eval_every=200, batch_size=32,
+                           inner_lr=0.2, outer_lr=50.0)
+    assert result.status == "done"
+    assert result.final_metrics["outer_value"] < result.trace[0]["outer_value"]
+    with pytest.raises(ValueError, match="hidden"):
+        bilevel.DataCleaning(X, y, Xv, yv, model="mlp", hidden=[0])
+
+
 def test_the_shipped_ijcnn1_by_name(shared_data):
     if shared_data is None or not (shared_data / "libsvm").exists():
         pytest.skip("../shared/data is not beside this checkout")

@@ -14,6 +14,7 @@ fn every_experiment_file_validates() {
     files.sort();
     for expected in [
         "hyperclean_mnist.toml",
+        "hyperclean_mlp.toml",
         "ijcnn1.toml",
         "lancbio_synthetic.toml",
         "paper_esj.toml",

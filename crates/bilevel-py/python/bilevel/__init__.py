@@ -325,7 +325,8 @@ def DataCleaning(
     **params: Any,
 ) -> Problem:
     """Data hyper-cleaning: one weight sigma(x_i) per training sample of a multinomial
-    logistic model, tuned on clean validation data.
+    logistic model (or, with ``model="mlp"``, ``hidden=[64]``, ``activation="tanh"``, of a
+    small network), tuned on clean validation data.
 
     ``y_noisy`` are the training labels as they are (noisy); ``corrupted`` (optional, booleans)
     marks the samples known to be wrong, for the ``flagged_*`` metrics. Without ``X_test`` the

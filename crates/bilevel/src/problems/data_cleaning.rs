@@ -26,6 +26,13 @@
 //! fraction of corrupted samples with σ(xᵢ) < ½), `flagged_clean` (the same fraction among clean
 //! samples) and `mean_weight`. The reference is a warm-started Newton-CG solve.
 //!
+//! `model = "mlp"` replaces the linear classifier by an MLP of [`crate::nn`] (`hidden`,
+//! `activation`; θ starts at LeCun-normal weights drawn from `seed`), with the same weighting,
+//! penalty C‖θ‖², data and metrics, and exact oracles ([`super::cleaning_network`]). Its inner
+//! problem is not convex: no reference, and solvers that solve the inner linear system by CG
+//! on the full batch can meet negative curvature (AID-CG diverged on MNIST; SOBA and stocBiO
+//! did not, see `experiments/hyperclean_mlp.toml`).
+//!
 #![doc = include_str!("../../katex-header.html")] // KaTeX: renders the formulas above
 
 use std::sync::Arc;
@@ -448,6 +455,9 @@ impl DataCleaningConfig {
                 "must be > 0 (the inner problem must be strongly convex)",
             ));
         }
+        if self.hidden.contains(&0) {
+            return Err(Error::config("hidden", "every hidden width must be >= 1"));
+        }
         self.reference.validate()
     }
 
@@ -740,6 +750,13 @@ impl DataCleaningConfig {
             ));
         }
         self.reference.validate()?;
+        if self.hidden.contains(&0) {
+            return Err(Error::config("hidden", "every hidden width must be >= 1"));
+        }
+        if self.model == CleaningModel::Mlp {
+            let prepared = self.prepare(train, validation, test, known_corrupted)?;
+            return self.build_network(prepared);
+        }
         let parts = self.parts_from_splits(train, validation, test, known_corrupted)?;
         self.build_from_parts(parts)
     }
