@@ -10,7 +10,7 @@ import bilevel
 QUADRATIC = dict(dim_x=8, dim_y=6, n_outer=50, n_inner=40, seed=5)
 META = dict(tasks=4, support=5, query=5)
 # The unrolled (meta-learning) solvers need a problem built with an inner loop to unroll.
-META_SOLVERS = {"maml", "fomaml", "reptile", "anil", "ufo_blo"}
+META_SOLVERS = {"maml", "fomaml", "reptile", "anil", "ufo_blo", "imaml"}
 SOLVERS = [s["name"] for s in bilevel.solvers()]
 
 
@@ -21,8 +21,8 @@ def same_bits(a, b):
 
 
 def test_the_registry_is_all_there():
-    assert len(SOLVERS) == 30
-    assert len(set(SOLVERS)) == 30
+    assert len(SOLVERS) == 31
+    assert len(set(SOLVERS)) == 31
     assert META_SOLVERS <= set(SOLVERS)
     for entry in bilevel.solvers():
         assert entry["description"] and entry["paper"]

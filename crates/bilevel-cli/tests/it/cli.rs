@@ -196,7 +196,7 @@ fn list_shows_the_aliases_and_the_meta_learning_kinds() {
     };
     assert_eq!(solver("esj")["aliases"], serde_json::json!(["pzobo"]));
     assert_eq!(solver("esj_s")["aliases"], serde_json::json!(["pzobo_s"]));
-    for kind in ["ufo_blo", "maml", "fomaml", "reptile", "anil"] {
+    for kind in ["ufo_blo", "maml", "fomaml", "reptile", "anil", "imaml"] {
         solver(kind);
     }
     for kind in ["ufo_toy", "meta_linear"] {

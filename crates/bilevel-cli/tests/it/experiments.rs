@@ -16,6 +16,7 @@ fn every_experiment_file_validates() {
         "hyperclean_mnist.toml",
         "hyperclean_mlp.toml",
         "ijcnn1.toml",
+        "imaml_fewshot.toml",
         "lancbio_synthetic.toml",
         "paper_esj.toml",
         "paper_esj_hyperrep.toml",

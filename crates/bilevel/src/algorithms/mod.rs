@@ -18,6 +18,7 @@ pub mod f2sa;
 pub mod fomaml;
 pub mod fsla;
 pub mod hoag;
+pub mod imaml;
 pub mod itd;
 pub mod itd_truncated;
 pub mod lancbio;
@@ -54,6 +55,7 @@ pub use f2sa::{F2sa, F2saConfig, F2saState};
 pub use fomaml::{Fomaml, FomamlConfig, FomamlState};
 pub use fsla::{Fsla, FslaConfig, FslaState, OuterDirection};
 pub use hoag::{Hoag, HoagConfig, HoagState, ToleranceSchedule};
+pub use imaml::{Imaml, ImamlConfig, ImamlState};
 pub use itd::{Itd, ItdConfig, ItdState};
 pub use itd_truncated::{ItdTruncated, ItdTruncatedConfig, ItdTruncatedState};
 pub use lancbio::{Lancbio, LancbioConfig, LancbioState, LancbioVariant};
@@ -134,6 +136,8 @@ pub enum SolverConfig {
     Maml(MamlConfig),
     /// FO-MAML (`fomaml.rs`).
     Fomaml(FomamlConfig),
+    /// iMAML (`imaml.rs`).
+    Imaml(ImamlConfig),
     /// Reptile (`reptile.rs`).
     Reptile(ReptileConfig),
     /// ANIL (`anil.rs`).
@@ -187,6 +191,7 @@ impl SolverConfig {
             SolverConfig::UfoBlo(_) => "ufo_blo",
             SolverConfig::Maml(_) => "maml",
             SolverConfig::Fomaml(_) => "fomaml",
+            SolverConfig::Imaml(_) => "imaml",
             SolverConfig::Reptile(_) => "reptile",
             SolverConfig::Anil(_) => "anil",
         }
@@ -223,6 +228,7 @@ impl SolverConfig {
             SolverConfig::UfoBlo(c) => c.validate(),
             SolverConfig::Maml(c) => c.validate(),
             SolverConfig::Fomaml(c) => c.validate(),
+            SolverConfig::Imaml(c) => c.validate(),
             SolverConfig::Reptile(c) => c.validate(),
             SolverConfig::Anil(c) => c.validate(),
         }
@@ -259,6 +265,7 @@ impl SolverConfig {
             SolverConfig::UfoBlo(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Maml(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Fomaml(c) => visitor.visit(c.clone().build()?),
+            SolverConfig::Imaml(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Reptile(c) => visitor.visit(c.clone().build()?),
             SolverConfig::Anil(c) => visitor.visit(c.clone().build()?),
         })
@@ -295,6 +302,7 @@ impl SolverConfig {
             SolverConfig::UfoBlo(Default::default()),
             SolverConfig::Maml(Default::default()),
             SolverConfig::Fomaml(Default::default()),
+            SolverConfig::Imaml(Default::default()),
             SolverConfig::Reptile(Default::default()),
             SolverConfig::Anil(Default::default()),
         ]
@@ -336,6 +344,7 @@ impl SolverConfig {
             }
             SolverConfig::Maml(_) => "Finn, Abbeel, Levine, ICML 2017",
             SolverConfig::Fomaml(_) => "Finn, Abbeel, Levine, ICML 2017 (first-order variant)",
+            SolverConfig::Imaml(_) => "Rajeswaran, Finn, Kakade, Levine, NeurIPS 2019",
             SolverConfig::Reptile(_) => "Nichol, Achiam, Schulman, arXiv:1803.02999, 2018",
             SolverConfig::Anil(_) => "Raghu, Raghu, Bengio, Vinyals, ICLR 2020",
         }
@@ -421,6 +430,9 @@ impl SolverConfig {
             }
             SolverConfig::Fomaml(_) => {
                 "first-order MAML: the outer gradient at the adapted parameters, no second derivatives"
+            }
+            SolverConfig::Imaml(_) => {
+                "implicit MAML: proximal inner problems, meta-gradient by CG on the implicit function theorem"
             }
             SolverConfig::Reptile(_) => {
                 "Reptile: move the initialization towards the adapted parameters"

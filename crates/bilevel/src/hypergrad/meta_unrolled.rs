@@ -194,6 +194,8 @@ pub struct MetaWork {
     pub trajectory: Vec<Vector>,
     /// The current meta-batch of task indices.
     pub tasks: Vec<usize>,
+    /// CG buffers (iMAML), made on first use.
+    pub cg: Option<crate::linsolve::cg::CgWorkspace>,
 }
 
 /// The state every meta estimator carries: the reported inner iterate and the task sampler.

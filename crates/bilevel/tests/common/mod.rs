@@ -224,6 +224,18 @@ pub fn cases() -> Vec<Case> {
             iters: 800,
             problem: meta_linear_one_task,
         },
+        // iMAML's fixed points on this instance: ∇l(θ*) = 0 with θ* the proximal solution,
+        // so λ(θ* − φ) = 0, θ* = φ and ∇l(φ) = 0, a stationary point of M. Its proximal
+        // problems are solved nearly exactly (100 steps: contraction 1 − α(μ + λ) ≤ 0.9).
+        Case {
+            config: SolverConfig::Imaml(ImamlConfig {
+                inner_steps: Some(100),
+                outer_lr: Schedule::constant(0.3),
+                ..Default::default()
+            }),
+            iters: 800,
+            problem: meta_linear_one_task,
+        },
         Case {
             config: SolverConfig::Reptile(ReptileConfig {
                 outer_lr: Schedule::constant(1.0),

@@ -490,6 +490,46 @@ fn fomaml_and_reptile_counts_match_their_tables() {
 }
 
 #[test]
+fn imaml_counts_match_its_table() {
+    let problem = common::meta_linear();
+    let (m, t, k) = (3u64, 7u64, 4u64);
+    let counts = meta_counts(
+        &SolverConfig::Imaml(ImamlConfig {
+            meta_batch: m as usize,
+            inner_steps: Some(t as usize),
+            // λ = 100 makes I + ∇²l/λ positive definite on this (non-convex) problem (and the
+            // inner step must then stay below 2/(L + λ)); rel_tol 0 runs exactly K CG
+            // iterations per task (no early stop).
+            lambda: 100.0,
+            inner_lr: Some(0.005),
+            cg: CgParams {
+                max_iters: k as usize,
+                rel_tol: 0.0,
+            },
+            ..Default::default()
+        }),
+        &problem,
+    );
+    assert_eq!(
+        counts.g,
+        OracleCounts {
+            grad_y: m * t,
+            hvp_yy: m * k,
+            samples: m * (t + k),
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        counts.f,
+        OracleCounts {
+            grad_y: m,
+            samples: m,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
 fn ufo_blo_counts_match_its_table() {
     let problem = common::meta_linear();
     let r = problem.unrolled().unwrap().steps as u64;
