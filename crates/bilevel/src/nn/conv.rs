@@ -644,37 +644,12 @@ impl ConvNet {
         }
     }
 
-    /// The loss, its gradient into `grad` when given, and the Hessian-vector product H·v into
-    /// `out`, by the R-op (see the module docs).
-    #[allow(clippy::too_many_arguments)]
-    pub fn hvp(
-        &self,
-        params: &[f64],
-        v: &[f64],
-        inputs: &[f64],
-        targets: Targets<'_>,
-        batch: Option<&[usize]>,
-        grad: Option<&mut [f64]>,
-        out: &mut [f64],
-        ws: &mut ConvWorkspace<f64>,
-    ) -> f64 {
-        self.check(params.len(), inputs, Some(&targets));
-        assert_eq!(
-            v.len(),
-            self.params,
-            "ConvNet: direction of the wrong length"
-        );
-        assert_eq!(
-            out.len(),
-            self.params,
-            "ConvNet: output slice of the wrong length"
-        );
-        let loss = self.forward(params, inputs, Some(targets), batch, ws, true);
-        self.backward(params, grad, ws);
+    /// The R-forward pass along `v` after a forward pass with the R-op buffers: R{z_l}, R{a_l}
+    /// of every block and R{output}.
+    fn r_forward(&self, params: &[f64], v: &[f64], ws: &mut ConvWorkspace<f64>) {
         let rows = ws.rows;
         let activation = self.activation;
         let blocks = self.blocks.len();
-        // R-forward.
         for (l, shape) in self.blocks.iter().enumerate() {
             let (w, b) = self.offsets[l];
             let filters = shape.conv.channels;
@@ -726,6 +701,87 @@ impl ConvNet {
             );
         }
         add_to_rows(&mut ws.r_output, &v[b..b + k]);
+    }
+
+    /// The outputs of `batch` (rows × outputs) and their directional derivative J·u along the
+    /// parameter direction `u` (the R-forward pass), for a network used as a feature map inside
+    /// a larger objective.
+    pub fn outputs_and_jvp<'w>(
+        &self,
+        params: &[f64],
+        u: &[f64],
+        inputs: &[f64],
+        batch: Option<&[usize]>,
+        ws: &'w mut ConvWorkspace<f64>,
+    ) -> (&'w [f64], &'w [f64]) {
+        self.check(params.len(), inputs, None);
+        assert_eq!(
+            u.len(),
+            self.params,
+            "ConvNet: direction of the wrong length"
+        );
+        self.forward(params, inputs, None, batch, ws, true);
+        self.r_forward(params, u, ws);
+        (&ws.output, &ws.r_output)
+    }
+
+    /// Jᵀ·upstream into `grad`: the gradient of ⟨upstream, outputs⟩ with respect to the
+    /// parameters, where `upstream` (rows × outputs) is the gradient of an outer loss with
+    /// respect to the outputs of the last forward pass on this workspace.
+    pub fn backward_from(
+        &self,
+        params: &[f64],
+        upstream: &[f64],
+        grad: &mut [f64],
+        ws: &mut ConvWorkspace<f64>,
+    ) {
+        assert_eq!(
+            upstream.len(),
+            ws.delta_output.len(),
+            "ConvNet: upstream gradient not rows × outputs of the last forward pass"
+        );
+        assert_eq!(
+            grad.len(),
+            self.params,
+            "ConvNet: gradient slice of the wrong length"
+        );
+        ws.delta_output.copy_from_slice(upstream);
+        self.backward(params, Some(grad), ws);
+    }
+
+    /// The loss, its gradient into `grad` when given, and the Hessian-vector product H·v into
+    /// `out`, by the R-op (see the module docs).
+    #[allow(clippy::too_many_arguments)]
+    pub fn hvp(
+        &self,
+        params: &[f64],
+        v: &[f64],
+        inputs: &[f64],
+        targets: Targets<'_>,
+        batch: Option<&[usize]>,
+        grad: Option<&mut [f64]>,
+        out: &mut [f64],
+        ws: &mut ConvWorkspace<f64>,
+    ) -> f64 {
+        self.check(params.len(), inputs, Some(&targets));
+        assert_eq!(
+            v.len(),
+            self.params,
+            "ConvNet: direction of the wrong length"
+        );
+        assert_eq!(
+            out.len(),
+            self.params,
+            "ConvNet: output slice of the wrong length"
+        );
+        let loss = self.forward(params, inputs, Some(targets), batch, ws, true);
+        self.backward(params, grad, ws);
+        self.r_forward(params, v, ws);
+        let rows = ws.rows;
+        let activation = self.activation;
+        let blocks = self.blocks.len();
+        let (w, b) = self.offsets[blocks];
+        let k = self.classes;
         output_loss_r(
             Loss::SoftmaxCrossEntropy,
             &ws.probs,
@@ -1133,6 +1189,43 @@ mod tests {
                 (f, g)
             };
             assert_matches_differences(&grad, &hv, &v, shifted, name);
+        }
+    }
+
+    #[test]
+    fn the_jacobian_products_equal_dual_numbers_and_are_adjoint() {
+        for (k, (name, net)) in networks().into_iter().enumerate() {
+            let (x, _) = data(&net, 5, 40 + k as u64);
+            let mut r = rng(400 + k as u64);
+            let params = net.init(&mut r);
+            let u = normals(&mut r, net.num_params());
+            let batch = [3usize, 0, 3, 4];
+            let mut ws = ConvWorkspace::new();
+            let (outputs, jvp) = net.outputs_and_jvp(&params, &u, &x, Some(&batch), &mut ws);
+            let (outputs, jvp) = (outputs.to_vec(), jvp.to_vec());
+            // J·u exactly: the generic forward pass on dual numbers whose dual parts are u.
+            let dual: Vec<Dual64> = params
+                .iter()
+                .zip(&u)
+                .map(|(&p, &d)| Dual64::new(p, d))
+                .collect();
+            let mut dual_ws = ConvWorkspace::new();
+            let exact = net.outputs_of(&dual, &x, Some(&batch), &mut dual_ws);
+            let (values, tangents): (Vec<f64>, Vec<f64>) =
+                exact.iter().map(|o| (o.re, o.eps)).unzip();
+            assert!(rel_err(&outputs, &values) < 1e-14, "{name}");
+            // Rounding of two summation orders: 1e-10 relative, as the R-op test.
+            assert!(rel_err(&jvp, &tangents) < 1e-10, "{name}");
+            // ⟨U, J u⟩ = ⟨Jᵀ U, u⟩ for a random upstream U.
+            let upstream = normals(&mut r, outputs.len());
+            let mut vjp = vec![0.0; net.num_params()];
+            net.backward_from(&params, &upstream, &mut vjp, &mut ws);
+            let lhs: f64 = upstream.iter().zip(&jvp).map(|(a, b)| a * b).sum();
+            let rhs: f64 = vjp.iter().zip(&u).map(|(a, b)| a * b).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-12 * lhs.abs().max(1.0),
+                "{name}: {lhs} vs {rhs}"
+            );
         }
     }
 
