@@ -312,6 +312,40 @@ impl Network {
             Network::Conv(n) => n.hvp(params, v, inputs, targets, batch, grad, out, &mut ws.conv),
         }
     }
+    /// The hidden activation.
+    pub fn activation(&self) -> Activation {
+        match self {
+            Network::Mlp(n) => n.activation(),
+            Network::Conv(n) => n.activation(),
+        }
+    }
+    /// The outputs of `batch` and J·u along the parameter direction `u` (the R-forward pass).
+    pub fn outputs_and_jvp<'w>(
+        &self,
+        params: &[f64],
+        u: &[f64],
+        inputs: &[f64],
+        batch: Option<&[usize]>,
+        ws: &'w mut NetworkWorkspace,
+    ) -> (&'w [f64], &'w [f64]) {
+        match self {
+            Network::Mlp(n) => n.outputs_and_jvp(params, u, inputs, batch, &mut ws.mlp),
+            Network::Conv(n) => n.outputs_and_jvp(params, u, inputs, batch, &mut ws.conv),
+        }
+    }
+    /// Jᵀ·upstream into `grad`, for the outputs of the last forward pass on `ws`.
+    pub fn backward_from(
+        &self,
+        params: &[f64],
+        upstream: &[f64],
+        grad: &mut [f64],
+        ws: &mut NetworkWorkspace,
+    ) {
+        match self {
+            Network::Mlp(n) => n.backward_from(params, upstream, grad, &mut ws.mlp),
+            Network::Conv(n) => n.backward_from(params, upstream, grad, &mut ws.conv),
+        }
+    }
     /// The outputs of `batch` (rows × outputs).
     pub fn outputs_of<'w>(
         &self,

@@ -1,7 +1,8 @@
 //! # Deep hyper-representation on images (ESJ's MNIST experiment, algorithms.md §4.5–4.6)
 //!
-//! The outer variable x is a representation network φₓ (an MLP of [`crate::nn`] whose outputs
-//! go through its activation: d features); the inner variable y = W is a linear softmax head on
+//! The outer variable x is a representation network φₓ (an MLP of [`crate::nn`], or with
+//! `model = "conv"` convolution blocks and a dense layer, LeNet-like as in ESJ's script; its
+//! outputs go through its activation: d features); the inner variable y = W is a linear softmax head on
 //! those features plus a bias row, (d + 1) × C, fitted with a ridge penalty:
 //!
 //! ```text
@@ -38,9 +39,21 @@ use crate::core::linalg::{rng_from_seed, shuffle};
 use crate::core::{Batch, Objective, Problem, TaskMetrics, Vector, VectorExt};
 use crate::data::{Dataset, DatasetSpec};
 use crate::nn::{
-    Activation, Loss, Mlp, Real, Targets, Workspace, correct_predictions, output_loss,
-    output_loss_r,
+    Activation, ConvBlock, ConvNet, ImageShape, Loss, Mlp, Network, NetworkWorkspace, Real,
+    Targets, correct_predictions, output_loss, output_loss_r,
 };
+
+/// The representation network of [`HyperRepresentationDeepConfig`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepresentationModel {
+    /// A multilayer perceptron (`hidden`).
+    #[default]
+    Mlp,
+    /// Convolution blocks (`filters`) and a dense layer: the LeNet-like features of ESJ's
+    /// script, with 3×3 convolutions.
+    Conv,
+}
 
 /// Parameters of the deep hyper-representation problem.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,8 +69,15 @@ pub struct HyperRepresentationDeepConfig {
     pub validation_rows: usize,
     /// Test rows (the metrics), disjoint from the validation rows.
     pub test_rows: usize,
-    /// Hidden widths of the representation network.
+    /// The representation network: `mlp` (default) or `conv`.
+    pub model: RepresentationModel,
+    /// Hidden widths of the representation network (`mlp`).
     pub hidden: Vec<usize>,
+    /// Filters of each convolution block (`conv`: 3×3, padding 1, activation, 2×2 max-pool;
+    /// a LeNet-like pair by default), then a dense layer to the features.
+    pub filters: Vec<usize>,
+    /// [height, width, channels] of one image (`conv`); default: square, one channel.
+    pub image: Option<[usize; 3]>,
     /// d: features (the network's output width).
     pub features: usize,
     /// The network's activation, also applied to its outputs.
@@ -78,7 +98,10 @@ impl Default for HyperRepresentationDeepConfig {
             inner_rows: 2000,
             validation_rows: 2000,
             test_rows: 1000,
+            model: RepresentationModel::Mlp,
             hidden: vec![128],
+            filters: vec![6, 16],
+            image: None,
             features: 32,
             activation: Activation::Sigmoid,
             ridge: 0.01,
@@ -97,7 +120,7 @@ struct Images {
 /// Buffers of one objective for batches of one size.
 #[derive(Default)]
 struct Scratch {
-    ws: Workspace<f64>,
+    ws: NetworkWorkspace,
     /// σ'(Z) (rows × d), for the products that go back through the features.
     slopes: Vec<f64>,
     /// F = [σ(Z), 1] (rows × (d + 1)) and its R-version.
@@ -149,7 +172,7 @@ impl ForwardKey {
 
 /// g (with ρ) or f (ρ = 0) on one set of images.
 pub struct DeepRepresentationObjective {
-    net: Arc<Mlp>,
+    net: Arc<Network>,
     images: Images,
     classes: usize,
     ridge: f64,
@@ -455,6 +478,15 @@ impl HyperRepresentationDeepConfig {
         if self.hidden.contains(&0) {
             return Err(Error::config("hidden", "every hidden width must be >= 1"));
         }
+        if self.filters.contains(&0) {
+            return Err(Error::config("filters", "every block needs >= 1 filter"));
+        }
+        if self.model == RepresentationModel::Conv && self.features < 2 {
+            return Err(Error::config(
+                "features",
+                "must be >= 2 with model = \"conv\" (its output layer is at least 2 wide)",
+            ));
+        }
         if !(self.ridge.is_finite() && self.ridge > 0.0) {
             return Err(Error::config(
                 "ridge",
@@ -553,7 +585,47 @@ impl HyperRepresentationDeepConfig {
         let mut sizes = vec![width];
         sizes.extend(&self.hidden);
         sizes.push(self.features);
-        let net = Arc::new(Mlp::new(&sizes, self.activation, Loss::Mse)?);
+        let net = Arc::new(match self.model {
+            RepresentationModel::Mlp => Network::Mlp(Mlp::new(&sizes, self.activation, Loss::Mse)?),
+            RepresentationModel::Conv => {
+                let shape = match self.image {
+                    Some([height, width, channels]) => ImageShape {
+                        height,
+                        width,
+                        channels,
+                    },
+                    None => {
+                        let side = (width as f64).sqrt().round() as usize;
+                        ImageShape {
+                            height: side,
+                            width: side,
+                            channels: 1,
+                        }
+                    }
+                };
+                if shape.len() != width {
+                    return Err(Error::config(
+                        "image",
+                        format!(
+                            "{} has {width} numbers per row, not a {}×{}×{} image (set image = \
+                             [height, width, channels])",
+                            self.inner.source(),
+                            shape.height,
+                            shape.width,
+                            shape.channels
+                        ),
+                    ));
+                }
+                let blocks: Vec<ConvBlock> =
+                    self.filters.iter().map(|&f| ConvBlock::conv4(f)).collect();
+                Network::Conv(ConvNet::new(
+                    shape,
+                    &blocks,
+                    self.activation,
+                    self.features,
+                )?)
+            }
+        });
         let make = |images: Images, ridge: f64| DeepRepresentationObjective {
             net: net.clone(),
             images,
@@ -601,8 +673,18 @@ mod tests {
     /// Every oracle of f and g against central differences, at a point with a non-zero head.
     #[test]
     fn oracles_match_finite_differences() {
-        for activation in [Activation::Sigmoid, Activation::Tanh, Activation::Softplus] {
-            let problem = small(activation).build().unwrap();
+        let conv = HyperRepresentationDeepConfig {
+            model: RepresentationModel::Conv,
+            filters: vec![3, 2],
+            ..small(Activation::Tanh)
+        };
+        let mut configs: Vec<_> = [Activation::Sigmoid, Activation::Tanh, Activation::Softplus]
+            .into_iter()
+            .map(|a| (format!("mlp {a:?}"), small(a)))
+            .collect();
+        configs.push(("conv tanh".into(), conv));
+        for (activation, config) in configs {
+            let problem = config.build().unwrap();
             let (f, g) = problem.uncounted_objectives();
             let (x, _) = problem.start();
             let mut rng = rng_from_seed(9, 0);
@@ -752,8 +834,27 @@ mod tests {
                 hidden: vec![0],
                 ..small(Activation::Sigmoid)
             },
+            HyperRepresentationDeepConfig {
+                model: RepresentationModel::Conv,
+                filters: vec![0],
+                ..small(Activation::Sigmoid)
+            },
         ] {
             assert!(bad.build().is_err());
         }
+        let narrow = HyperRepresentationDeepConfig {
+            model: RepresentationModel::Conv,
+            features: 1,
+            ..small(Activation::Sigmoid)
+        };
+        let err = narrow.build().unwrap_err().to_string();
+        assert!(err.contains("features"), "{err}");
+        let not_an_image = HyperRepresentationDeepConfig {
+            model: RepresentationModel::Conv,
+            image: Some([4, 4, 1]),
+            ..small(Activation::Sigmoid)
+        };
+        let err = not_an_image.build().unwrap_err().to_string();
+        assert!(err.contains("not a 4×4×1 image"), "{err}");
     }
 }
