@@ -34,7 +34,10 @@
 //! - `meta_train_loss`, `meta_train_accuracy`: the query loss and accuracy after the problem's
 //!   r steps, over the first `test_tasks` training tasks (M(φ) on them);
 //! - `meta_test_loss`, `meta_test_accuracy`: the same on the held-out tasks after `test_steps`
-//!   steps, as the papers report.
+//!   steps, as the papers report;
+//! - with `test_proximal = λ`, also `meta_test_proximal_loss`, `meta_test_proximal_accuracy`:
+//!   the held-out figures after `test_steps` steps on l_j(θ) + (λ/2)‖θ − φ‖² (iMAML's
+//!   adaptation).
 //!
 //! The full-batch `outer_value` and `inner_grad_norm` are left out: they would sweep every
 //! training task's images at each evaluation.
@@ -107,6 +110,10 @@ pub struct MetaFewshotConfig {
     pub lr: f64,
     /// Adaptation steps of the meta-test metrics.
     pub test_steps: usize,
+    /// λ of a proximal term (λ/2)‖θ − φ‖²: adds `meta_test_proximal_loss` and
+    /// `meta_test_proximal_accuracy`, the meta-test figures after `test_steps` steps on the
+    /// proximal support loss (iMAML's adaptation, the one an iMAML run trains for).
+    pub test_proximal: Option<f64>,
     /// Seed of the class split, the tasks and the start.
     pub seed: u64,
 }
@@ -134,6 +141,7 @@ impl Default for MetaFewshotConfig {
             steps: 1,
             lr: 0.4,
             test_steps: 3,
+            test_proximal: None,
             seed: 0,
         }
     }
@@ -206,6 +214,9 @@ impl MetaFewshotConfig {
             self.shots + self.queries,
         )?;
         check_positive("lr", self.lr)?;
+        if let Some(lambda) = self.test_proximal {
+            check_positive("test_proximal", lambda)?;
+        }
         if self.omniglot.is_empty() {
             self.dataset.validate("dataset")?;
         }
@@ -376,6 +387,7 @@ impl MetaFewshotConfig {
             steps: self.steps,
             test_steps: self.test_steps,
             lr: self.lr,
+            test_proximal: self.test_proximal,
         };
         let params = net.num_params();
         let x0 = Vector::from_fn(params, {
@@ -443,26 +455,37 @@ struct FewshotMetrics {
     steps: usize,
     test_steps: usize,
     lr: f64,
+    test_proximal: Option<f64>,
 }
 
 impl TaskMetrics for FewshotMetrics {
     fn evaluate(&self, x: &Vector, _y: &Vector) -> Vec<(String, f64)> {
         let (train_loss, train_accuracy) =
-            adapted_scores(&self.g, &self.f, x, 0..self.train_eval, self.steps, self.lr);
-        let (test_loss, test_accuracy) = adapted_scores(
-            &self.test_g,
-            &self.test_f,
-            x,
-            0..self.test_g.tasks(),
-            self.test_steps,
-            self.lr,
-        );
-        vec![
+            adapted_scores(&self.g, &self.f, x, 0..self.train_eval, self.steps, self.lr, None);
+        let test = |proximal| {
+            adapted_scores(
+                &self.test_g,
+                &self.test_f,
+                x,
+                0..self.test_g.tasks(),
+                self.test_steps,
+                self.lr,
+                proximal,
+            )
+        };
+        let (test_loss, test_accuracy) = test(None);
+        let mut metrics = vec![
             ("meta_train_loss".into(), train_loss),
             ("meta_train_accuracy".into(), train_accuracy),
             ("meta_test_loss".into(), test_loss),
             ("meta_test_accuracy".into(), test_accuracy),
-        ]
+        ];
+        if let Some(lambda) = self.test_proximal {
+            let (loss, accuracy) = test(Some(lambda));
+            metrics.push(("meta_test_proximal_loss".into(), loss));
+            metrics.push(("meta_test_proximal_accuracy".into(), accuracy));
+        }
+        metrics
     }
 }
 
@@ -605,6 +628,40 @@ mod tests {
             assert!((0.0..=1.0).contains(&metrics[name]), "{name}");
         }
         assert!(metrics["meta_test_loss"] > 0.0);
+    }
+
+    #[test]
+    fn the_proximal_metrics_adapt_with_the_proximal_term() {
+        let with = |lambda: f64| {
+            let problem = MetaFewshotConfig {
+                test_proximal: Some(lambda),
+                ..small(FewshotModel::Mlp)
+            }
+            .build()
+            .unwrap();
+            let (x, y) = problem.start();
+            problem.metrics(&x, &y, None).unwrap()
+        };
+        // A vanishing λ is plain SGD to rounding (the term is λ(θ − φ) ≈ 1e-12 · O(1)).
+        let faint = with(1e-12);
+        for (proximal, plain) in [
+            ("meta_test_proximal_loss", "meta_test_loss"),
+            ("meta_test_proximal_accuracy", "meta_test_accuracy"),
+        ] {
+            assert!((faint[proximal] - faint[plain]).abs() < 1e-9, "{proximal}");
+        }
+        // A real λ pulls the adapted parameters back towards φ: another loss.
+        let pulled = with(1.0);
+        assert!((pulled["meta_test_proximal_loss"] - pulled["meta_test_loss"]).abs() > 1e-6);
+        assert_eq!(pulled["meta_test_loss"], faint["meta_test_loss"]);
+        let err = MetaFewshotConfig {
+            test_proximal: Some(0.0),
+            ..small(FewshotModel::Mlp)
+        }
+        .build()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("test_proximal"), "{err}");
     }
 
     #[test]

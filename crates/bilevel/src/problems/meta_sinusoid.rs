@@ -189,7 +189,7 @@ impl SinusoidMetrics {
         steps: usize,
         lr: f64,
     ) -> f64 {
-        adapted_scores(support, query, phi, 0..support.tasks(), steps, lr).0
+        adapted_scores(support, query, phi, 0..support.tasks(), steps, lr, None).0
     }
 }
 

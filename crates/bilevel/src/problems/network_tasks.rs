@@ -111,7 +111,8 @@ impl NetworkTasks {
 }
 
 /// The mean over `tasks` of a task's query loss and accuracy after `steps` gradient steps of
-/// size `lr` on its support, from `phi`: the meta-objective and the meta-test figures.
+/// size `lr` on its support, from `phi`: the meta-objective and the meta-test figures. With
+/// `proximal = Some(λ)` the steps descend l_j(θ) + (λ/2)‖θ − φ‖² instead (iMAML's adaptation).
 pub(crate) fn adapted_scores(
     support: &NetworkTasks,
     query: &NetworkTasks,
@@ -119,6 +120,7 @@ pub(crate) fn adapted_scores(
     tasks: std::ops::Range<usize>,
     steps: usize,
     lr: f64,
+    proximal: Option<f64>,
 ) -> (f64, f64) {
     let mut theta = phi.clone();
     let mut grad = Vector::zeros(phi.nrows());
@@ -129,6 +131,10 @@ pub(crate) fn adapted_scores(
         let task = [j];
         for _ in 0..steps {
             support.grad_y(phi, &theta, Batch::Indices(&task), &mut grad);
+            if let Some(lambda) = proximal {
+                grad.axpy(lambda, &theta);
+                grad.axpy(-lambda, phi);
+            }
             theta.axpy(-lr, &grad);
         }
         loss += query.value(phi, &theta, Batch::Indices(&task));
