@@ -55,6 +55,38 @@ impl ImageShape {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The shape of the rows of `source`, `numbers` wide: `given` as [height, width,
+    /// channels], or a square grey image; an error names the config field `image` when the
+    /// shape does not hold `numbers`.
+    pub fn of_rows(given: Option<[usize; 3]>, numbers: usize, source: &str) -> Result<Self> {
+        let shape = match given {
+            Some([height, width, channels]) => ImageShape {
+                height,
+                width,
+                channels,
+            },
+            None => {
+                let side = (numbers as f64).sqrt().round() as usize;
+                ImageShape {
+                    height: side,
+                    width: side,
+                    channels: 1,
+                }
+            }
+        };
+        if shape.len() != numbers {
+            return Err(Error::config(
+                "image",
+                format!(
+                    "{source} has {numbers} numbers per row, not a {}×{}×{} image (set image = \
+                     [height, width, channels])",
+                    shape.height, shape.width, shape.channels
+                ),
+            ));
+        }
+        Ok(shape)
+    }
 }
 
 /// One block: a 3×3 convolution with `filters` outputs, `stride` and zero `padding`, the

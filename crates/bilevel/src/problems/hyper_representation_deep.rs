@@ -588,34 +588,7 @@ impl HyperRepresentationDeepConfig {
         let net = Arc::new(match self.model {
             RepresentationModel::Mlp => Network::Mlp(Mlp::new(&sizes, self.activation, Loss::Mse)?),
             RepresentationModel::Conv => {
-                let shape = match self.image {
-                    Some([height, width, channels]) => ImageShape {
-                        height,
-                        width,
-                        channels,
-                    },
-                    None => {
-                        let side = (width as f64).sqrt().round() as usize;
-                        ImageShape {
-                            height: side,
-                            width: side,
-                            channels: 1,
-                        }
-                    }
-                };
-                if shape.len() != width {
-                    return Err(Error::config(
-                        "image",
-                        format!(
-                            "{} has {width} numbers per row, not a {}×{}×{} image (set image = \
-                             [height, width, channels])",
-                            self.inner.source(),
-                            shape.height,
-                            shape.width,
-                            shape.channels
-                        ),
-                    ));
-                }
+                let shape = ImageShape::of_rows(self.image, width, &self.inner.source())?;
                 let blocks: Vec<ConvBlock> =
                     self.filters.iter().map(|&f| ConvBlock::conv4(f)).collect();
                 Network::Conv(ConvNet::new(

@@ -265,31 +265,7 @@ impl MetaFewshotConfig {
             (loaded.dataset, "omniglot".to_owned())
         };
         let features = dataset.n_features();
-        let shape = match self.image {
-            Some([height, width, channels]) => ImageShape {
-                height,
-                width,
-                channels,
-            },
-            None => {
-                let side = (features as f64).sqrt().round() as usize;
-                ImageShape {
-                    height: side,
-                    width: side,
-                    channels: 1,
-                }
-            }
-        };
-        if shape.len() != features {
-            return Err(Error::config(
-                "image",
-                format!(
-                    "{source} has {features} numbers per row, not a {}×{}×{} image (set \
-                     image = [height, width, channels])",
-                    shape.height, shape.width, shape.channels
-                ),
-            ));
-        }
+        let shape = ImageShape::of_rows(self.image, features, &source)?;
         let labels = dataset.class_labels()?;
         let mut by_row_class: Vec<Vec<usize>> = vec![Vec::new(); labels.classes.len()];
         for (row, &class) in labels.class.iter().enumerate() {
@@ -460,8 +436,15 @@ struct FewshotMetrics {
 
 impl TaskMetrics for FewshotMetrics {
     fn evaluate(&self, x: &Vector, _y: &Vector) -> Vec<(String, f64)> {
-        let (train_loss, train_accuracy) =
-            adapted_scores(&self.g, &self.f, x, 0..self.train_eval, self.steps, self.lr, None);
+        let (train_loss, train_accuracy) = adapted_scores(
+            &self.g,
+            &self.f,
+            x,
+            0..self.train_eval,
+            self.steps,
+            self.lr,
+            None,
+        );
         let test = |proximal| {
             adapted_scores(
                 &self.test_g,
