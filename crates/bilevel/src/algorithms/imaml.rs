@@ -14,7 +14,7 @@
 //! $$ \nabla M_j(\phi) = \Big(I + \frac{1}{\lambda} \nabla^2 l_j(\theta_j^\star)\Big)^{-1} \nabla L_j(\theta_j^\star). $$
 //!
 //! This is AID with a proximal inner problem: the linear system is solved by conjugate gradient
-//! ([`crate::linsolve::cg`], the same solver AID-CG uses), one Hessian-vector product of the
+//! ([`mod@crate::linsolve::cg`], the same solver AID-CG uses), one Hessian-vector product of the
 //! support loss per CG iteration, memory O(dim) whatever the number of inner steps.
 //!
 //! ## Update (one meta-iteration t; Algorithm 1 with Algorithm 2 for the meta-gradient)
