@@ -216,8 +216,25 @@ impl Mlp {
         grad: Option<&mut [T]>,
         ws: &mut Workspace<T>,
     ) -> T {
+        self.loss_grad_with(params, inputs, targets, batch, None, grad, ws)
+    }
+
+    /// [`loss_grad`](Self::loss_grad) and [`weighted_loss_grad`](Self::weighted_loss_grad):
+    /// the forward pass (rows weighted when `weights` are given) and, with `grad`, the
+    /// backward pass.
+    #[allow(clippy::too_many_arguments)]
+    fn loss_grad_with<T: Real>(
+        &self,
+        params: &[T],
+        inputs: &[f64],
+        targets: Targets<'_>,
+        batch: Option<&[usize]>,
+        weights: Option<&[f64]>,
+        grad: Option<&mut [T]>,
+        ws: &mut Workspace<T>,
+    ) -> T {
         self.check(params.len(), inputs, Some(&targets));
-        let loss = self.forward(params, inputs, Some(targets), batch, None, ws);
+        let loss = self.forward(params, inputs, Some(targets), batch, weights, ws);
         if let Some(grad) = grad {
             assert_eq!(
                 grad.len(),
@@ -481,17 +498,7 @@ impl Mlp {
         grad: Option<&mut [f64]>,
         ws: &mut Workspace<f64>,
     ) -> f64 {
-        self.check(params.len(), inputs, Some(&targets));
-        let loss = self.forward(params, inputs, Some(targets), batch, Some(weights), ws);
-        if let Some(grad) = grad {
-            assert_eq!(
-                grad.len(),
-                self.params,
-                "Mlp: gradient slice of the wrong length"
-            );
-            self.backward(params, Some(grad), ws);
-        }
-        loss
+        self.loss_grad_with(params, inputs, targets, batch, Some(weights), grad, ws)
     }
 
     /// As [`hvp`](Self::hvp) for the weighted mean loss of
@@ -520,6 +527,11 @@ impl Mlp {
             out,
             ws,
         )
+    }
+
+    /// The outputs (rows × outputs) of the last forward pass on this workspace.
+    pub fn last_outputs<'w>(&self, ws: &'w Workspace<f64>) -> &'w [f64] {
+        &ws.z[self.layers() - 1]
     }
 
     /// Each batch row's own loss ℓ_r (unweighted) from the last pass with targets on this

@@ -125,14 +125,9 @@ impl CleaningNetwork {
         move |i| if weighted { sigmoid(x[i]) } else { 1.0 }
     }
 
-    /// The mean loss and the accuracy of θ on every row (for the metrics).
+    /// The mean loss and the accuracy of θ on every row (for the metrics): one forward pass.
     pub(crate) fn loss_and_accuracy(&self, theta: &Vector) -> (f64, f64) {
         let mut s = self.scratch();
-        let scores = self
-            .net
-            .outputs_of(theta.as_slice(), &self.inputs, None, &mut s.ws);
-        let correct = correct_predictions(scores, self.net.outputs(), &self.classes);
-        let accuracy = correct as f64 / self.n() as f64;
         let loss = self.net.loss_grad(
             theta.as_slice(),
             &self.inputs,
@@ -141,7 +136,21 @@ impl CleaningNetwork {
             None,
             &mut s.ws,
         );
-        (loss, accuracy)
+        let scores = self.net.last_outputs(&s.ws);
+        let correct = correct_predictions(scores, self.net.outputs(), &self.classes);
+        (loss, correct as f64 / self.n() as f64)
+    }
+
+    /// out = 0, then outᵢ += σ'(xᵢ) qᵣ / |B| for each batch row r of sample i: the x-side of
+    /// the weighting, for a per-row quantity q (the row's loss for ∇ₓg, its slope ∇ℓᵣ·v for
+    /// ∇²ₓθ g·v).
+    fn add_weight_slopes(x: &Vector, rows: &[usize], per_row: &[f64], out: &mut Vector) {
+        out.set_zero();
+        let (xs, o) = (x.as_slice(), out.as_mut_slice());
+        let inv = 1.0 / rows.len() as f64;
+        for (&i, &q) in rows.iter().zip(per_row) {
+            o[i] += dsigmoid(xs[i]) * q * inv;
+        }
     }
 }
 
@@ -189,11 +198,7 @@ impl Objective for CleaningNetwork {
             None,
             &mut s.ws,
         );
-        let (xs, o) = (x.as_slice(), out.as_mut_slice());
-        let inv = 1.0 / s.rows.len() as f64;
-        for (&i, &loss) in s.rows.iter().zip(self.net.row_losses(&s.ws)) {
-            o[i] += dsigmoid(xs[i]) * loss * inv;
-        }
+        Self::add_weight_slopes(x, &s.rows, self.net.row_losses(&s.ws), out);
     }
     fn grad_y(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         let mut s = self.scratch();
@@ -247,11 +252,7 @@ impl Objective for CleaningNetwork {
             Some(&s.rows),
             &mut s.ws,
         );
-        let (xs, o) = (x.as_slice(), out.as_mut_slice());
-        let inv = 1.0 / s.rows.len() as f64;
-        for (&i, &slope) in s.rows.iter().zip(slopes) {
-            o[i] += dsigmoid(xs[i]) * slope * inv;
-        }
+        Self::add_weight_slopes(x, &s.rows, slopes, out);
     }
     fn cross_yx(&self, x: &Vector, y: &Vector, u: &Vector, batch: Batch<'_>, out: &mut Vector) {
         if !self.weighted {
