@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use bilevel::algorithms::{SolverConfig, SolverVisitor};
 use bilevel::core::{Problem, Solver};
 use bilevel::problems::ProblemConfig;
+use bilevel::problems::logistic::Precision;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::alloc_count;
@@ -90,6 +91,11 @@ pub fn shapes() -> Vec<Shape> {
             },
         },
     ]
+}
+
+/// The precision of a report written before it was recorded.
+fn f64_name() -> String {
+    Precision::F64.name().to_owned()
 }
 
 /// A field missing from an older report.
@@ -189,6 +195,10 @@ pub struct BenchReport {
     pub batch_size: usize,
     /// The command line that produced the report.
     pub command: String,
+    /// The stored type of the design values of the data-backed shapes (`f64` or `f32`; the
+    /// arithmetic is f64 in both). `f64` in reports written before it was recorded.
+    #[serde(default = "f64_name")]
+    pub precision: String,
     /// Per shape.
     pub shapes: Vec<ShapeResult>,
     /// The scaling grid (`--scaling`), empty otherwise.
@@ -248,8 +258,30 @@ pub struct BenchOptions {
     pub sampling: String,
     /// Run the scaling grid (d × batch on the ijcnn1-shaped twin) instead of the shapes.
     pub scaling: bool,
+    /// The stored type of the design values of the data-backed shapes.
+    pub precision: Precision,
     /// The command line, recorded in the report.
     pub command: String,
+}
+
+/// `config` with its design values stored in `precision` (the data-backed problems; the
+/// others have no design and are returned as they are).
+fn with_precision(config: ProblemConfig, precision: Precision) -> ProblemConfig {
+    match config {
+        ProblemConfig::LogregHpo(c) => {
+            ProblemConfig::LogregHpo(bilevel::problems::logreg_hpo::LogregHpoConfig {
+                precision,
+                ..c
+            })
+        }
+        ProblemConfig::DataCleaning(c) => {
+            ProblemConfig::DataCleaning(bilevel::problems::data_cleaning::DataCleaningConfig {
+                precision,
+                ..c
+            })
+        }
+        other => other,
+    }
 }
 
 fn cpu_model() -> String {
@@ -388,6 +420,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         repeats: options.repeats,
         batch_size: options.batch_size,
         command: options.command.clone(),
+        precision: options.precision.name().to_owned(),
         shapes: Vec::new(),
         scaling: Vec::new(),
     };
@@ -400,7 +433,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         .filter(|s| options.shapes.is_empty() || options.shapes.iter().any(|n| n == s.name))
     {
         let started = Instant::now();
-        let problem = (shape.config)()?
+        let problem = with_precision((shape.config)()?, options.precision)
             .build()
             .with_context(|| format!("building shape {}", shape.name))?;
         let build_s = started.elapsed().as_secs_f64();
@@ -518,6 +551,7 @@ fn run_scaling(options: &BenchOptions, defaults: &[SolverConfig]) -> Result<Vec<
                 ..DatasetSpec::twin(Twin::Ijcnn1, 0.1)
             },
             validation_fraction: 0.5,
+            precision: options.precision,
             reference: ReferenceConfig {
                 enabled: false,
                 ..Default::default()
@@ -537,6 +571,7 @@ fn run_scaling(options: &BenchOptions, defaults: &[SolverConfig]) -> Result<Vec<
                 batch_size: batch,
                 sampling: options.sampling.clone(),
                 scaling: true,
+                precision: options.precision,
                 command: String::new(),
             };
             for &name in &solvers {
@@ -618,10 +653,11 @@ pub fn table(report: &BenchReport) -> String {
     let mut out = String::new();
     if !report.scaling.is_empty() {
         out.push_str(&format!(
-            "{} CPU(s), {}, kernels {}; scaling grid, {} repeats\n{:<10} {:>6} {:>6} {:>8} {:>14} {:>16}\n",
+            "{} CPU(s), {}, kernels {}, {} storage; scaling grid, {} repeats\n{:<10} {:>6} {:>6} {:>8} {:>14} {:>16}\n",
             report.cpus,
             report.cpu_model,
             report.simd,
+            report.precision,
             report.repeats,
             "solver",
             "d",
@@ -644,13 +680,14 @@ pub fn table(report: &BenchReport) -> String {
         return out;
     }
     out.push_str(&format!(
-        "{} CPU(s), {}, kernels {}; {} warm-up + {} x {} iterations, batch {}; \
-         random-block read bandwidth {:.1} GB/s\n\
+        "{} CPU(s), {}, kernels {}, {} storage (arithmetic f64); {} warm-up + {} x {} \
+         iterations, batch {}; random-block read bandwidth {:.1} GB/s\n\
          threads: {} (full passes and exact evaluations use them all, minibatch steps one; \
          results are the same bits with any thread count)\n",
         report.cpus,
         report.cpu_model,
         report.simd,
+        report.precision,
         report.warmup,
         report.repeats,
         report.iters,

@@ -192,6 +192,10 @@ enum Command {
         /// {16, 64, 256, 1024} on the ijcnn1-shaped twin (default solvers: soba, fsla).
         #[arg(long)]
         scaling: bool,
+        /// The stored type of the design values of the data-backed shapes: `f64`, or `f32`
+        /// (half the bytes per pass; data rounded to f32 once, arithmetic still f64).
+        #[arg(long, alias = "storage", default_value = "f64", value_parser = parse_precision)]
+        precision: bilevel::problems::logistic::Precision,
     },
     /// Write BENCHMARKS.md from `bilevel bench --json` reports and, for ratios, the peer timing
     /// files of the same sitting.
@@ -414,6 +418,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             sampling,
             json,
             scaling,
+            precision,
         } => {
             let report = bench::run(&bench::BenchOptions {
                 shapes: problem,
@@ -424,6 +429,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 batch_size: batch,
                 sampling,
                 scaling,
+                precision,
                 command: command_line(),
             })
             .map_err(|e| ConfigError(format!("{e:#}")))?;
@@ -475,6 +481,18 @@ fn dispatch(cli: Cli) -> Result<()> {
 }
 
 /// The command line as typed (program name shortened to `bilevel`), for reports.
+/// `f64` or `f32` (`--precision`).
+fn parse_precision(
+    name: &str,
+) -> std::result::Result<bilevel::problems::logistic::Precision, String> {
+    use bilevel::problems::logistic::Precision;
+    match name {
+        "f64" => Ok(Precision::F64),
+        "f32" => Ok(Precision::F32),
+        other => Err(format!("unknown precision `{other}`; use `f64` or `f32`")),
+    }
+}
+
 fn command_line() -> String {
     let mut words = vec!["bilevel".to_owned()];
     words.extend(std::env::args().skip(1));

@@ -169,6 +169,10 @@ impl CsrMatrix {
     pub fn values_mut(&mut self) -> &mut [f64] {
         &mut self.values
     }
+    /// The arrays (row pointers, column indices, values), without a copy.
+    pub fn into_parts(self) -> (Vec<usize>, Vec<u32>, Vec<f64>) {
+        (self.indptr, self.indices, self.values)
+    }
     /// The dense row-major equivalent.
     pub fn to_dense(&self) -> DenseMatrix {
         let mut values = vec![0.0; self.rows * self.cols];

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cleaning_network::CleaningNetwork;
 use super::common::{NewtonReference, Preprocess, ReferenceConfig, check_batch, sigmoid};
-use super::logistic::{LogisticData, OnSample, Targets, ValidationLoss};
+use super::logistic::{LogisticData, OnSample, Precision, Targets, ValidationLoss};
 use crate::core::error::{Error, Result, check_in_range, check_non_negative};
 use crate::core::linalg::rng_from_seed;
 use crate::core::{Batch, Fused, Objective, Problem, Reference, TaskMetrics, Vector, VectorExt};
@@ -102,6 +102,9 @@ pub struct DataCleaningConfig {
     /// Storage of the designs: `auto` (CSR when at most 30 % of the training values are
     /// non-zero, e.g. MNIST's 19 %), `dense` or `sparse`. Results agree to rounding.
     pub storage: Storage,
+    /// The stored type of the design values (linear model): `f64` (default) or `f32` (half
+    /// the bytes per pass; values rounded to f32 once, arithmetic still f64).
+    pub precision: Precision,
     /// Starting weight logit: x₀ᵢ = this value for every sample (0: σ = ½).
     pub x0: f64,
     /// The classifier: `linear` (default) or `mlp`.
@@ -131,6 +134,7 @@ impl Default for DataCleaningConfig {
             preprocess: Preprocess::UnitMax,
             intercept: true,
             storage: Storage::Auto,
+            precision: Precision::F64,
             x0: 0.0,
             model: CleaningModel::Linear,
             hidden: vec![64],
@@ -458,7 +462,19 @@ impl DataCleaningConfig {
         if self.hidden.contains(&0) {
             return Err(Error::config("hidden", "every hidden width must be >= 1"));
         }
+        self.check_precision()?;
         self.reference.validate()
+    }
+
+    /// f32 storage is a property of the linear model's design kernels.
+    fn check_precision(&self) -> Result<()> {
+        if self.model == CleaningModel::Mlp && self.precision == Precision::F32 {
+            return Err(Error::config(
+                "precision",
+                "`f32` applies to the linear model's design; the MLP stores its data in f64",
+            ));
+        }
+        Ok(())
     }
 
     /// Loads, splits, corrupts and preprocesses the data.
@@ -619,7 +635,8 @@ impl DataCleaningConfig {
                 Targets::Multiclass { class: noisy, k },
                 self.intercept,
                 !sparse,
-            ),
+            )
+            .with_precision(self.precision),
             self.regularization,
         ));
         let dim_x = g.data.n();
@@ -632,7 +649,8 @@ impl DataCleaningConfig {
                 },
                 self.intercept,
                 !sparse,
-            ),
+            )
+            .with_precision(self.precision),
             dim_x,
             "data_cleaning f",
         ));
@@ -644,7 +662,8 @@ impl DataCleaningConfig {
             },
             self.intercept,
             !sparse,
-        );
+        )
+        .with_precision(self.precision);
         CleaningParts {
             g,
             f,
@@ -753,6 +772,7 @@ impl DataCleaningConfig {
         if self.hidden.contains(&0) {
             return Err(Error::config("hidden", "every hidden width must be >= 1"));
         }
+        self.check_precision()?;
         if self.model == CleaningModel::Mlp {
             let prepared = self.prepare(train, validation, test, known_corrupted)?;
             return self.build_network(prepared);

@@ -16,6 +16,50 @@
 /// entries).
 pub(crate) const LANES: usize = 8;
 
+/// The stored type of design values: `f64`, or `f32` for `precision = "f32"` (half the bytes
+/// to stream). Values are widened to f64 on load (exactly: every f32 is an f64) and all
+/// arithmetic stays f64, so a design stored in f32 gives the same bits as the same design
+/// rounded to f32 and stored in f64.
+pub(crate) trait Elem: Copy + Default + std::fmt::Debug + Send + Sync + 'static {
+    /// Bytes per stored value.
+    const BYTES: usize = std::mem::size_of::<Self>();
+    /// The value as f64 (exact).
+    fn wide(self) -> f64;
+    /// `x` rounded to the stored type (round to nearest).
+    fn narrow(x: f64) -> Self;
+    /// One lane chunk widened.
+    #[inline(always)]
+    fn lanes(a: &[Self; LANES]) -> [f64; LANES] {
+        a.map(Self::wide)
+    }
+}
+
+impl Elem for f64 {
+    #[inline(always)]
+    fn wide(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn narrow(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn lanes(a: &[f64; LANES]) -> [f64; LANES] {
+        *a
+    }
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn wide(self) -> f64 {
+        f64::from(self)
+    }
+    #[inline(always)]
+    fn narrow(x: f64) -> Self {
+        x as f32
+    }
+}
+
 /// Instruction-set levels of the kernels, narrowest first. The values of every kernel are the
 /// same at every level (no fused multiply-adds, one fixed summation order); only the speed
 /// differs.
@@ -384,7 +428,7 @@ impl<'a> LanesMut<'a> {
 
 /// ⟨row, a⟩ for a padded row (length = padded length of `a`).
 #[inline(always)]
-pub(crate) fn dot_row(row: &[f64], a: &Lanes<'_>) -> f64 {
+pub(crate) fn dot_row<E: Elem>(row: &[E], a: &Lanes<'_>) -> f64 {
     let mut acc = [0.0; LANES];
     let (rm, rt) = row.split_at(a.main.len());
     for (r, y) in rm
@@ -394,13 +438,13 @@ pub(crate) fn dot_row(row: &[f64], a: &Lanes<'_>) -> f64 {
         .zip(a.main.as_chunks::<LANES>().0)
     {
         for k in 0..LANES {
-            acc[k] += r[k] * y[k];
+            acc[k] += r[k].wide() * y[k];
         }
     }
     if a.has_tail {
         let rt = &rt.as_chunks::<LANES>().0[0];
         for k in 0..LANES {
-            acc[k] += rt[k] * a.tail[k];
+            acc[k] += rt[k].wide() * a.tail[k];
         }
     }
     hsum(acc)
@@ -408,7 +452,7 @@ pub(crate) fn dot_row(row: &[f64], a: &Lanes<'_>) -> f64 {
 
 /// (⟨row, a⟩, ⟨row, b⟩) in one pass over the row.
 #[inline(always)]
-pub(crate) fn dot2_row(row: &[f64], a: &Lanes<'_>, b: &Lanes<'_>) -> (f64, f64) {
+pub(crate) fn dot2_row<E: Elem>(row: &[E], a: &Lanes<'_>, b: &Lanes<'_>) -> (f64, f64) {
     let mut acc_a = [0.0; LANES];
     let mut acc_b = [0.0; LANES];
     let (rm, rt) = row.split_at(a.main.len());
@@ -420,15 +464,15 @@ pub(crate) fn dot2_row(row: &[f64], a: &Lanes<'_>, b: &Lanes<'_>) -> (f64, f64) 
         .zip(b.main.as_chunks::<LANES>().0)
     {
         for k in 0..LANES {
-            acc_a[k] += r[k] * y[k];
-            acc_b[k] += r[k] * v[k];
+            acc_a[k] += r[k].wide() * y[k];
+            acc_b[k] += r[k].wide() * v[k];
         }
     }
     if a.has_tail {
         let rt = &rt.as_chunks::<LANES>().0[0];
         for k in 0..LANES {
-            acc_a[k] += rt[k] * a.tail[k];
-            acc_b[k] += rt[k] * b.tail[k];
+            acc_a[k] += rt[k].wide() * a.tail[k];
+            acc_b[k] += rt[k].wide() * b.tail[k];
         }
     }
     (hsum(acc_a), hsum(acc_b))
@@ -436,7 +480,7 @@ pub(crate) fn dot2_row(row: &[f64], a: &Lanes<'_>, b: &Lanes<'_>) -> (f64, f64) 
 
 /// out ← out + c · row.
 #[inline(always)]
-pub(crate) fn axpy_row(c: f64, row: &[f64], out: &mut LanesMut<'_>) {
+pub(crate) fn axpy_row<E: Elem>(c: f64, row: &[E], out: &mut LanesMut<'_>) {
     let (rm, rt) = row.split_at(out.main.len());
     for (r, o) in rm
         .as_chunks::<LANES>()
@@ -446,24 +490,24 @@ pub(crate) fn axpy_row(c: f64, row: &[f64], out: &mut LanesMut<'_>) {
     {
         let mut t = *o;
         for k in 0..LANES {
-            t[k] += c * r[k];
+            t[k] += c * r[k].wide();
         }
         *o = t;
     }
     if out.has_tail {
         let rt = &rt.as_chunks::<LANES>().0[0];
         for k in 0..LANES {
-            out.tail[k] += c * rt[k];
+            out.tail[k] += c * rt[k].wide();
         }
     }
 }
 
 /// out₁ ← out₁ + c₁ · row, out₂ ← out₂ + c₂ · row in one pass over the row.
 #[inline(always)]
-pub(crate) fn axpy2_row(
+pub(crate) fn axpy2_row<E: Elem>(
     c1: f64,
     c2: f64,
-    row: &[f64],
+    row: &[E],
     out1: &mut LanesMut<'_>,
     out2: &mut LanesMut<'_>,
 ) {
@@ -477,8 +521,8 @@ pub(crate) fn axpy2_row(
     {
         let (mut t1, mut t2) = (*o1, *o2);
         for k in 0..LANES {
-            t1[k] += c1 * r[k];
-            t2[k] += c2 * r[k];
+            t1[k] += c1 * r[k].wide();
+            t2[k] += c2 * r[k].wide();
         }
         *o1 = t1;
         *o2 = t2;
@@ -486,15 +530,15 @@ pub(crate) fn axpy2_row(
     if out1.has_tail {
         let rt = &rt.as_chunks::<LANES>().0[0];
         for k in 0..LANES {
-            out1.tail[k] += c1 * rt[k];
-            out2.tail[k] += c2 * rt[k];
+            out1.tail[k] += c1 * rt[k].wide();
+            out2.tail[k] += c2 * rt[k].wide();
         }
     }
 }
 
 /// ⟨a, b⟩ for two slices whose (equal) length is a multiple of [`LANES`].
 #[inline(always)]
-pub(crate) fn dot_full(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot_full<E: Elem>(a: &[E], b: &[f64]) -> f64 {
     let mut acc = [0.0; LANES];
     for (x, y) in a
         .as_chunks::<LANES>()
@@ -503,7 +547,7 @@ pub(crate) fn dot_full(a: &[f64], b: &[f64]) -> f64 {
         .zip(b.as_chunks::<LANES>().0)
     {
         for k in 0..LANES {
-            acc[k] += x[k] * y[k];
+            acc[k] += x[k].wide() * y[k];
         }
     }
     hsum(acc)
@@ -513,7 +557,7 @@ pub(crate) fn dot_full(a: &[f64], b: &[f64]) -> f64 {
 /// lanes, same order, same bits): `R` independent accumulator chains hide the add latency, and
 /// each chunk of `b` is loaded once for all `R` rows.
 #[inline(always)]
-pub(crate) fn dot_full_rows<const R: usize>(rows: [&[f64]; R], b: &[f64]) -> [f64; R] {
+pub(crate) fn dot_full_rows<const R: usize, E: Elem>(rows: [&[E]; R], b: &[f64]) -> [f64; R] {
     let b = b.as_chunks::<LANES>().0;
     let rows = rows.map(|a| &a.as_chunks::<LANES>().0[..b.len()]);
     let mut acc = [[0.0; LANES]; R];
@@ -521,7 +565,7 @@ pub(crate) fn dot_full_rows<const R: usize>(rows: [&[f64]; R], b: &[f64]) -> [f6
         for r in 0..R {
             let x = &rows[r][j];
             for k in 0..LANES {
-                acc[r][k] += x[k] * y[k];
+                acc[r][k] += x[k].wide() * y[k];
             }
         }
     }
@@ -532,7 +576,11 @@ pub(crate) fn dot_full_rows<const R: usize>(rows: [&[f64]; R], b: &[f64]) -> [f6
 /// exactly as `R` successive [`axpy_full`] calls (no fused multiply-add), while `out` is loaded
 /// and stored once instead of `R` times.
 #[inline(always)]
-pub(crate) fn axpy_full_rows<const R: usize>(c: [f64; R], rows: [&[f64]; R], out: &mut [f64]) {
+pub(crate) fn axpy_full_rows<const R: usize, E: Elem>(
+    c: [f64; R],
+    rows: [&[E]; R],
+    out: &mut [f64],
+) {
     let out = out.as_chunks_mut::<LANES>().0;
     let rows = rows.map(|a| &a.as_chunks::<LANES>().0[..out.len()]);
     for (j, o) in out.iter_mut().enumerate() {
@@ -540,7 +588,7 @@ pub(crate) fn axpy_full_rows<const R: usize>(c: [f64; R], rows: [&[f64]; R], out
         for r in 0..R {
             let x = &rows[r][j];
             for k in 0..LANES {
-                t[k] += c[r] * x[k];
+                t[k] += c[r] * x[k].wide();
             }
         }
         *o = t;
@@ -549,7 +597,7 @@ pub(crate) fn axpy_full_rows<const R: usize>(c: [f64; R], rows: [&[f64]; R], out
 
 /// out ← out + c · x for slices whose (equal) length is a multiple of [`LANES`].
 #[inline(always)]
-pub(crate) fn axpy_full(c: f64, x: &[f64], out: &mut [f64]) {
+pub(crate) fn axpy_full<E: Elem>(c: f64, x: &[E], out: &mut [f64]) {
     for (x, o) in x
         .as_chunks::<LANES>()
         .0
@@ -558,7 +606,7 @@ pub(crate) fn axpy_full(c: f64, x: &[f64], out: &mut [f64]) {
     {
         let mut t = *o;
         for k in 0..LANES {
-            t[k] += c * x[k];
+            t[k] += c * x[k].wide();
         }
         *o = t;
     }

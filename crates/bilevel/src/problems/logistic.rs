@@ -35,7 +35,7 @@ use rayon::prelude::*;
 
 use super::common::{check_batch, with_native_scratch, with_scratch};
 use super::kernels::{
-    self, LANES, Lanes, LanesMut, Simd8, WithLanes, axpy_full, axpy_row, axpy2_row, dot_full,
+    self, Elem, LANES, Lanes, LanesMut, Simd8, WithLanes, axpy_full, axpy_row, axpy2_row, dot_full,
     dot_row, dot2_row, padded_len,
 };
 use crate::core::{Batch, Fused, Objective, Vector, VectorExt};
@@ -79,23 +79,29 @@ const STACK_K: usize = 32;
 /// 64-byte boundary: with a stride of whole lane chunks every chunk is one cache line, so a
 /// 512-bit load never straddles two lines.
 #[derive(Debug)]
-struct PaddedRows {
+struct PaddedRows<E = f64> {
     stride: usize,
     /// Index in `values` of the first row's first entry (the 64-byte aligned one).
     offset: usize,
-    values: Vec<f64>,
+    values: Vec<E>,
 }
 
-/// Entries before the first 64-byte boundary of `v` (`v` has at least `LANES` spare entries).
-fn aligned_offset(v: &[f64]) -> usize {
+/// Spare entries allocated before the rows, room to move the first row to a 64-byte boundary
+/// (8 for f64, 16 for f32).
+fn spare<E>() -> usize {
+    64 / std::mem::size_of::<E>()
+}
+
+/// Entries before the first 64-byte boundary of `v` (`v` has at least [`spare`] spare entries).
+fn aligned_offset<E>(v: &[E]) -> usize {
     let misalignment = v.as_ptr().addr() % 64;
-    (64 - misalignment) % 64 / std::mem::size_of::<f64>()
+    (64 - misalignment) % 64 / std::mem::size_of::<E>()
 }
 
-impl PaddedRows {
+impl<E: Elem> PaddedRows<E> {
     /// `n` zero rows of `stride` entries, aligned.
     fn zeros(n: usize, stride: usize) -> Self {
-        let values = vec![0.0; n * stride + LANES];
+        let values = vec![E::default(); n * stride + spare::<E>()];
         let offset = aligned_offset(&values);
         Self {
             stride,
@@ -109,7 +115,9 @@ impl PaddedRows {
         match design {
             Design::Dense(m) => {
                 for i in 0..n {
-                    rows.row_mut(i)[..d].copy_from_slice(m.row(i));
+                    for (dst, &v) in rows.row_mut(i).iter_mut().zip(m.row(i)) {
+                        *dst = E::narrow(v);
+                    }
                 }
             }
             Design::Sparse(m) => {
@@ -117,28 +125,38 @@ impl PaddedRows {
                     let (idx, val) = m.row(i);
                     let row = rows.row_mut(i);
                     for (&j, &v) in idx.iter().zip(val) {
-                        row[j as usize] = v;
+                        row[j as usize] = E::narrow(v);
                     }
                 }
             }
         }
         rows
     }
+    /// The same rows in another stored type.
+    fn convert<F: Elem>(&self) -> PaddedRows<F> {
+        let mut out = PaddedRows::zeros(self.n(), self.stride);
+        for i in 0..self.n() {
+            for (dst, &v) in out.row_mut(i).iter_mut().zip(self.row(i)) {
+                *dst = F::narrow(v.wide());
+            }
+        }
+        out
+    }
     #[inline(always)]
-    fn row(&self, i: usize) -> &[f64] {
+    fn row(&self, i: usize) -> &[E] {
         let start = self.offset + i * self.stride;
         &self.values[start..start + self.stride]
     }
-    fn row_mut(&mut self, i: usize) -> &mut [f64] {
+    fn row_mut(&mut self, i: usize) -> &mut [E] {
         let start = self.offset + i * self.stride;
         &mut self.values[start..start + self.stride]
     }
     fn n(&self) -> usize {
-        (self.values.len() - LANES) / self.stride.max(1)
+        (self.values.len() - spare::<E>()) / self.stride.max(1)
     }
 }
 
-impl Clone for PaddedRows {
+impl<E: Elem> Clone for PaddedRows<E> {
     /// A copy aligned in its own allocation (a plain copy of the vector could start elsewhere
     /// modulo 64 bytes).
     fn clone(&self) -> Self {
@@ -150,10 +168,98 @@ impl Clone for PaddedRows {
     }
 }
 
+/// CSR rows whose values are stored as `E`.
+#[derive(Clone, Debug)]
+struct SparseRows<E> {
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    values: Vec<E>,
+}
+
+impl<E: Elem> SparseRows<E> {
+    fn from_matrix(m: CsrMatrix) -> Self {
+        let (indptr, indices, values) = m.into_parts();
+        Self {
+            indptr,
+            indices,
+            values: values.into_iter().map(E::narrow).collect(),
+        }
+    }
+    /// The same rows in another stored type.
+    fn convert<F: Elem>(&self) -> SparseRows<F> {
+        SparseRows {
+            indptr: self.indptr.clone(),
+            indices: self.indices.clone(),
+            values: self.values.iter().map(|v| F::narrow(v.wide())).collect(),
+        }
+    }
+    /// Row `i`: (column indices, values).
+    #[inline(always)]
+    fn row(&self, i: usize) -> (&[u32], &[E]) {
+        let (a, b) = (self.indptr[i], self.indptr[i + 1]);
+        (&self.indices[a..b], &self.values[a..b])
+    }
+    fn nnz(&self) -> usize {
+        self.values.len()
+    }
+}
+
+/// The kernel storage of a design, in one stored type.
+#[derive(Clone, Debug)]
+enum Rows<E: Elem> {
+    Dense(PaddedRows<E>),
+    Sparse(SparseRows<E>),
+}
+
+impl<E: Elem> Rows<E> {
+    fn convert<F: Elem>(&self) -> Rows<F> {
+        match self {
+            Rows::Dense(r) => Rows::Dense(r.convert()),
+            Rows::Sparse(m) => Rows::Sparse(m.convert()),
+        }
+    }
+}
+
+/// The kernel storage of a design: its values in f64 (the default) or f32
+/// ([`Precision::F32`]).
 #[derive(Clone, Debug)]
 enum Store {
-    Dense(PaddedRows),
-    Sparse(CsrMatrix),
+    F64(Rows<f64>),
+    F32(Rows<f32>),
+}
+
+/// `$body` with `$r` bound to the store's [`Rows`], whatever its stored type (the body is
+/// compiled once per type).
+macro_rules! with_rows {
+    ($store:expr, $r:ident => $body:expr) => {
+        match $store {
+            Store::F64($r) => $body,
+            Store::F32($r) => $body,
+        }
+    };
+}
+
+/// The stored type of a design's values. Arithmetic is f64 in both: f32 storage halves the
+/// bytes a pass streams, and changes the results only by the rounding of the data to f32 (the
+/// results are those of the f64 storage of the rounded data, bit for bit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// f64 values: the data as given.
+    #[default]
+    F64,
+    /// f32 values, rounded to nearest once when the problem is built.
+    F32,
+}
+
+impl Precision {
+    /// The name used in configs and reports (`"f64"`, `"f32"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F64 => "f64",
+            Precision::F32 => "f32",
+        }
+    }
 }
 
 thread_local! {
@@ -194,7 +300,7 @@ trait RowOps: Sync {
     fn axpy2(&self, i: usize, c1: f64, c2: f64, o1: &mut Self::Out<'_>, o2: &mut Self::Out<'_>);
 }
 
-impl RowOps for PaddedRows {
+impl<E: Elem> RowOps for PaddedRows<E> {
     type In<'a> = Lanes<'a>;
     type Out<'a> = LanesMut<'a>;
     #[inline(always)]
@@ -230,15 +336,15 @@ impl RowOps for PaddedRows {
 /// Padded dense rows of exactly `NCH` lane chunks (d ≤ 8·NCH), with explicit SIMD (`S`): the
 /// model, the direction and the output accumulators live in registers for the whole block. The
 /// rows are viewed once as whole `NCH`-chunk arrays, so a row access is one bounds check.
-struct Fixed<'a, const NCH: usize, S> {
-    rows: &'a [[[f64; LANES]; NCH]],
+struct Fixed<'a, const NCH: usize, S, E = f64> {
+    rows: &'a [[[E; LANES]; NCH]],
     s: S,
 }
 
-impl<'a, const NCH: usize, S: Simd8> Fixed<'a, NCH, S> {
+impl<'a, const NCH: usize, S: Simd8, E: Elem> Fixed<'a, NCH, S, E> {
     /// The view of `r` (stride `NCH` lane chunks).
     #[inline(always)]
-    fn new(r: &'a PaddedRows, s: S) -> Self {
+    fn new(r: &'a PaddedRows<E>, s: S) -> Self {
         debug_assert_eq!(r.stride, NCH * LANES);
         let all = &r.values[r.offset..r.offset + r.n() * r.stride];
         Self {
@@ -247,8 +353,13 @@ impl<'a, const NCH: usize, S: Simd8> Fixed<'a, NCH, S> {
         }
     }
     #[inline(always)]
-    fn row(&self, i: usize) -> &[[f64; LANES]; NCH] {
+    fn row(&self, i: usize) -> &[[E; LANES]; NCH] {
         &self.rows[i]
+    }
+    /// Lane chunk `c` of row `r`, widened to f64 lanes.
+    #[inline(always)]
+    fn chunk(&self, r: &[[E; LANES]; NCH], c: usize) -> S::V {
+        self.s.load(&E::lanes(&r[c]))
     }
     #[inline(always)]
     fn lanes(&self, v: &[f64]) -> [S::V; NCH] {
@@ -264,7 +375,7 @@ struct FixedOut<'a, const NCH: usize, V> {
     dst: &'a mut [f64],
 }
 
-impl<const NCH: usize, S: Simd8> RowOps for Fixed<'_, NCH, S> {
+impl<const NCH: usize, S: Simd8, E: Elem> RowOps for Fixed<'_, NCH, S, E> {
     type In<'a> = [S::V; NCH];
     type Out<'a> = FixedOut<'a, NCH, S::V>;
     #[inline(always)]
@@ -287,19 +398,19 @@ impl<const NCH: usize, S: Simd8> RowOps for Fixed<'_, NCH, S> {
     #[inline(always)]
     fn dot(&self, i: usize, a: &[S::V; NCH]) -> f64 {
         let (s, r) = (self.s, self.row(i));
-        let mut acc = s.mul(s.load(&r[0]), a[0]);
+        let mut acc = s.mul(self.chunk(r, 0), a[0]);
         for c in 1..NCH {
-            acc = s.add(acc, s.mul(s.load(&r[c]), a[c]));
+            acc = s.add(acc, s.mul(self.chunk(r, c), a[c]));
         }
         s.hsum(acc)
     }
     #[inline(always)]
     fn dot2(&self, i: usize, a: &[S::V; NCH], b: &[S::V; NCH]) -> (f64, f64) {
         let (s, r) = (self.s, self.row(i));
-        let x = s.load(&r[0]);
+        let x = self.chunk(r, 0);
         let (mut acc_a, mut acc_b) = (s.mul(x, a[0]), s.mul(x, b[0]));
         for c in 1..NCH {
-            let x = s.load(&r[c]);
+            let x = self.chunk(r, c);
             acc_a = s.add(acc_a, s.mul(x, a[c]));
             acc_b = s.add(acc_b, s.mul(x, b[c]));
         }
@@ -310,7 +421,7 @@ impl<const NCH: usize, S: Simd8> RowOps for Fixed<'_, NCH, S> {
         let (s, r) = (self.s, self.row(i));
         let cv = s.splat(c);
         for ch in 0..NCH {
-            o.acc[ch] = s.add(o.acc[ch], s.mul(cv, s.load(&r[ch])));
+            o.acc[ch] = s.add(o.acc[ch], s.mul(cv, self.chunk(r, ch)));
         }
     }
     #[inline(always)]
@@ -325,14 +436,14 @@ impl<const NCH: usize, S: Simd8> RowOps for Fixed<'_, NCH, S> {
         let (s, r) = (self.s, self.row(i));
         let (cv1, cv2) = (s.splat(c1), s.splat(c2));
         for ch in 0..NCH {
-            let x = s.load(&r[ch]);
+            let x = self.chunk(r, ch);
             o1.acc[ch] = s.add(o1.acc[ch], s.mul(cv1, x));
             o2.acc[ch] = s.add(o2.acc[ch], s.mul(cv2, x));
         }
     }
 }
 
-impl RowOps for CsrMatrix {
+impl<E: Elem> RowOps for SparseRows<E> {
     type In<'a> = &'a [f64];
     type Out<'a> = &'a mut [f64];
     #[inline(always)]
@@ -350,6 +461,7 @@ impl RowOps for CsrMatrix {
         let (idx, val) = self.row(i);
         let mut s = 0.0;
         for (&j, &x) in idx.iter().zip(val) {
+            let x = x.wide();
             s += x * a[j as usize];
         }
         s
@@ -359,6 +471,7 @@ impl RowOps for CsrMatrix {
         let (idx, val) = self.row(i);
         let (mut s, mut t) = (0.0, 0.0);
         for (&j, &x) in idx.iter().zip(val) {
+            let x = x.wide();
             s += x * a[j as usize];
             t += x * b[j as usize];
         }
@@ -368,6 +481,7 @@ impl RowOps for CsrMatrix {
     fn axpy(&self, i: usize, c: f64, o: &mut &mut [f64]) {
         let (idx, val) = self.row(i);
         for (&j, &x) in idx.iter().zip(val) {
+            let x = x.wide();
             o[j as usize] += c * x;
         }
     }
@@ -375,6 +489,7 @@ impl RowOps for CsrMatrix {
     fn axpy2(&self, i: usize, c1: f64, c2: f64, o1: &mut &mut [f64], o2: &mut &mut [f64]) {
         let (idx, val) = self.row(i);
         for (&j, &x) in idx.iter().zip(val) {
+            let x = x.wide();
             o1[j as usize] += c1 * x;
             o2[j as usize] += c2 * x;
         }
@@ -412,11 +527,11 @@ trait MultiOps: Sync {
 /// classes, zeros beyond K): every non-zero costs `NV` full-width multiply-adds. The forward
 /// product keeps up to four accumulator sets (non-zero t in set t mod sets) to cut the
 /// add-latency chain.
-struct PaddedCsr<'a, const NV: usize> {
-    m: &'a CsrMatrix,
+struct PaddedCsr<'a, const NV: usize, E> {
+    m: &'a SparseRows<E>,
 }
 
-impl<const NV: usize> MultiOps for PaddedCsr<'_, NV> {
+impl<const NV: usize, E: Elem> MultiOps for PaddedCsr<'_, NV, E> {
     #[inline(always)]
     fn outputs(&self, i: usize, w: &[f64], z: &mut [f64]) {
         let (idx, val) = self.m.row(i);
@@ -430,7 +545,7 @@ impl<const NV: usize> MultiOps for PaddedCsr<'_, NV> {
         for t in 0..quads {
             for (s, set) in acc.iter_mut().enumerate().take(sets) {
                 let j = idx[sets * t + s] as usize * NV;
-                let a = val[sets * t + s];
+                let a = val[sets * t + s].wide();
                 let wj = &w[j..j + NV];
                 for q in 0..NV {
                     for l in 0..LANES {
@@ -441,7 +556,7 @@ impl<const NV: usize> MultiOps for PaddedCsr<'_, NV> {
         }
         for (s, set) in acc.iter_mut().enumerate().take(idx.len() - sets * quads) {
             let j = idx[sets * quads + s] as usize * NV;
-            let a = val[sets * quads + s];
+            let a = val[sets * quads + s].wide();
             for q in 0..NV {
                 for l in 0..LANES {
                     set[q][l] += a * w[j + q][l];
@@ -462,7 +577,7 @@ impl<const NV: usize> MultiOps for PaddedCsr<'_, NV> {
         let (idx, val) = self.m.row(i);
         let out = out.as_chunks_mut::<LANES>().0;
         for (&j, &a) in idx.iter().zip(val) {
-            let j = j as usize * NV;
+            let (j, a) = (j as usize * NV, a.wide());
             let o = &mut out[j..j + NV];
             for q in 0..NV {
                 for l in 0..LANES {
@@ -506,7 +621,7 @@ fn from_padded_rows(padded: &[f64], rows: usize, k: usize, kp: usize, out: &mut 
 /// accumulator chains hide the add latency. The values do not change (see [`MultiOps`]).
 const GROUP: usize = 4;
 
-impl MultiOps for PaddedRows {
+impl<E: Elem> MultiOps for PaddedRows<E> {
     #[inline(always)]
     fn outputs(&self, i: usize, w: &[f64], z: &mut [f64]) {
         let row = self.row(i);
@@ -543,13 +658,14 @@ impl MultiOps for PaddedRows {
     }
 }
 
-impl MultiOps for CsrMatrix {
+impl<E: Elem> MultiOps for SparseRows<E> {
     #[inline(always)]
     fn outputs(&self, i: usize, w: &[f64], z: &mut [f64]) {
         let k = z.len();
         z.fill(0.0);
         let (idx, val) = self.row(i);
         for (&j, &a) in idx.iter().zip(val) {
+            let a = a.wide();
             let wj = &w[j as usize * k..(j as usize + 1) * k];
             for (zc, &wc) in z.iter_mut().zip(wj) {
                 *zc += a * wc;
@@ -561,6 +677,7 @@ impl MultiOps for CsrMatrix {
         let k = c.len();
         let (idx, val) = self.row(i);
         for (&j, &a) in idx.iter().zip(val) {
+            let a = a.wide();
             let oj = &mut out[j as usize * k..(j as usize + 1) * k];
             for (o, &cc) in oj.iter_mut().zip(c) {
                 *o += a * cc;
@@ -630,11 +747,12 @@ impl<W: Fn(usize) -> f64 + Sync> WithLanes for PassOp<'_, '_, '_, W> {
     /// The fixed-width kernels: binary on dense rows of at most four lane chunks, and
     /// multiclass on CSR rows with at most four lane chunks of classes ([`PaddedCsr`]).
     fn wide(&self) -> bool {
-        match (&self.data.store, &self.data.targets) {
-            (Store::Dense(r), Targets::Binary(_)) => r.stride / LANES <= 4,
+        let dense_stride = self.data.dense_stride();
+        match (dense_stride, &self.data.targets) {
+            (Some(stride), Targets::Binary(_)) => stride / LANES <= 4,
             // K ≤ 8 (covtype's 7 classes) runs 2× faster on 512-bit registers; K = 10 (MNIST)
             // runs 1.3× slower there (`bilevel bench`, covtype and hyperclean shapes).
-            (Store::Sparse(_), Targets::Multiclass { k, .. }) => *k <= LANES,
+            (None, Targets::Multiclass { k, .. }) => *k <= LANES,
             _ => false,
         }
     }
@@ -701,10 +819,10 @@ impl LogisticData {
     /// CSR design sparse; a dense design is always dense).
     pub fn with_storage(design: Design, targets: Targets, intercept: bool, dense: bool) -> Self {
         let (n, d) = (design.rows(), design.cols());
-        let store = match design {
-            Design::Sparse(m) if !dense => Store::Sparse(m),
-            other => Store::Dense(PaddedRows::from_design(&other)),
-        };
+        let store = Store::F64(match design {
+            Design::Sparse(m) if !dense => Rows::Sparse(SparseRows::from_matrix(m)),
+            other => Rows::Dense(PaddedRows::from_design(&other)),
+        });
         Self {
             store,
             targets,
@@ -733,9 +851,44 @@ impl LogisticData {
     pub fn dim(&self) -> usize {
         self.model_rows() * self.k()
     }
+    /// The same data with its values stored in `precision` (f32: each value rounded to nearest
+    /// once; f64 from f32: widened exactly). The layout (dense or CSR) is kept.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        let store = match (precision, &self.store) {
+            (Precision::F64, Store::F64(_)) | (Precision::F32, Store::F32(_)) => self.store,
+            (Precision::F32, Store::F64(r)) => Store::F32(r.convert()),
+            (Precision::F64, Store::F32(r)) => Store::F64(r.convert()),
+        };
+        Self { store, ..self }
+    }
+    /// The stored type of the design values.
+    pub fn precision(&self) -> Precision {
+        match self.store {
+            Store::F64(_) => Precision::F64,
+            Store::F32(_) => Precision::F32,
+        }
+    }
     /// True when the kernels stream dense rows.
     pub fn is_dense(&self) -> bool {
-        matches!(self.store, Store::Dense(_))
+        self.dense_stride().is_some()
+    }
+    /// The padded row length of dense storage; `None` for CSR.
+    fn dense_stride(&self) -> Option<usize> {
+        with_rows!(&self.store, r => match r {
+            Rows::Dense(r) => Some(r.stride),
+            Rows::Sparse(_) => None,
+        })
+    }
+    /// Design value (i, j) as stored (widened to f64; for tests and metrics, not a hot path).
+    pub fn value_at(&self, i: usize, j: usize) -> f64 {
+        assert!(i < self.n && j < self.d, "logistic: entry out of range");
+        with_rows!(&self.store, r => match r {
+            Rows::Dense(r) => r.row(i)[j].wide(),
+            Rows::Sparse(m) => {
+                let (idx, val) = m.row(i);
+                idx.binary_search(&(j as u32)).map_or(0.0, |t| val[t].wide())
+            }
+        })
     }
 
     /// Bytes one pass reads per row: the padded dense row or the average CSR row (values,
@@ -745,14 +898,17 @@ impl LogisticData {
             Targets::Binary(_) => std::mem::size_of::<f64>(),
             Targets::Multiclass { .. } => std::mem::size_of::<u32>(),
         };
-        let row = match &self.store {
-            Store::Dense(r) => (r.stride * std::mem::size_of::<f64>()) as f64,
-            Store::Sparse(m) => {
-                let per_entry = std::mem::size_of::<f64>() + std::mem::size_of::<u32>();
-                (m.nnz() * per_entry) as f64 / self.n.max(1) as f64
-                    + std::mem::size_of::<usize>() as f64
+        fn bytes<E: Elem>(r: &Rows<E>, n: usize) -> f64 {
+            match r {
+                Rows::Dense(r) => (r.stride * E::BYTES) as f64,
+                Rows::Sparse(m) => {
+                    let per_entry = E::BYTES + std::mem::size_of::<u32>();
+                    (m.nnz() * per_entry) as f64 / n.max(1) as f64
+                        + std::mem::size_of::<usize>() as f64
+                }
             }
-        };
+        }
+        let row = with_rows!(&self.store, r => bytes(r, self.n));
         row + target as f64
     }
 
@@ -853,12 +1009,12 @@ impl LogisticData {
     /// padded rows for dense designs, feature rows padded to whole lane chunks for CSR with
     /// K ≤ 32); `None` where the pass works on the model as it is.
     fn native_len(&self) -> Option<usize> {
-        match (&self.store, &self.targets) {
+        match (self.dense_stride(), &self.targets) {
             (_, Targets::Binary(_)) => None,
-            (Store::Dense(r), Targets::Multiclass { k, .. }) => {
-                Some(k * r.stride + if self.intercept { *k } else { 0 })
+            (Some(stride), Targets::Multiclass { k, .. }) => {
+                Some(k * stride + if self.intercept { *k } else { 0 })
             }
-            (Store::Sparse(_), Targets::Multiclass { k, .. }) => {
+            (None, Targets::Multiclass { k, .. }) => {
                 let nv = k.div_ceil(LANES);
                 (nv <= 4).then(|| self.model_rows() * nv * LANES)
             }
@@ -866,6 +1022,7 @@ impl LogisticData {
     }
 
     /// [`pass`](Self::pass) with the instruction set `s`.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn pass_with<S: Simd8, W: Fn(usize) -> f64 + Sync>(
         &self,
@@ -877,11 +1034,28 @@ impl LogisticData {
         on_sample: Option<OnSample<'_>>,
         native: &mut [f64],
     ) -> f64 {
-        match (&self.store, &self.targets) {
-            (Store::Dense(r), Targets::Binary(labels)) => match r.stride / LANES {
+        with_rows!(&self.store, r => self.pass_rows(s, r, job, rows, grad, hvp, on_sample, native))
+    }
+
+    /// [`pass_with`](Self::pass_with) on the store's rows (stored type `E`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn pass_rows<S: Simd8, W: Fn(usize) -> f64 + Sync, E: Elem>(
+        &self,
+        s: S,
+        store: &Rows<E>,
+        job: &Job<'_, W>,
+        rows: RowSet<'_>,
+        grad: Option<&mut [f64]>,
+        hvp: Option<&mut [f64]>,
+        on_sample: Option<OnSample<'_>>,
+        native: &mut [f64],
+    ) -> f64 {
+        match (store, &self.targets) {
+            (Rows::Dense(r), Targets::Binary(labels)) => match r.stride / LANES {
                 1 => self.binary_pass(
                     s,
-                    &Fixed::<1, S>::new(r, s),
+                    &Fixed::<1, S, E>::new(r, s),
                     labels,
                     job,
                     rows,
@@ -891,7 +1065,7 @@ impl LogisticData {
                 ),
                 2 => self.binary_pass(
                     s,
-                    &Fixed::<2, S>::new(r, s),
+                    &Fixed::<2, S, E>::new(r, s),
                     labels,
                     job,
                     rows,
@@ -901,7 +1075,7 @@ impl LogisticData {
                 ),
                 3 => self.binary_pass(
                     s,
-                    &Fixed::<3, S>::new(r, s),
+                    &Fixed::<3, S, E>::new(r, s),
                     labels,
                     job,
                     rows,
@@ -911,7 +1085,7 @@ impl LogisticData {
                 ),
                 4 => self.binary_pass(
                     s,
-                    &Fixed::<4, S>::new(r, s),
+                    &Fixed::<4, S, E>::new(r, s),
                     labels,
                     job,
                     rows,
@@ -921,23 +1095,23 @@ impl LogisticData {
                 ),
                 _ => self.binary_pass(s, r, labels, job, rows, grad, hvp, on_sample),
             },
-            (Store::Sparse(r), Targets::Binary(labels)) => {
+            (Rows::Sparse(r), Targets::Binary(labels)) => {
                 self.binary_pass(s, r, labels, job, rows, grad, hvp, on_sample)
             }
-            (Store::Dense(r), Targets::Multiclass { class, k }) => {
+            (Rows::Dense(r), Targets::Multiclass { class, k }) => {
                 self.multi_dense(s, r, class, *k, job, rows, grad, hvp, on_sample, native)
             }
-            (Store::Sparse(r), Targets::Multiclass { class, k }) => match k.div_ceil(LANES) {
-                1 => self.multi_sparse::<1, S, W>(
+            (Rows::Sparse(r), Targets::Multiclass { class, k }) => match k.div_ceil(LANES) {
+                1 => self.multi_sparse::<1, S, W, E>(
                     s, r, class, *k, job, rows, grad, hvp, on_sample, native,
                 ),
-                2 => self.multi_sparse::<2, S, W>(
+                2 => self.multi_sparse::<2, S, W, E>(
                     s, r, class, *k, job, rows, grad, hvp, on_sample, native,
                 ),
-                3 => self.multi_sparse::<3, S, W>(
+                3 => self.multi_sparse::<3, S, W, E>(
                     s, r, class, *k, job, rows, grad, hvp, on_sample, native,
                 ),
-                4 => self.multi_sparse::<4, S, W>(
+                4 => self.multi_sparse::<4, S, W, E>(
                     s, r, class, *k, job, rows, grad, hvp, on_sample, native,
                 ),
                 _ => {
@@ -963,10 +1137,10 @@ impl LogisticData {
     /// back.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn multi_sparse<const NV: usize, S: Simd8, W: Fn(usize) -> f64 + Sync>(
+    fn multi_sparse<const NV: usize, S: Simd8, W: Fn(usize) -> f64 + Sync, E: Elem>(
         &self,
         s: S,
-        r: &CsrMatrix,
+        r: &SparseRows<E>,
         class: &[u32],
         k: usize,
         job: &Job<'_, W>,
@@ -983,7 +1157,7 @@ impl LogisticData {
             to_native: |w: &[f64], out: &mut [f64]| to_padded_rows(w, model_rows, k, kp, out),
             from_native: |n: &[f64], out: &mut [f64]| from_padded_rows(n, model_rows, k, kp, out),
         };
-        let ops = PaddedCsr::<NV> { m: r };
+        let ops = PaddedCsr::<NV, E> { m: r };
         self.multi_native(
             s, &ops, class, k, &layout, job, rows, grad, hvp, on_sample, native,
         )
@@ -1342,10 +1516,10 @@ impl LogisticData {
     /// the blocks, converts the outputs back to feature-major.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn multi_dense<S: Simd8, W: Fn(usize) -> f64 + Sync>(
+    fn multi_dense<S: Simd8, W: Fn(usize) -> f64 + Sync, E: Elem>(
         &self,
         s: S,
-        r: &PaddedRows,
+        r: &PaddedRows<E>,
         class: &[u32],
         k: usize,
         job: &Job<'_, W>,
@@ -1565,23 +1739,23 @@ impl LogisticData {
     fn outputs_slow(&self, y: &[f64], i: usize, z: &mut [f64]) {
         let (d, k) = (self.d, z.len());
         z.fill(0.0);
-        match &self.store {
-            Store::Dense(r) => {
+        with_rows!(&self.store, r => match r {
+            Rows::Dense(r) => {
                 for (j, &a) in r.row(i)[..d].iter().enumerate() {
                     for c in 0..k {
-                        z[c] += a * y[j * k + c];
+                        z[c] += a.wide() * y[j * k + c];
                     }
                 }
             }
-            Store::Sparse(m) => {
+            Rows::Sparse(m) => {
                 let (idx, val) = m.row(i);
                 for (&j, &a) in idx.iter().zip(val) {
                     for c in 0..k {
-                        z[c] += a * y[j as usize * k + c];
+                        z[c] += a.wide() * y[j as usize * k + c];
                     }
                 }
             }
-        }
+        });
         if self.intercept {
             for c in 0..k {
                 z[c] += y[d * k + c];
@@ -1607,18 +1781,21 @@ impl LogisticData {
         assert_eq!(grad.len(), dim, "logistic: gradient length");
         assert_eq!(hess.len(), dim * dim, "logistic: Hessian size");
         self.count_streamed(self.n);
-        if let Store::Dense(rows) = &self.store
-            && !self.intercept
-            && (1..=4).contains(&(rows.stride / LANES))
+        if !self.intercept
+            && let Some(stride) = self.dense_stride()
+            && (1..=4).contains(&(stride / LANES))
         {
-            return Some(kernels::dispatch_lanes(HessOp {
-                data: self,
-                rows,
-                labels,
-                y,
-                weight: &weight,
-                grad,
-                hess,
+            return Some(with_rows!(&self.store, r => match r {
+                Rows::Dense(rows) => kernels::dispatch_lanes(HessOp {
+                    data: self,
+                    rows,
+                    labels,
+                    y,
+                    weight: &weight,
+                    grad,
+                    hess,
+                }),
+                Rows::Sparse(_) => unreachable!("dense_stride is Some for dense rows only"),
             }));
         }
         let n = self.n;
@@ -1688,15 +1865,19 @@ impl LogisticData {
         let mut total = 0.0;
         for i in range {
             x.fill(0.0);
-            match &self.store {
-                Store::Dense(r) => x[..d].copy_from_slice(&r.row(i)[..d]),
-                Store::Sparse(m) => {
-                    let (idx, val) = m.row(i);
-                    for (&j, &a) in idx.iter().zip(val) {
-                        x[j as usize] = a;
+            with_rows!(&self.store, r => match r {
+                Rows::Dense(r) => {
+                    for (xj, &a) in x[..d].iter_mut().zip(r.row(i)) {
+                        *xj = a.wide();
                     }
                 }
-            }
+                Rows::Sparse(m) => {
+                    let (idx, val) = m.row(i);
+                    for (&j, &a) in idx.iter().zip(val) {
+                        x[j as usize] = a.wide();
+                    }
+                }
+            });
             if self.intercept {
                 x[d] = 1.0;
             }
@@ -1725,9 +1906,9 @@ impl LogisticData {
 
 /// [`LogisticData::value_grad_hess`] over padded dense rows without an intercept, waiting for its
 /// instruction set.
-struct HessOp<'a, W> {
+struct HessOp<'a, W, E> {
     data: &'a LogisticData,
-    rows: &'a PaddedRows,
+    rows: &'a PaddedRows<E>,
     labels: &'a [f64],
     y: &'a [f64],
     weight: &'a W,
@@ -1735,7 +1916,7 @@ struct HessOp<'a, W> {
     hess: &'a mut [f64],
 }
 
-impl<W: Fn(usize) -> f64 + Sync> WithLanes for HessOp<'_, W> {
+impl<W: Fn(usize) -> f64 + Sync, E: Elem> WithLanes for HessOp<'_, W, E> {
     type Output = f64;
     fn wide(&self) -> bool {
         true
@@ -1751,7 +1932,7 @@ impl<W: Fn(usize) -> f64 + Sync> WithLanes for HessOp<'_, W> {
     }
 }
 
-impl<W: Fn(usize) -> f64 + Sync> HessOp<'_, W> {
+impl<W: Fn(usize) -> f64 + Sync, E: Elem> HessOp<'_, W, E> {
     /// The parallel blocks and their reduction in block order. A block's partial holds the
     /// gradient (d), the Hessian rows 0..=d (one spare row for odd d) of `stride` columns each
     /// (lower triangle valid), and the loss.
@@ -1771,7 +1952,7 @@ impl<W: Fn(usize) -> f64 + Sync> HessOp<'_, W> {
                 ($b:expr, $part:expr) => {{
                     let (g, rest) = $part.split_at_mut(d);
                     let (h, l) = rest.split_at_mut((d + 1) * stride);
-                    l[0] = hess_dense_block::<NCH, S>(
+                    l[0] = hess_dense_block::<NCH, S, E>(
                         s,
                         rows,
                         labels,
@@ -1828,9 +2009,9 @@ impl<W: Fn(usize) -> f64 + Sync> HessOp<'_, W> {
 /// columns), so the values do not depend on the instruction set.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn hess_dense_block<const NCH: usize, S: Simd8>(
+fn hess_dense_block<const NCH: usize, S: Simd8, E: Elem>(
     s: S,
-    rows: &PaddedRows,
+    rows: &PaddedRows<E>,
     labels: &[f64],
     y: &[f64],
     weight: &(impl Fn(usize) -> f64 + Sync),
@@ -1839,7 +2020,7 @@ fn hess_dense_block<const NCH: usize, S: Simd8>(
     grad: &mut [f64],
     h: &mut [f64],
 ) -> f64 {
-    let r = Fixed::<NCH, S>::new(rows, s);
+    let r = Fixed::<NCH, S, E>::new(rows, s);
     let d = y.len();
     let stride = rows.stride;
     h.fill(0.0);
@@ -1885,10 +2066,10 @@ fn hess_dense_block<const NCH: usize, S: Simd8>(
         let mut a = 0;
         while a < d {
             match ((a + 1) / LANES + 1).min(NCH) {
-                1 => hess_pair::<1, NCH, S>(&r, start, n, &cc, a, stride, h),
-                2 => hess_pair::<2, NCH, S>(&r, start, n, &cc, a, stride, h),
-                3 => hess_pair::<3, NCH, S>(&r, start, n, &cc, a, stride, h),
-                _ => hess_pair::<4, NCH, S>(&r, start, n, &cc, a, stride, h),
+                1 => hess_pair::<1, NCH, S, E>(&r, start, n, &cc, a, stride, h),
+                2 => hess_pair::<2, NCH, S, E>(&r, start, n, &cc, a, stride, h),
+                3 => hess_pair::<3, NCH, S, E>(&r, start, n, &cc, a, stride, h),
+                _ => hess_pair::<4, NCH, S, E>(&r, start, n, &cc, a, stride, h),
             }
             a += 2;
         }
@@ -1901,8 +2082,8 @@ fn hess_dense_block<const NCH: usize, S: Simd8>(
 /// Hessian rows a and a + 1, column chunks 0..M, += Σ_k cc[k] x_k,a x_k (rows start..start+n).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn hess_pair<const M: usize, const NCH: usize, S: Simd8>(
-    r: &Fixed<'_, NCH, S>,
+fn hess_pair<const M: usize, const NCH: usize, S: Simd8, E: Elem>(
+    r: &Fixed<'_, NCH, S, E>,
     start: usize,
     n: usize,
     cc: &[f64; CHUNK],
@@ -1922,10 +2103,10 @@ fn hess_pair<const M: usize, const NCH: usize, S: Simd8>(
     let mut acc_b: [S::V; M] = std::array::from_fn(|ch| load(&h[(a + 1) * stride..], ch));
     for k in 0..n {
         let x = r.row(start + k);
-        let (xa, xb) = (x[a / LANES][a % LANES], row_entry(x, a + 1));
+        let (xa, xb) = (x[a / LANES][a % LANES].wide(), row_entry(x, a + 1));
         let (sa, sb) = (s.splat(cc[k] * xa), s.splat(cc[k] * xb));
         for ch in 0..M {
-            let xv = s.load(&x[ch]);
+            let xv = r.chunk(x, ch);
             acc_a[ch] = s.add(acc_a[ch], s.mul(sa, xv));
             acc_b[ch] = s.add(acc_b[ch], s.mul(sb, xv));
         }
@@ -1939,9 +2120,9 @@ fn hess_pair<const M: usize, const NCH: usize, S: Simd8>(
 
 /// Entry j of a padded row (0 past the padding: the spare Hessian row of an odd width).
 #[inline(always)]
-fn row_entry<const NCH: usize>(x: &[[f64; LANES]; NCH], j: usize) -> f64 {
+fn row_entry<const NCH: usize, E: Elem>(x: &[[E; LANES]; NCH], j: usize) -> f64 {
     if j < NCH * LANES {
-        x[j / LANES][j % LANES]
+        x[j / LANES][j % LANES].wide()
     } else {
         0.0
     }
@@ -2453,5 +2634,223 @@ mod tests {
         let before = streamed_bytes();
         sparse.grad(&[0.1; 3], Batch::Indices(&[1, 0, 1]), |_| 1.0, &mut g3);
         assert_eq!(streamed_bytes() - before, 3 * 40);
+    }
+
+    /// Every value of `x` rounded to f32 (and back: the design f32 storage computes with).
+    fn rounded(x: &[f64]) -> Vec<f64> {
+        x.iter().map(|&a| f64::from(a as f32)).collect()
+    }
+
+    /// A design whose values are not exactly representable in f32 (else rounding would be a
+    /// no-op and the tests below could not tell the storages apart), about half of them zero.
+    fn generic_design(n: usize, d: usize, seed: u64) -> Vec<f64> {
+        let mut uniform = uniform_draws(seed);
+        (0..n * d)
+            .map(|_| {
+                let keep = uniform() >= 0.5;
+                let value = 2.0 * uniform() - 1.0;
+                if keep { value } else { 0.0 }
+            })
+            .collect()
+    }
+
+    /// The bits of every output of one pass (loss, ∇, ∇²·v and the per-sample values).
+    fn pass_bits(data: &LogisticData, y: &[f64], v: &[f64], batch: Batch<'_>) -> Vec<u64> {
+        let dim = data.dim();
+        let (mut g, mut h, mut per) = (vec![0.0; dim], vec![0.0; dim], Vec::new());
+        let mut record = |i: usize, l: f64, dd: f64, _: f64| per.push((i, l, dd));
+        let weight = |i: usize| 0.5 + (i % 3) as f64 * 0.25;
+        let loss = data.pass(
+            y,
+            Some(v),
+            batch,
+            weight,
+            true,
+            Some(&mut g),
+            Some(&mut h),
+            Some(&mut record),
+        );
+        let mut bits = vec![loss.to_bits()];
+        bits.extend(g.iter().chain(&h).map(|a| a.to_bits()));
+        bits.extend(
+            per.iter()
+                .flat_map(|&(i, l, dd)| [i as u64, l.to_bits(), dd.to_bits()]),
+        );
+        bits
+    }
+
+    /// f32 storage keeps each value rounded to nearest f32 and computes with it in f64: every
+    /// kernel (binary on 1–4 lane chunks and wider, multiclass dense, CSR with K = 7, 10 and 35,
+    /// minibatch with repeated rows and full parallel passes, the dense Hessian, the metrics)
+    /// gives the same bits as f64 storage of the rounded design, and differs from the f64
+    /// storage of the original design (so the values really were rounded). A pass streams
+    /// half the bytes per dense value.
+    #[test]
+    fn f32_storage_gives_the_bits_of_f64_storage_of_the_rounded_data() {
+        let n = 5000;
+        let mut uniform = uniform_draws(0x51f3_2a7c_0de1_1b47);
+        let batch: Vec<usize> = (0..70)
+            .map(|t| (t * 37 + t / 5) % n)
+            .chain([3, 3])
+            .collect();
+        // (features, classes (1 = binary), dense, intercept)
+        let cases = [
+            (6, 1, true, false),
+            (22, 1, true, false),
+            (30, 1, true, false),
+            (40, 1, true, true),
+            (22, 1, false, true),
+            (12, 7, true, true),
+            (12, 7, false, true),
+            (12, 10, false, false),
+            (9, 35, false, true),
+        ];
+        for (case, &(d, k, dense, intercept)) in cases.iter().enumerate() {
+            let x = generic_design(n, d, 0x1234 + case as u64);
+            let targets = || {
+                if k == 1 {
+                    Targets::Binary(
+                        (0..n)
+                            .map(|i| if i % 3 == 0 { 1.0 } else { -1.0 })
+                            .collect(),
+                    )
+                } else {
+                    Targets::Multiclass {
+                        class: (0..n).map(|i| ((i * 5 + 3) % k) as u32).collect(),
+                        k,
+                    }
+                }
+            };
+            let build = |values: &[f64]| {
+                let design = if dense {
+                    Design::Dense(DenseMatrix::new(n, d, values.to_vec()).unwrap())
+                } else {
+                    Design::Sparse(csr_of(values, n, d))
+                };
+                LogisticData::with_storage(design, targets(), intercept, dense)
+            };
+            let f32_data = build(&x).with_precision(Precision::F32);
+            let rounded_f64 = build(&rounded(&x));
+            let original = build(&x);
+            assert_eq!(f32_data.precision(), Precision::F32);
+            assert_eq!(f32_data.is_dense(), dense, "case {case}: layout kept");
+            for (i, j) in [(0, 0), (7, d - 1), (n - 1, d / 2), (123, 1)] {
+                assert_eq!(
+                    f32_data.value_at(i, j).to_bits(),
+                    f64::from(x[i * d + j] as f32).to_bits(),
+                    "case {case}: stored value ({i}, {j})"
+                );
+            }
+            let dim = f32_data.dim();
+            let y: Vec<f64> = (0..dim).map(|_| uniform() - 0.5).collect();
+            let v: Vec<f64> = (0..dim).map(|_| uniform() - 0.5).collect();
+            for b in [Batch::Indices(&batch), Batch::Full] {
+                let bits = pass_bits(&f32_data, &y, &v, b);
+                assert_eq!(bits, pass_bits(&rounded_f64, &y, &v, b), "case {case}");
+                assert_ne!(
+                    bits,
+                    pass_bits(&original, &y, &v, b),
+                    "case {case}: not rounded"
+                );
+            }
+            let eval = |data: &LogisticData| {
+                let (loss, accuracy) = data.evaluate(&y);
+                [loss.to_bits(), accuracy.to_bits()]
+            };
+            assert_eq!(eval(&f32_data), eval(&rounded_f64), "case {case}: metrics");
+            if k == 1 {
+                let hess = |data: &LogisticData| {
+                    let (mut g, mut h) = (vec![0.0; dim], vec![0.0; dim * dim]);
+                    let loss = data.value_grad_hess(&y, |_| 1.0, &mut g, &mut h).unwrap();
+                    let mut bits = vec![loss.to_bits()];
+                    bits.extend(g.iter().chain(&h).map(|a| a.to_bits()));
+                    bits
+                };
+                assert_eq!(hess(&f32_data), hess(&rounded_f64), "case {case}: Hessian");
+            }
+            if dense {
+                let bytes = |data: &LogisticData| {
+                    let mut g = vec![0.0; dim];
+                    let before = streamed_bytes();
+                    data.grad(&y, Batch::Indices(&batch), |_| 1.0, &mut g);
+                    streamed_bytes() - before
+                };
+                let stride = padded_len(d) as u64;
+                let target = if k == 1 { 8 } else { 4 };
+                let rows = batch.len() as u64;
+                assert_eq!(bytes(&original), rows * (8 * stride + target));
+                assert_eq!(bytes(&f32_data), rows * (4 * stride + target));
+            }
+        }
+    }
+
+    /// The quadratic-in-data case: at y = 0 every binary curvature is σ'(0) = 1/4, so the
+    /// Hessian product is Hv = (1/4n) Σᵢ xᵢ (xᵢ·v), a quadratic function of the data alone. With
+    /// each value rounded to f32, x̃ = x + δ with |δ| ≤ u|x| (u = 2⁻²⁴, round to nearest), the
+    /// change is bounded entry by entry by
+    ///   |H̃v − Hv|_j ≤ (1/4n) Σᵢ (|δᵢⱼ| |xᵢ·v| + |x̃ᵢⱼ| |δᵢ|·|v|) ≤ (u/4n) Σᵢ (|xᵢⱼ| |xᵢ·v| + |x̃ᵢⱼ| |xᵢ|·|v|),
+    /// plus the f64 rounding of both computations (≤ 4(d + n)·2⁻⁵³ of Σ|terms|, a slack of
+    /// 1e-12 relative here). The test checks the bound entry by entry, and that the change is
+    /// not zero (the data did change).
+    #[test]
+    fn f32_storage_changes_a_quadratic_in_data_result_only_by_the_rounding_of_the_data() {
+        let (n, d) = (3000, 22);
+        let x = generic_design(n, d, 0xabcd_ef01);
+        let labels: Vec<f64> = (0..n)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let design = || Design::Dense(DenseMatrix::new(n, d, x.clone()).unwrap());
+        let exact = LogisticData::new(design(), Targets::Binary(labels.clone()), false);
+        let stored = exact.clone().with_precision(Precision::F32);
+        let mut uniform = uniform_draws(77);
+        let v: Vec<f64> = (0..d).map(|_| uniform() - 0.5).collect();
+        let y = vec![0.0; d];
+        let (mut h64, mut h32) = (vec![0.0; d], vec![0.0; d]);
+        exact.hvp(&y, &v, Batch::Full, |_| 1.0, &mut h64);
+        stored.hvp(&y, &v, Batch::Full, |_| 1.0, &mut h32);
+        let u = 2f64.powi(-24);
+        let xr = rounded(&x);
+        let mut changed = false;
+        for j in 0..d {
+            let (mut first, mut scale) = (0.0, 0.0);
+            for i in 0..n {
+                let row = &x[i * d..(i + 1) * d];
+                let xv: f64 = row.iter().zip(&v).map(|(a, b)| a * b).sum();
+                let abs_xv: f64 = row.iter().zip(&v).map(|(a, b)| (a * b).abs()).sum();
+                first += row[j].abs() * xv.abs() + xr[i * d + j].abs() * abs_xv;
+                scale += row[j].abs() * abs_xv;
+            }
+            let bound = u * first / (4.0 * n as f64) + 1e-12 * scale / (4.0 * n as f64);
+            let diff = (h32[j] - h64[j]).abs();
+            assert!(
+                diff <= bound,
+                "entry {j}: |change| {diff:e} > bound {bound:e}"
+            );
+            changed |= diff > 0.0;
+        }
+        assert!(changed, "f32 storage left the Hessian product unchanged");
+    }
+
+    /// Padded rows start on a 64-byte boundary and keep their row count whatever the stored
+    /// type and wherever the allocator puts the buffer (an f32 buffer can be 15 entries away
+    /// from the next boundary).
+    #[test]
+    fn padded_rows_are_aligned_in_both_stored_types() {
+        fn check<E: Elem>() {
+            let mut keep = Vec::new();
+            for n in 1..60 {
+                for stride in [8, 16, 24] {
+                    let rows = PaddedRows::<E>::zeros(n, stride);
+                    assert_eq!(rows.n(), n);
+                    assert_eq!(rows.row(0).as_ptr().addr() % 64, 0);
+                    assert_eq!(rows.row(n - 1).len(), stride);
+                    let copy = rows.clone();
+                    assert_eq!(copy.row(0).as_ptr().addr() % 64, 0);
+                    keep.push((rows, copy));
+                }
+            }
+        }
+        check::<f64>();
+        check::<f32>();
     }
 }

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{NewtonReference, Preprocess, ReferenceConfig, check_batch};
 use super::kernels;
-use super::logistic::{LogisticData, Targets, ValidationLoss};
+use super::logistic::{LogisticData, Precision, Targets, ValidationLoss};
 use crate::core::error::{Error, Result, check_in_range};
 use crate::core::linalg::{normal_vector, rng_from_seed, uniform01};
 use crate::core::{Batch, Fused, Objective, Problem, TaskMetrics, Vector, VectorExt};
@@ -106,6 +106,9 @@ pub struct LogregHpoConfig {
     pub preprocess: Preprocess,
     /// Convert a sparse design to dense.
     pub dense: bool,
+    /// The stored type of the design values: `f64` (default) or `f32` (half the bytes per
+    /// pass; values rounded to f32 once, arithmetic still f64).
+    pub precision: Precision,
     /// Start every coordinate of x at this value; absent: the benchmark's x₀,ⱼ = log uⱼ
     /// (uⱼ for `linear`), uⱼ ~ U(0, 1).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,6 +134,7 @@ impl Default for LogregHpoConfig {
             parametrization: Parametrization::Exp,
             preprocess: Preprocess::None,
             dense: false,
+            precision: Precision::F64,
             x0: None,
             y0_random: true,
             seed: 0,
@@ -779,20 +783,25 @@ impl LogregHpoConfig {
             train.design.clone(),
             targets_of(&train, multiclass, class_map)?,
             false,
-        );
+        )
+        .with_precision(self.precision);
         let val_data = LogisticData::new(
             validation.design.clone(),
             targets_of(&validation, multiclass, class_map)?,
             false,
-        );
+        )
+        .with_precision(self.precision);
         let test_data = test
             .as_ref()
             .map(|t| {
-                Ok::<_, Error>(LogisticData::new(
-                    t.design.clone(),
-                    targets_of(t, multiclass, class_map)?,
-                    false,
-                ))
+                Ok::<_, Error>(
+                    LogisticData::new(
+                        t.design.clone(),
+                        targets_of(t, multiclass, class_map)?,
+                        false,
+                    )
+                    .with_precision(self.precision),
+                )
             })
             .transpose()?;
         let g = Arc::new(LogregInner::new(

@@ -270,3 +270,42 @@ fn a_stalled_dense_newton_falls_back_instead_of_failing() {
         "the fallback ran at both points: {paths:?}"
     );
 }
+
+/// `precision = "f32"` on real ijcnn1: the design is rounded to f32 (ijcnn1's six-decimal
+/// values are not f32 numbers: relative change ≤ 2⁻²⁴ ≈ 6e-8 per value), the arithmetic stays
+/// f64. F and ∇F at the start move, but only as a smooth function of a data change of that
+/// size: F by at most 1e-6 relative, ∇F by at most 1e-4 relative (the measured changes are
+/// 1e-8 and 1e-6 or below: the adjoint solve amplifies the data change by the conditioning of
+/// ∇²ᵧᵧg, below 1e4 here, which these bounds allow for).
+#[test]
+fn f32_storage_moves_the_exact_hypergradient_only_by_the_rounding_of_the_data() {
+    use bilevel::problems::logistic::Precision;
+    let build = |precision: Precision| {
+        ProblemConfig::LogregHpo(LogregHpoConfig {
+            precision,
+            ..Default::default()
+        })
+        .build()
+        .expect("the shipped ijcnn1 loads")
+    };
+    let (p64, p32) = (build(Precision::F64), build(Precision::F32));
+    let (x0, _) = p64.start();
+    assert_eq!(
+        x0,
+        p32.start().0,
+        "the start does not depend on the storage"
+    );
+    let a = p64.reference().unwrap().evaluate(&x0).unwrap();
+    let b = p32.reference().unwrap().evaluate(&x0).unwrap();
+    let value_change = (a.value - b.value).abs() / a.value.abs();
+    let grad_change = relative(&b.hypergradient, &a.hypergradient);
+    eprintln!(
+        "f32 storage: F relative change {value_change:e}, ∇F relative change {grad_change:e}"
+    );
+    assert!(value_change <= 1e-6, "F changed by {value_change:e}");
+    assert!(grad_change <= 1e-4, "∇F changed by {grad_change:e}");
+    assert!(
+        value_change > 0.0 && grad_change > 0.0,
+        "f32 storage gave the f64 results: the data was not rounded"
+    );
+}
