@@ -44,6 +44,33 @@ def test_logreg_hpo_gives_the_same_results_from_dense_and_sparse(classes, penalt
     assert a.final_metrics["value"] < a.trace[0]["value"]
 
 
+@pytest.mark.parametrize("classes, dense", [(2, True), (3, False)])
+def test_f32_storage_keeps_float32_data_exactly_and_rounds_float64_data(classes, dense):
+    X, y = sparse_classification(5, 300, 12, classes)
+    Xv, yv = sparse_classification(6, 200, 12, classes)
+    if dense:
+        X, Xv = X.toarray(), Xv.toarray()
+    penalty = "per_feature" if classes == 2 else "per_class"
+    steps = dict(batch_size=16, outer_lr=2.0, inner_lr=0.5, max_iters=100, seed=1, eval_every=50)
+
+    def run(X, Xv, precision):
+        problem = bilevel.LogRegHPO(X, y, Xv, yv, penalty=penalty, seed=3, precision=precision)
+        return bilevel.solve(problem, "soba", **steps)
+
+    # float32 data: f32 storage keeps every value, so the run is the f64 run bit for bit.
+    X32, Xv32 = X.astype(np.float32), Xv.astype(np.float32)
+    a = run(X32, Xv32, "f32")
+    b = run(X32, Xv32, "f64")
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.y, b.y)
+    # float64 data: f32 storage rounds it (relative change <= 2**-24 per value), so the run
+    # moves, by about that much: 1e-5 relative over 100 contracting steps is ample.
+    c = run(X, Xv, "f32")
+    d = run(X, Xv, "f64")
+    assert not np.array_equal(c.y, d.y)
+    np.testing.assert_allclose(c.y, d.y, rtol=1e-5, atol=1e-7)
+
+
 def test_logreg_hpo_metrics_include_test_when_given():
     X, y = sparse_classification(2, 200, 6)
     Xv, yv = sparse_classification(3, 100, 6)

@@ -189,3 +189,92 @@ fn bench_rejects_unknown_names_and_reports_that_are_not_json() {
     );
     assert!(!dir.path().join("B.md").exists());
 }
+
+/// `--precision f32` (alias `--storage f32`) stores the data-backed shapes' designs in f32:
+/// the report says so, a pass streams fewer bytes (the oracle counts are the same), and
+/// `bench-md` shows the f64 and f32 reports of one sitting as separate ratio tables, with the
+/// f32 target. An unknown precision is refused by name.
+#[test]
+fn bench_precision_f32_is_reported_and_rendered_beside_f64() {
+    let args = |precision_flag: &'static str, precision: &'static str| {
+        [
+            "bench",
+            "--problem",
+            "ijcnn1-shape",
+            "--solvers",
+            "soba",
+            "--iters",
+            "20",
+            "--warmup",
+            "5",
+            "--repeats",
+            "2",
+            precision_flag,
+            precision,
+            "--json",
+        ]
+    };
+    let f64_report = run_json(&args("--precision", "f64"));
+    let f32_report = run_json(&args("--storage", "f32"));
+    assert_eq!(f64_report["precision"], "f64");
+    assert_eq!(f32_report["precision"], "f32");
+    let soba = |r: &serde_json::Value| r["shapes"][0]["solvers"][0].clone();
+    let (a, b) = (soba(&f64_report), soba(&f32_report));
+    assert_eq!(a["oracle_calls_per_iter"], b["oracle_calls_per_iter"]);
+    // 22 features pad to 24 values: 192 bytes in f64, 96 in f32, plus an 8-byte label.
+    let (kb64, kb32) = (
+        a["data_kb_per_iter"].as_f64().unwrap(),
+        b["data_kb_per_iter"].as_f64().unwrap(),
+    );
+    assert!(
+        (kb32 / kb64 - 104.0 / 200.0).abs() < 1e-9,
+        "{kb32} / {kb64}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (j64, j32) = (dir.path().join("f64.json"), dir.path().join("f32.json"));
+    std::fs::write(&j64, serde_json::to_string(&f64_report).unwrap()).unwrap();
+    std::fs::write(&j32, serde_json::to_string(&f32_report).unwrap()).unwrap();
+    let peer = dir.path().join("jax_ijcnn1_1.txt");
+    std::fs::write(
+        &peer,
+        "# round: 1\nshape ijcnn1; jax 0.10.2; 3 x 1024 iterations after compilation\n\
+         soba     median       7.0 us/it  [min 6.9, max 7.2]  (setup+compile 1.7 s)\n",
+    )
+    .unwrap();
+    let md_path = dir.path().join("BENCHMARKS.md");
+    let out = bilevel()
+        .arg("bench-md")
+        .args([&j64, &j32])
+        .arg("--peers")
+        .arg(&peer)
+        .arg("--out")
+        .arg(&md_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(&md_path).unwrap();
+    for (precision, goal) in [("f64", "≥ 4×"), ("f32", "≥ 5×")] {
+        let heading = format!(
+            "### ijcnn1-shape, bilevel with {precision} storage: 1 peer round(s), 1 bilevel report(s)"
+        );
+        let at = md
+            .find(&heading)
+            .unwrap_or_else(|| panic!("{heading}\n{md}"));
+        let row = md[at..]
+            .lines()
+            .find(|l| l.starts_with("| soba | 7.0 |"))
+            .unwrap();
+        assert!(row.contains(goal), "{row}");
+    }
+    assert!(md.contains("## ijcnn1-shape, f32 storage"), "{md}");
+    let out = bilevel()
+        .args(["bench", "--problem", "quadratic", "--precision", "f16"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown precision `f16`"));
+}

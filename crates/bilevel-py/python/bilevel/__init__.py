@@ -294,7 +294,8 @@ def LogRegHPO(
     values (binary, mapped to -1/+1) or class values (multiclass). ``penalty`` is
     ``"per_feature"`` (dim x = features), ``"per_class"`` (multiclass) or ``"scalar"``. Other
     parameters: ``parametrization`` (``"exp"``: lambda = exp(x)), ``preprocess``, ``dense``,
-    ``task``, ``x0``, ``y0_random``, ``seed``, ``max_train``, ``max_validation``,
+    ``precision`` (``"f32"`` stores the design in float32, half the bytes per pass, arithmetic
+    still float64), ``task``, ``x0``, ``y0_random``, ``seed``, ``max_train``, ``max_validation``,
     ``reference`` (see ``problems()``). Test metrics need ``X_test`` and ``y_test``."""
     defaults = _problem_defaults("logreg_hpo")
     for fixed in ("dataset", "validation_fraction", "test_fraction"):
@@ -331,7 +332,8 @@ def DataCleaning(
     ``y_noisy`` are the training labels as they are (noisy); ``corrupted`` (optional, booleans)
     marks the samples known to be wrong, for the ``flagged_*`` metrics. Without ``X_test`` the
     test metrics are computed on the validation set. Other parameters: ``regularization``,
-    ``intercept``, ``preprocess``, ``storage``, ``x0``, ``seed``, ``reference``, and
+    ``intercept``, ``preprocess``, ``storage``, ``precision`` (``"f32"``: the design in float32),
+    ``x0``, ``seed``, ``reference``, and
     ``corruption`` (default 0: corrupt this fraction of the labels further, for experiments)."""
     defaults = _problem_defaults("data_cleaning")
     for fixed in ("train", "heldout", "heldout_from_train", "n_train", "n_validation", "n_test"):

@@ -272,11 +272,12 @@ fn a_stalled_dense_newton_falls_back_instead_of_failing() {
 }
 
 /// `precision = "f32"` on real ijcnn1: the design is rounded to f32 (ijcnn1's six-decimal
-/// values are not f32 numbers: relative change ≤ 2⁻²⁴ ≈ 6e-8 per value), the arithmetic stays
-/// f64. F and ∇F at the start move, but only as a smooth function of a data change of that
-/// size: F by at most 1e-6 relative, ∇F by at most 1e-4 relative (the measured changes are
-/// 1e-8 and 1e-6 or below: the adjoint solve amplifies the data change by the conditioning of
-/// ∇²ᵧᵧg, below 1e4 here, which these bounds allow for).
+/// values are not f32 numbers: relative change ≤ u = 2⁻²⁴ ≈ 6e-8 per value), the arithmetic
+/// stays f64. F and ∇F at the start move, but only as a smooth function of a data change of
+/// that size. Bounds: F by at most 1e-7 relative (about u: the worst case, every value moved
+/// by u in the same direction), ∇F by at most 1e-5 (u times an allowance of 100 for the adjoint
+/// solve, whose Hessian's condition number is below 1e4 here). Measured: 7.3e-12 and 1.2e-10
+/// (the rounding errors of 50,000 rows mostly cancel).
 #[test]
 fn f32_storage_moves_the_exact_hypergradient_only_by_the_rounding_of_the_data() {
     use bilevel::problems::logistic::Precision;
@@ -302,8 +303,8 @@ fn f32_storage_moves_the_exact_hypergradient_only_by_the_rounding_of_the_data() 
     eprintln!(
         "f32 storage: F relative change {value_change:e}, ∇F relative change {grad_change:e}"
     );
-    assert!(value_change <= 1e-6, "F changed by {value_change:e}");
-    assert!(grad_change <= 1e-4, "∇F changed by {grad_change:e}");
+    assert!(value_change <= 1e-7, "F changed by {value_change:e}");
+    assert!(grad_change <= 1e-5, "∇F changed by {grad_change:e}");
     assert!(
         value_change > 0.0 && grad_change > 0.0,
         "f32 storage gave the f64 results: the data was not rounded"
