@@ -4,7 +4,7 @@
 # from these files (bench-md --peers) and the full-solver reports kept in benchmarks/. Set-up of the peer: ../shared/peers/README.md.
 #
 # Usage: BB=<unpacked benchmark_bilevel> VENV=<venv with jax> benchmarks/peer-sitting.sh [rounds=2] [out=benchmarks/sitting]
-# Needs a release build (cargo build --release -p bilevel-cli). Takes about 2.5 min a round on
+# Needs a release build (cargo build --release -p bilevel-cli). Takes about 3.5 min a round on
 # 2 cores; run nothing else meanwhile.
 set -euo pipefail
 : "${BB:?set BB to the unpacked snapshot of benchopt/benchmark_bilevel}"
@@ -39,12 +39,16 @@ for r in $(seq 1 "$rounds"); do
       "$VENV/bin/python" "$peers_dir/jax_timing.py" --bb "$BB" --shape "$shape" "${extra[@]}" $list
     } > "$out/jax_${shape}_$r.txt"
   done
-  "$bin" bench --problem ijcnn1-shape,covtype-shape,hyperclean-shape \
-    --solvers soba,fsla,srba,saba,mrbo,stocbio,amigo --iters 300 --repeats 3 --json \
-    > "$out/bilevel_$r.json"
+  # Both storage precisions of ours against the same peer round (bench-md pairs round i of
+  # the peer with the i-th report of each precision).
+  for precision in f64 f32; do
+    "$bin" bench --problem ijcnn1-shape,covtype-shape,hyperclean-shape \
+      --solvers soba,fsla,srba,saba,mrbo,stocbio,amigo --iters 300 --repeats 3 \
+      --precision "$precision" --json > "$out/bilevel_${precision}_$r.json"
+  done
 done
 # The sitting's reports, then the full-solver reports kept in benchmarks/ (each names its commit).
-reports=("$out"/bilevel_*.json)
+reports=("$out"/bilevel_f64_*.json "$out"/bilevel_f32_*.json)
 for extra in benchmarks/ijcnn1.json benchmarks/shapes.json benchmarks/scaling.json; do
   if [ -f "$extra" ]; then reports+=("$extra"); fi
 done
