@@ -297,6 +297,13 @@ pub trait Objective: Send + Sync {
     ) -> Option<f64> {
         None
     }
+    /// The diagonal of ∇²ᵧᵧh on `batch` into `out` (length dim y), for preconditioning the
+    /// conjugate-gradient solves of an exact reference (Jacobi). `false` (the default) when the
+    /// objective does not provide it (`out` is then left unspecified). A
+    /// [`Problem`](super::Problem) counts it as one `hvp_yy`: one pass over the batch.
+    fn hess_yy_diag(&self, _x: &Vector, _y: &Vector, _batch: Batch<'_>, _out: &mut Vector) -> bool {
+        false
+    }
     /// ∇²ᵧᵧh · v (y-space → y-space) into `out`.
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         let calls = fd::central(v, y.max_abs(), out, |e, buf| {

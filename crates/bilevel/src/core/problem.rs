@@ -316,6 +316,15 @@ impl Objective for Counted {
         }
         Some(value)
     }
+    fn hess_yy_diag(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) -> bool {
+        let given = self.inner.hess_yy_diag(x, y, batch, out);
+        if given {
+            // One pass over the batch, counted as one Hessian-vector product.
+            self.read(batch, x, y);
+            self.touch(&self.counts.hvp_yy, batch);
+        }
+        given
+    }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         self.read(batch, x, y);
         let requested = [Some((&self.counts.hvp_yy, FdKind::GradY)), None];

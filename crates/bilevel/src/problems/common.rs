@@ -180,6 +180,11 @@ pub struct ReferenceConfig {
     /// (times the row density): at dim y = 385 (covtype's 7 classes) it is 95 % of an
     /// evaluation. Below, the exact Hessian at y* is formed as before.
     pub adjoint_pcg_min: usize,
+    /// Precondition the conjugate-gradient solves of the Newton-CG path (the Newton steps and
+    /// the adjoint) with the diagonal of ∇²ᵧᵧg (Jacobi), where the inner objective provides it
+    /// (`logreg_hpo`, whose per-group λ the diagonal captures): one pass at the starting y for
+    /// the Newton steps, one at y* for the adjoint.
+    pub jacobi: bool,
 }
 
 /// Hessian-vector products the preconditioned adjoint solve may take before the warm dense
@@ -195,6 +200,7 @@ impl Default for ReferenceConfig {
             max_newton: 60,
             dense_max: 512,
             adjoint_pcg_min: 128,
+            jacobi: true,
         }
     }
 }
@@ -575,8 +581,70 @@ impl NewtonReference {
         }
     }
 
+    /// The Jacobi preconditioner at (x, y): the inverse of the diagonal of ∇²ᵧᵧg, when
+    /// [`ReferenceConfig::jacobi`] is set, the inner objective provides the diagonal, and every
+    /// entry of it is positive and finite.
+    fn jacobi_at(&self, x: &Vector, y: &Vector) -> Option<Vector> {
+        if !self.config.jacobi {
+            return None;
+        }
+        let mut diag = Vector::zeros(y.nrows());
+        if !self.g.hess_yy_diag(x, y, Batch::Full, &mut diag) {
+            return None;
+        }
+        let usable = diag.as_slice().iter().all(|&a| a.is_finite() && a > 0.0);
+        usable.then(|| {
+            for a in diag.as_mut_slice() {
+                *a = 1.0 / *a;
+            }
+            diag
+        })
+    }
+
+    /// CG on ∇²ᵧᵧg(x, y) · v = b from the current `v`, preconditioned with `jacobi` (the inverse
+    /// diagonal) when given.
+    fn hessian_solve(
+        &self,
+        x: &Vector,
+        y: &Vector,
+        b: &Vector,
+        v: &mut Vector,
+        params: &CgParams,
+        jacobi: Option<&Vector>,
+        ws: &mut CgWorkspace,
+    ) -> crate::linsolve::SolveInfo {
+        let g = &*self.g;
+        let matvec = |p: &Vector, out: &mut Vector| g.hvp_yy(x, y, p, Batch::Full, out);
+        match jacobi {
+            Some(inverse) => pcg_in_place(
+                matvec,
+                |r, z| {
+                    for ((zi, &ri), &mi) in z
+                        .as_mut_slice()
+                        .iter_mut()
+                        .zip(r.as_slice())
+                        .zip(inverse.as_slice())
+                    {
+                        *zi = ri * mi;
+                    }
+                },
+                b,
+                v,
+                params,
+                ws,
+            ),
+            None => cg_in_place(matvec, b, v, params, ws),
+        }
+    }
+
     /// y*(x) by Newton-CG from `y`, in place. Returns the final ‖∇ᵧg‖.
     pub fn solve_inner(&self, x: &Vector, y: &mut Vector) -> Result<f64> {
+        let jacobi = self.jacobi_at(x, y);
+        self.solve_inner_with(x, y, jacobi.as_ref())
+    }
+
+    /// [`solve_inner`](Self::solve_inner) with the Jacobi preconditioner `jacobi`.
+    fn solve_inner_with(&self, x: &Vector, y: &mut Vector, jacobi: Option<&Vector>) -> Result<f64> {
         let g = &*self.g;
         let dy = y.nrows();
         let mut grad = Vector::zeros(dy);
@@ -595,13 +663,7 @@ impl NewtonReference {
             neg.scale(-1.0);
             step.set_zero();
             let params = Self::cg_params(dy, gnorm.min(0.1));
-            cg_in_place(
-                |p, out| g.hvp_yy(x, y, p, Batch::Full, out),
-                &neg,
-                &mut step,
-                &params,
-                &mut ws,
-            );
+            self.hessian_solve(x, y, &neg, &mut step, &params, jacobi, &mut ws);
             let slope = grad.dot(&step);
             if slope.is_nan() || slope >= 0.0 {
                 // Not a descent direction (CG broke down at once): use the gradient.
@@ -791,14 +853,17 @@ impl NewtonReference {
             self.solve_inner(x, &mut y)?;
         }
         let dy = self.g.dims().1;
-        let g = &*self.g;
         let (value, fx, fy) = self.outer_pass(x, &y);
         let mut ws = CgWorkspace::new(dy);
-        let info = cg_in_place(
-            |p, out| g.hvp_yy(x, &y, p, Batch::Full, out),
+        // The diagonal at y*, for the adjoint solve (the one at the start served Newton).
+        let jacobi = self.jacobi_at(x, &y);
+        let info = self.hessian_solve(
+            x,
+            &y,
             &fy,
             &mut v,
             &Self::cg_params(dy, 1e-13),
+            jacobi.as_ref(),
             &mut ws,
         );
         if info.rel_residual.is_nan() || info.rel_residual > 1e-6 {

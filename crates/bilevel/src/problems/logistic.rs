@@ -1763,6 +1763,79 @@ impl LogisticData {
         }
     }
 
+    /// Full batch: writes the diagonal of Σ w(i) ∇²ℓᵢ / n into `out` (model layout): per
+    /// sample, xᵢⱼ² σ(zᵢ)σ(−zᵢ) (binary) or xᵢⱼ² pᵢc(1 − pᵢc) (multiclass), and the same with
+    /// xᵢⱼ = 1 for an intercept. For preconditioning exact solves: rows run in fixed parallel
+    /// blocks whose sums are added in block order (the same bits with any thread count).
+    pub(crate) fn hess_diag(
+        &self,
+        y: &[f64],
+        weight: impl Fn(usize) -> f64 + Sync,
+        out: &mut [f64],
+    ) {
+        let (dim, n, k, d) = (self.dim(), self.n, self.k(), self.d);
+        assert_eq!(y.len(), dim, "logistic: model length");
+        assert_eq!(out.len(), dim, "logistic: diagonal length");
+        self.count_streamed(n);
+        let inv = 1.0 / n.max(1) as f64;
+        let nb = block_count(n, dim, dim);
+        let mut partials = vec![0.0; nb * dim];
+        partials
+            .par_chunks_mut(dim)
+            .enumerate()
+            .for_each(|(b, part)| {
+                let mut z = vec![0.0; k];
+                let mut curv = vec![0.0; k];
+                for i in block_range(b, nb, n) {
+                    self.outputs_slow(y, i, &mut z);
+                    let wi = weight(i) * inv;
+                    match &self.targets {
+                        Targets::Binary(_) => {
+                            let (_, _, c) = binary_pieces(z[0]);
+                            curv[0] = wi * c;
+                        }
+                        Targets::Multiclass { .. } => {
+                            let top = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                            let mut sum = 0.0;
+                            for (c, &zc) in curv.iter_mut().zip(&z) {
+                                *c = kernels::exp(zc - top);
+                                sum += *c;
+                            }
+                            for c in curv.iter_mut() {
+                                let p = *c / sum;
+                                *c = wi * p * (1.0 - p);
+                            }
+                        }
+                    }
+                    let mut add = |j: usize, a: f64| {
+                        for (o, &c) in part[j * k..(j + 1) * k].iter_mut().zip(&curv) {
+                            *o += a * a * c;
+                        }
+                    };
+                    with_rows!(&self.store, r => match r {
+                        Rows::Dense(r) => {
+                            for (j, &a) in r.row(i)[..d].iter().enumerate() {
+                                add(j, a.wide());
+                            }
+                        }
+                        Rows::Sparse(m) => {
+                            let (idx, val) = m.row(i);
+                            for (&j, &a) in idx.iter().zip(val) {
+                                add(j as usize, a.wide());
+                            }
+                        }
+                    });
+                    if self.intercept {
+                        add(d, 1.0);
+                    }
+                }
+            });
+        out.fill(0.0);
+        for part in partials.chunks_exact(dim) {
+            kernels_add(out, part);
+        }
+    }
+
     /// Binary targets, full batch: returns Σ w(i) ℓᵢ / n, writes Σ w(i) ∇ℓᵢ / n into `grad` and
     /// the dense Hessian Σ w(i) ∇²ℓᵢ / n (row-major, dim × dim) into `hess`, in one parallel pass.
     /// `None` for multiclass targets (their dense Hessian is d²K² per sample; use products).

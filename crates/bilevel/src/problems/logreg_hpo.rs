@@ -498,6 +498,27 @@ impl Objective for LogregInner {
             },
         );
     }
+    fn hess_yy_diag(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) -> bool {
+        if !matches!(batch, Batch::Full) {
+            return false;
+        }
+        let ys = y.as_slice();
+        self.data.hess_diag(ys, |_| 1.0, out.as_mut_slice());
+        // The penalty's diagonal: λ of each entry's group (its Hessian along v = 1).
+        let ones = vec![1.0; ys.len()];
+        self.penalty.apply(
+            x.as_slice(),
+            ys,
+            Some(&ones),
+            PenaltyOut {
+                gy: None,
+                hv: Some(out.as_mut_slice()),
+                gx: None,
+                cross: None,
+            },
+        );
+        true
+    }
     fn value_grad_hess_yy(
         &self,
         x: &Vector,
