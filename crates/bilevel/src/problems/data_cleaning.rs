@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cleaning_network::CleaningNetwork;
 use super::common::{NewtonReference, Preprocess, ReferenceConfig, check_batch, sigmoid};
-use super::logistic::{LogisticData, OnSample, Precision, Targets, ValidationLoss};
+use super::logistic::{LogisticData, OnSample, Precision, Targets, ValidationLoss, Weights};
 use crate::core::error::{Error, Result, check_in_range, check_non_negative};
 use crate::core::linalg::rng_from_seed;
 use crate::core::{Batch, Fused, Objective, Problem, Reference, TaskMetrics, Vector, VectorExt};
@@ -180,7 +180,8 @@ impl Objective for CleaningInner {
     fn value(&self, x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
         check_batch(batch, self.data.n(), "data_cleaning g");
         let xs = x.as_slice();
-        self.data.value(y.as_slice(), batch, |i| sigmoid(xs[i])) + self.regularization * y.norm_sq()
+        self.data.value(y.as_slice(), batch, Weights::Sigmoid(xs))
+            + self.regularization * y.norm_sq()
     }
     fn grad_x(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         self.fused(
@@ -278,7 +279,7 @@ impl Objective for CleaningInner {
                 y.as_slice(),
                 vs,
                 batch,
-                |i| sigmoid(xs[i]),
+                Weights::Sigmoid(xs),
                 want_loss,
                 gy.as_deref_mut(),
                 hv.as_deref_mut(),
@@ -329,7 +330,7 @@ impl Objective for CleaningInner {
         self.data.grad(
             y.as_slice(),
             batch,
-            |i| us[i] * dsigmoid(xs[i]),
+            Weights::SigmoidSlope { x: xs, u: us },
             out.as_mut_slice(),
         );
     }

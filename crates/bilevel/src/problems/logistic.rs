@@ -33,7 +33,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::common::{check_batch, with_native_scratch, with_scratch};
+use super::common::{check_batch, sigmoid, with_native_scratch, with_scratch};
 use super::kernels::{
     self, Elem, LANES, Lanes, LanesMut, Simd8, WithLanes, axpy_full, axpy_row, axpy2_row, dot_full,
     dot_row, dot2_row, padded_len,
@@ -719,19 +719,57 @@ impl RowSet<'_> {
 /// otherwise; ∇ℓᵢ·v only with a direction v, 0 otherwise).
 pub(crate) type OnSample<'a> = &'a mut dyn FnMut(usize, f64, f64, f64);
 
+/// The per-sample weights w(i) of a pass. A closed set of forms rather than a closure type: every
+/// kernel is then compiled once per instruction set and stored type, not once more for each
+/// call site's closure (that multiplied the crate's compile time).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Weights<'a> {
+    /// w(i) = 1.
+    Uniform,
+    /// w(i) = σ(xᵢ): data cleaning's weighted training loss.
+    Sigmoid(&'a [f64]),
+    /// w(i) = uᵢ σ'(xᵢ) = uᵢ σ(xᵢ)(1 − σ(xᵢ)): data cleaning's ∇²ᵧₓ g u.
+    SigmoidSlope {
+        /// The outer variable.
+        x: &'a [f64],
+        /// The direction.
+        u: &'a [f64],
+    },
+    /// w(i) given for every sample.
+    #[cfg(test)]
+    Given(&'a [f64]),
+}
+
+impl Weights<'_> {
+    /// w(i).
+    #[inline(always)]
+    pub(crate) fn at(&self, i: usize) -> f64 {
+        match *self {
+            Weights::Uniform => 1.0,
+            Weights::Sigmoid(x) => sigmoid(x[i]),
+            Weights::SigmoidSlope { x, u } => {
+                let s = sigmoid(x[i]);
+                u[i] * (s * (1.0 - s))
+            }
+            #[cfg(test)]
+            Weights::Given(w) => w[i],
+        }
+    }
+}
+
 /// Inputs shared by the blocks of one pass (native layout).
-struct Job<'a, W> {
+struct Job<'a> {
     w: &'a [f64],
     v: Option<&'a [f64]>,
-    weight: &'a W,
+    weight: Weights<'a>,
     inv: f64,
     want_loss: bool,
 }
 
 /// One [`LogisticData::pass`], waiting for its instruction set.
-struct PassOp<'a, 'o, 'p, W> {
+struct PassOp<'a, 'o, 'p> {
     data: &'a LogisticData,
-    job: Job<'a, W>,
+    job: Job<'a>,
     rows: RowSet<'a>,
     grad: Option<&'o mut [f64]>,
     hvp: Option<&'o mut [f64]>,
@@ -742,7 +780,7 @@ struct PassOp<'a, 'o, 'p, W> {
     native: &'o mut [f64],
 }
 
-impl<W: Fn(usize) -> f64 + Sync> WithLanes for PassOp<'_, '_, '_, W> {
+impl WithLanes for PassOp<'_, '_, '_> {
     type Output = f64;
     /// The fixed-width kernels: binary on dense rows of at most four lane chunks, and
     /// multiclass on CSR rows with at most four lane chunks of classes ([`PaddedCsr`]).
@@ -750,23 +788,25 @@ impl<W: Fn(usize) -> f64 + Sync> WithLanes for PassOp<'_, '_, '_, W> {
         let dense_stride = self.data.dense_stride();
         match (dense_stride, &self.data.targets) {
             (Some(stride), Targets::Binary(_)) => stride / LANES <= 4,
-            // K ≤ 8 (covtype's 7 classes) runs 2× faster on 512-bit registers; K = 10 (MNIST)
-            // runs 1.3× slower there (`bilevel bench`, covtype and hyperclean shapes).
-            (None, Targets::Multiclass { k, .. }) => *k <= LANES,
+            // K ≤ 8 (covtype's 7 classes) runs 2× faster on 512-bit registers, and K = 10
+            // (MNIST, two lane chunks) 3–9 % faster (`bilevel bench`, covtype and hyperclean
+            // shapes, 2026-12-05). Wider K would spill the accumulators.
+            (None, Targets::Multiclass { k, .. }) => *k <= 2 * LANES,
             _ => false,
         }
     }
     #[inline(always)]
     fn run<S: Simd8>(self, s: S) -> f64 {
-        self.data.pass_with(
-            s,
-            &self.job,
-            self.rows,
-            self.grad,
-            self.hvp,
-            self.on_sample,
-            self.native,
-        )
+        let Self {
+            data,
+            job,
+            rows,
+            grad,
+            hvp,
+            on_sample,
+            native,
+        } = self;
+        with_rows!(&data.store, r => data.pass_rows(s, r, &job, rows, grad, hvp, on_sample, native))
     }
 }
 
@@ -920,23 +960,12 @@ impl LogisticData {
     }
 
     /// Σ_B w(i) ℓᵢ / |B|.
-    pub(crate) fn value(
-        &self,
-        y: &[f64],
-        batch: Batch<'_>,
-        weight: impl Fn(usize) -> f64 + Sync,
-    ) -> f64 {
+    pub(crate) fn value(&self, y: &[f64], batch: Batch<'_>, weight: Weights<'_>) -> f64 {
         self.pass(y, None, batch, weight, true, None, None, None)
     }
 
     /// out ← Σ_B w(i) ∇ℓᵢ / |B| (losses not computed).
-    pub(crate) fn grad(
-        &self,
-        y: &[f64],
-        batch: Batch<'_>,
-        weight: impl Fn(usize) -> f64 + Sync,
-        out: &mut [f64],
-    ) {
+    pub(crate) fn grad(&self, y: &[f64], batch: Batch<'_>, weight: Weights<'_>, out: &mut [f64]) {
         self.pass(y, None, batch, weight, false, Some(out), None, None);
     }
 
@@ -946,7 +975,7 @@ impl LogisticData {
         y: &[f64],
         v: &[f64],
         batch: Batch<'_>,
-        weight: impl Fn(usize) -> f64 + Sync,
+        weight: Weights<'_>,
         out: &mut [f64],
     ) {
         self.pass(y, Some(v), batch, weight, false, None, Some(out), None);
@@ -962,7 +991,7 @@ impl LogisticData {
         y: &[f64],
         v: Option<&[f64]>,
         batch: Batch<'_>,
-        weight: impl Fn(usize) -> f64 + Sync,
+        weight: Weights<'_>,
         want_loss: bool,
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
@@ -985,7 +1014,7 @@ impl LogisticData {
         let job = Job {
             w: y,
             v,
-            weight: &weight,
+            weight,
             inv: 1.0 / rows.len().max(1) as f64,
             want_loss,
         };
@@ -1021,30 +1050,14 @@ impl LogisticData {
         }
     }
 
-    /// [`pass`](Self::pass) with the instruction set `s`.
+    /// [`pass`](Self::pass) with the instruction set `s` on the store's rows (stored type `E`).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn pass_with<S: Simd8, W: Fn(usize) -> f64 + Sync>(
-        &self,
-        s: S,
-        job: &Job<'_, W>,
-        rows: RowSet<'_>,
-        grad: Option<&mut [f64]>,
-        hvp: Option<&mut [f64]>,
-        on_sample: Option<OnSample<'_>>,
-        native: &mut [f64],
-    ) -> f64 {
-        with_rows!(&self.store, r => self.pass_rows(s, r, job, rows, grad, hvp, on_sample, native))
-    }
-
-    /// [`pass_with`](Self::pass_with) on the store's rows (stored type `E`).
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn pass_rows<S: Simd8, W: Fn(usize) -> f64 + Sync, E: Elem>(
+    fn pass_rows<S: Simd8, E: Elem>(
         &self,
         s: S,
         store: &Rows<E>,
-        job: &Job<'_, W>,
+        job: &Job<'_>,
         rows: RowSet<'_>,
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
@@ -1102,16 +1115,16 @@ impl LogisticData {
                 self.multi_dense(s, r, class, *k, job, rows, grad, hvp, on_sample, native)
             }
             (Rows::Sparse(r), Targets::Multiclass { class, k }) => match k.div_ceil(LANES) {
-                1 => self.multi_sparse::<1, S, W, E>(
+                1 => self.multi_sparse::<1, S, E>(
                     s, r, class, *k, job, rows, grad, hvp, on_sample, native,
                 ),
-                2 => self.multi_sparse::<2, S, W, E>(
+                2 => self.multi_sparse::<2, S, E>(
                     s, r, class, *k, job, rows, grad, hvp, on_sample, native,
                 ),
-                3 => self.multi_sparse::<3, S, W, E>(
+                3 => self.multi_sparse::<3, S, E>(
                     s, r, class, *k, job, rows, grad, hvp, on_sample, native,
                 ),
-                4 => self.multi_sparse::<4, S, W, E>(
+                4 => self.multi_sparse::<4, S, E>(
                     s, r, class, *k, job, rows, grad, hvp, on_sample, native,
                 ),
                 _ => {
@@ -1137,13 +1150,13 @@ impl LogisticData {
     /// back.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn multi_sparse<const NV: usize, S: Simd8, W: Fn(usize) -> f64 + Sync, E: Elem>(
+    fn multi_sparse<const NV: usize, S: Simd8, E: Elem>(
         &self,
         s: S,
         r: &SparseRows<E>,
         class: &[u32],
         k: usize,
-        job: &Job<'_, W>,
+        job: &Job<'_>,
         rows: RowSet<'_>,
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
@@ -1168,14 +1181,14 @@ impl LogisticData {
     /// [`drive`](Self::drive)), and ∇ and ∇²·v are copied back to the feature-major layout.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn multi_native<S: Simd8, W: Fn(usize) -> f64 + Sync, R: MultiOps>(
+    fn multi_native<S: Simd8, R: MultiOps>(
         &self,
         s: S,
         ops: &R,
         class: &[u32],
         k: usize,
         layout: &NativeLayout<impl Fn(&[f64], &mut [f64]), impl Fn(&[f64], &mut [f64])>,
-        job: &Job<'_, W>,
+        job: &Job<'_>,
         rows: RowSet<'_>,
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
@@ -1334,12 +1347,12 @@ impl LogisticData {
 
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn binary_pass<S: Simd8, R: RowOps, W: Fn(usize) -> f64 + Sync>(
+    fn binary_pass<S: Simd8, R: RowOps>(
         &self,
         s: S,
         r: &R,
         labels: &[f64],
-        job: &Job<'_, W>,
+        job: &Job<'_>,
         rows: RowSet<'_>,
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
@@ -1364,7 +1377,7 @@ impl LogisticData {
         &self,
         r: &R,
         labels: &[f64],
-        job: &Job<'_, impl Fn(usize) -> f64>,
+        job: &Job<'_>,
         rows: RowSet<'_>,
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
@@ -1428,7 +1441,7 @@ impl LogisticData {
             }
             for k in 0..n {
                 lab[k] = labels[idx[k]];
-                wt[k] = (job.weight)(idx[k]) * job.inv;
+                wt[k] = job.weight.at(idx[k]) * job.inv;
             }
             // Nonlinearity on the whole chunk (vectorised): r = −b σ(−bz), σ(z)σ(−z).
             // t = e^{−|bz|} is kept for the losses.
@@ -1516,13 +1529,13 @@ impl LogisticData {
     /// the blocks, converts the outputs back to feature-major.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn multi_dense<S: Simd8, W: Fn(usize) -> f64 + Sync, E: Elem>(
+    fn multi_dense<S: Simd8, E: Elem>(
         &self,
         s: S,
         r: &PaddedRows<E>,
         class: &[u32],
         k: usize,
-        job: &Job<'_, W>,
+        job: &Job<'_>,
         rows: RowSet<'_>,
         grad: Option<&mut [f64]>,
         hvp: Option<&mut [f64]>,
@@ -1556,7 +1569,7 @@ impl LogisticData {
         class: &[u32],
         k: usize,
         bias_at: usize,
-        job: &Job<'_, impl Fn(usize) -> f64>,
+        job: &Job<'_>,
         rows: RowSet<'_>,
         mut grad: Option<&mut [f64]>,
         mut hvp: Option<&mut [f64]>,
@@ -1628,7 +1641,7 @@ impl LogisticData {
                     let zq = &mut z[q * k..(q + 1) * k];
                     let uq = &mut u[q * k..(q + 1) * k];
                     let p = &mut p[q * k..(q + 1) * k];
-                    let wi = (job.weight)(i) * job.inv;
+                    let wi = job.weight.at(i) * job.inv;
                     let cls = class[i] as usize;
                     let zc = zq[cls];
                     let max = maxes[q];
@@ -1730,7 +1743,7 @@ impl LogisticData {
             };
             correct += usize::from(right);
         }
-        let loss = self.value(y, Batch::Full, |_| 1.0);
+        let loss = self.value(y, Batch::Full, Weights::Uniform);
         let n = self.n.max(1) as f64;
         (loss, correct as f64 / n)
     }
@@ -1767,12 +1780,7 @@ impl LogisticData {
     /// sample, xᵢⱼ² σ(zᵢ)σ(−zᵢ) (binary) or xᵢⱼ² pᵢc(1 − pᵢc) (multiclass), and the same with
     /// xᵢⱼ = 1 for an intercept. For preconditioning exact solves: rows run in fixed parallel
     /// blocks whose sums are added in block order (the same bits with any thread count).
-    pub(crate) fn hess_diag(
-        &self,
-        y: &[f64],
-        weight: impl Fn(usize) -> f64 + Sync,
-        out: &mut [f64],
-    ) {
+    pub(crate) fn hess_diag(&self, y: &[f64], weight: Weights<'_>, out: &mut [f64]) {
         let (dim, n, k, d) = (self.dim(), self.n, self.k(), self.d);
         assert_eq!(y.len(), dim, "logistic: model length");
         assert_eq!(out.len(), dim, "logistic: diagonal length");
@@ -1788,7 +1796,7 @@ impl LogisticData {
                 let mut curv = vec![0.0; k];
                 for i in block_range(b, nb, n) {
                     self.outputs_slow(y, i, &mut z);
-                    let wi = weight(i) * inv;
+                    let wi = weight.at(i) * inv;
                     match &self.targets {
                         Targets::Binary(_) => {
                             let (_, _, c) = binary_pieces(z[0]);
@@ -1842,7 +1850,7 @@ impl LogisticData {
     pub(crate) fn value_grad_hess(
         &self,
         y: &[f64],
-        weight: impl Fn(usize) -> f64 + Sync,
+        weight: Weights<'_>,
         grad: &mut [f64],
         hess: &mut [f64],
     ) -> Option<f64> {
@@ -1854,22 +1862,23 @@ impl LogisticData {
         assert_eq!(grad.len(), dim, "logistic: gradient length");
         assert_eq!(hess.len(), dim * dim, "logistic: Hessian size");
         self.count_streamed(self.n);
-        if !self.intercept
-            && let Some(stride) = self.dense_stride()
-            && (1..=4).contains(&(stride / LANES))
-        {
-            return Some(with_rows!(&self.store, r => match r {
-                Rows::Dense(rows) => kernels::dispatch_lanes(HessOp {
+        // Dense rows of one to four lane chunks without an intercept: the fixed-width kernel.
+        let fixed_width = with_rows!(&self.store, r => match r {
+            Rows::Dense(rows) if !self.intercept && (1..=4).contains(&(rows.stride / LANES)) => {
+                Some(kernels::dispatch_lanes(HessOp {
                     data: self,
                     rows,
                     labels,
                     y,
-                    weight: &weight,
-                    grad,
-                    hess,
-                }),
-                Rows::Sparse(_) => unreachable!("dense_stride is Some for dense rows only"),
-            }));
+                    weight,
+                    grad: &mut *grad,
+                    hess: &mut *hess,
+                }))
+            }
+            _ => None,
+        });
+        if fixed_width.is_some() {
+            return fixed_width;
         }
         let n = self.n;
         let inv = 1.0 / n.max(1) as f64;
@@ -1891,7 +1900,7 @@ impl LogisticData {
                             let (h, l) = rest.split_at_mut(dim * pd);
                             l[0] = kernels::dispatch(
                                 #[inline(always)]
-                                || self.hess_block(labels, y, &weight, inv, range, g, h, pd),
+                                || self.hess_block(labels, y, weight, inv, range, g, h, pd),
                             );
                         });
                     grad.fill(0.0);
@@ -1924,7 +1933,7 @@ impl LogisticData {
         &self,
         labels: &[f64],
         y: &[f64],
-        weight: &(impl Fn(usize) -> f64 + Sync),
+        weight: Weights<'_>,
         inv: f64,
         range: Range<usize>,
         grad: &mut [f64],
@@ -1958,7 +1967,7 @@ impl LogisticData {
             let b = labels[i];
             let m = b * z;
             let (t, s, curv) = binary_pieces(m);
-            let wi = weight(i) * inv;
+            let wi = weight.at(i) * inv;
             total += wi * softplus_neg(m, t);
             let res = -b * s;
             for (o, &xa) in grad.iter_mut().zip(&x[..dim]) {
@@ -1979,17 +1988,17 @@ impl LogisticData {
 
 /// [`LogisticData::value_grad_hess`] over padded dense rows without an intercept, waiting for its
 /// instruction set.
-struct HessOp<'a, W, E> {
+struct HessOp<'a, E> {
     data: &'a LogisticData,
     rows: &'a PaddedRows<E>,
     labels: &'a [f64],
     y: &'a [f64],
-    weight: &'a W,
+    weight: Weights<'a>,
     grad: &'a mut [f64],
     hess: &'a mut [f64],
 }
 
-impl<W: Fn(usize) -> f64 + Sync, E: Elem> WithLanes for HessOp<'_, W, E> {
+impl<E: Elem> WithLanes for HessOp<'_, E> {
     type Output = f64;
     fn wide(&self) -> bool {
         true
@@ -2005,7 +2014,7 @@ impl<W: Fn(usize) -> f64 + Sync, E: Elem> WithLanes for HessOp<'_, W, E> {
     }
 }
 
-impl<W: Fn(usize) -> f64 + Sync, E: Elem> HessOp<'_, W, E> {
+impl<E: Elem> HessOp<'_, E> {
     /// The parallel blocks and their reduction in block order. A block's partial holds the
     /// gradient (d), the Hessian rows 0..=d (one spare row for odd d) of `stride` columns each
     /// (lower triangle valid), and the loss.
@@ -2087,7 +2096,7 @@ fn hess_dense_block<const NCH: usize, S: Simd8, E: Elem>(
     rows: &PaddedRows<E>,
     labels: &[f64],
     y: &[f64],
-    weight: &(impl Fn(usize) -> f64 + Sync),
+    weight: Weights<'_>,
     inv: f64,
     range: Range<usize>,
     grad: &mut [f64],
@@ -2116,7 +2125,7 @@ fn hess_dense_block<const NCH: usize, S: Simd8, E: Elem>(
         let n = (range.end - start).min(CHUNK);
         for k in 0..n {
             zy[k] = r.dot(start + k, &yin);
-            wt[k] = weight(start + k) * inv;
+            wt[k] = weight.at(start + k) * inv;
         }
         let lab = &labels[start..start + n];
         for k in 0..n {
@@ -2316,7 +2325,7 @@ impl Objective for ValidationLoss {
     }
     fn value(&self, _x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
         check_batch(batch, self.data.n(), self.what);
-        self.data.value(y.as_slice(), batch, |_| 1.0)
+        self.data.value(y.as_slice(), batch, Weights::Uniform)
     }
     fn grad_x(&self, _x: &Vector, _y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), self.what);
@@ -2325,7 +2334,7 @@ impl Objective for ValidationLoss {
     fn grad_y(&self, _x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) {
         check_batch(batch, self.data.n(), self.what);
         self.data
-            .grad(y.as_slice(), batch, |_| 1.0, out.as_mut_slice());
+            .grad(y.as_slice(), batch, Weights::Uniform, out.as_mut_slice());
     }
     fn grad_xy(
         &self,
@@ -2364,7 +2373,7 @@ impl Objective for ValidationLoss {
                 y.as_slice(),
                 vs,
                 batch,
-                |_| 1.0,
+                Weights::Uniform,
                 value.is_some(),
                 grad_y.map(|o| o.as_mut_slice()),
                 hvp_yy.map(|o| o.as_mut_slice()),
@@ -2381,7 +2390,7 @@ impl Objective for ValidationLoss {
             y.as_slice(),
             v.as_slice(),
             batch,
-            |_| 1.0,
+            Weights::Uniform,
             out.as_mut_slice(),
         );
     }
@@ -2497,6 +2506,7 @@ mod tests {
             })
             .collect();
         let weight = |i: usize| 0.5 + (i % 3) as f64 * 0.25;
+        let given: Vec<f64> = (0..n).map(weight).collect();
         // K = 7 and 10: the padded sparse kernel with one and two lane chunks; K = 35: the
         // generic sparse kernel.
         for (k, intercept) in [(7, false), (7, true), (10, true), (35, false)] {
@@ -2536,7 +2546,7 @@ mod tests {
                         &y,
                         Some(&v),
                         batch,
-                        weight,
+                        Weights::Given(&given),
                         true,
                         Some(&mut g2),
                         Some(&mut h2),
@@ -2598,6 +2608,7 @@ mod tests {
             LogisticData::with_storage(Design::Dense(dense), Targets::Binary(labels), false, true),
         ];
         let weight = |i: usize| 0.5 + (i % 4) as f64 * 0.25;
+        let given: Vec<f64> = (0..n).map(weight).collect();
         for (case, data) in cases.iter().enumerate() {
             let dim = data.dim();
             assert!(
@@ -2618,7 +2629,7 @@ mod tests {
                         &y,
                         Some(&v),
                         Batch::Full,
-                        weight,
+                        Weights::Given(&given),
                         true,
                         Some(&mut g),
                         Some(&mut h),
@@ -2682,9 +2693,9 @@ mod tests {
         let y = vec![0.1; d];
         let mut g = vec![0.0; d];
         let before = streamed_bytes();
-        data.grad(&y, Batch::Indices(&[1, 4, 7, 9]), |_| 1.0, &mut g);
+        data.grad(&y, Batch::Indices(&[1, 4, 7, 9]), Weights::Uniform, &mut g);
         assert_eq!(streamed_bytes() - before, 4 * row);
-        data.grad(&y, Batch::Full, |_| 1.0, &mut g);
+        data.grad(&y, Batch::Full, Weights::Uniform, &mut g);
         assert_eq!(streamed_bytes() - before, (4 + n as u64) * row);
         // Sparse storage: 12 bytes per stored entry (value and column index), averaged over
         // the rows, plus a row pointer and the label: 4 entries over 2 rows, 24 + 8 + 8 bytes.
@@ -2705,7 +2716,12 @@ mod tests {
         assert!(!sparse.is_dense());
         let mut g3 = vec![0.0; 3];
         let before = streamed_bytes();
-        sparse.grad(&[0.1; 3], Batch::Indices(&[1, 0, 1]), |_| 1.0, &mut g3);
+        sparse.grad(
+            &[0.1; 3],
+            Batch::Indices(&[1, 0, 1]),
+            Weights::Uniform,
+            &mut g3,
+        );
         assert_eq!(streamed_bytes() - before, 3 * 40);
     }
 
@@ -2732,12 +2748,12 @@ mod tests {
         let dim = data.dim();
         let (mut g, mut h, mut per) = (vec![0.0; dim], vec![0.0; dim], Vec::new());
         let mut record = |i: usize, l: f64, dd: f64, _: f64| per.push((i, l, dd));
-        let weight = |i: usize| 0.5 + (i % 3) as f64 * 0.25;
+        let given: Vec<f64> = (0..data.n()).map(|i| 0.5 + (i % 3) as f64 * 0.25).collect();
         let loss = data.pass(
             y,
             Some(v),
             batch,
-            weight,
+            Weights::Given(&given),
             true,
             Some(&mut g),
             Some(&mut h),
@@ -2834,7 +2850,9 @@ mod tests {
             if k == 1 {
                 let hess = |data: &LogisticData| {
                     let (mut g, mut h) = (vec![0.0; dim], vec![0.0; dim * dim]);
-                    let loss = data.value_grad_hess(&y, |_| 1.0, &mut g, &mut h).unwrap();
+                    let loss = data
+                        .value_grad_hess(&y, Weights::Uniform, &mut g, &mut h)
+                        .unwrap();
                     let mut bits = vec![loss.to_bits()];
                     bits.extend(g.iter().chain(&h).map(|a| a.to_bits()));
                     bits
@@ -2845,7 +2863,7 @@ mod tests {
                 let bytes = |data: &LogisticData| {
                     let mut g = vec![0.0; dim];
                     let before = streamed_bytes();
-                    data.grad(&y, Batch::Indices(&batch), |_| 1.0, &mut g);
+                    data.grad(&y, Batch::Indices(&batch), Weights::Uniform, &mut g);
                     streamed_bytes() - before
                 };
                 let stride = padded_len(d) as u64;
@@ -2879,8 +2897,8 @@ mod tests {
         let v: Vec<f64> = (0..d).map(|_| uniform() - 0.5).collect();
         let y = vec![0.0; d];
         let (mut h64, mut h32) = (vec![0.0; d], vec![0.0; d]);
-        exact.hvp(&y, &v, Batch::Full, |_| 1.0, &mut h64);
-        stored.hvp(&y, &v, Batch::Full, |_| 1.0, &mut h32);
+        exact.hvp(&y, &v, Batch::Full, Weights::Uniform, &mut h64);
+        stored.hvp(&y, &v, Batch::Full, Weights::Uniform, &mut h32);
         let u = 2f64.powi(-24);
         let xr = rounded(&x);
         let mut changed = false;

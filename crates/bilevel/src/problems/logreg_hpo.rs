@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{NewtonReference, Preprocess, ReferenceConfig, check_batch};
 use super::kernels;
-use super::logistic::{LogisticData, Precision, Targets, ValidationLoss};
+use super::logistic::{LogisticData, Precision, Targets, ValidationLoss, Weights};
 use crate::core::error::{Error, Result, check_in_range};
 use crate::core::linalg::{normal_vector, rng_from_seed, uniform01};
 use crate::core::{Batch, Fused, Objective, Problem, TaskMetrics, Vector, VectorExt};
@@ -393,7 +393,7 @@ impl Objective for LogregInner {
     fn value(&self, x: &Vector, y: &Vector, batch: Batch<'_>) -> f64 {
         check_batch(batch, self.data.n(), "logreg_hpo g");
         let ys = y.as_slice();
-        let loss = self.data.value(ys, batch, |_| 1.0);
+        let loss = self.data.value(ys, batch, Weights::Uniform);
         let pen = kernels::dispatch(
             #[inline(always)]
             || {
@@ -473,7 +473,7 @@ impl Objective for LogregInner {
                 ys,
                 if hv.is_some() { vs } else { None },
                 batch,
-                |_| 1.0,
+                Weights::Uniform,
                 false,
                 gy.as_deref_mut(),
                 hv.as_deref_mut(),
@@ -503,7 +503,8 @@ impl Objective for LogregInner {
             return false;
         }
         let ys = y.as_slice();
-        self.data.hess_diag(ys, |_| 1.0, out.as_mut_slice());
+        self.data
+            .hess_diag(ys, Weights::Uniform, out.as_mut_slice());
         // The penalty's diagonal: λ of each entry's group (its Hessian along v = 1).
         let ones = vec![1.0; ys.len()];
         self.penalty.apply(
@@ -534,7 +535,7 @@ impl Objective for LogregInner {
         let dim = ys.len();
         let loss = self
             .data
-            .value_grad_hess(ys, |_| 1.0, grad.as_mut_slice(), hess)?;
+            .value_grad_hess(ys, Weights::Uniform, grad.as_mut_slice(), hess)?;
         let gy = grad.as_mut_slice();
         let pen = kernels::dispatch(
             #[inline(always)]
