@@ -27,7 +27,7 @@ pub mod warnings;
 
 pub use error::{Error, Result};
 pub use linalg::{Matrix, Rng, Vector, VectorExt};
-pub use objective::{Batch, BatchSamples, Fused, Objective};
+pub use objective::{Batch, BatchSamples, Fused, HessianOperator, Objective};
 pub use problem::{
     Counts, HeadRange, Metrics, OracleCounts, Problem, Reference, ReferencePoint, TaskMetrics,
     UnrolledSpec,

@@ -75,6 +75,10 @@ impl Iterator for BatchSamples<'_> {
 
 impl ExactSizeIterator for BatchSamples<'_> {}
 
+/// v ↦ ∇²ᵧᵧh(x, y) · v at a point fixed by [`Objective::hessian_yy_at`], written into its second
+/// argument (overwritten).
+pub type HessianOperator<'a> = Box<dyn Fn(&Vector, &mut Vector) + 'a>;
+
 /// Output buffers of a fused oracle call ([`Objective::fused`]): every buffer given receives its
 /// oracle (overwritten) at the one point and batch of the call.
 #[derive(Debug, Default)]
@@ -303,6 +307,16 @@ pub trait Objective: Send + Sync {
     /// [`Problem`](super::Problem) counts it as one `hvp_yy`: one pass over the batch.
     fn hess_yy_diag(&self, _x: &Vector, _y: &Vector, _batch: Batch<'_>, _out: &mut Vector) -> bool {
         false
+    }
+    /// ∇²ᵧᵧh(x, y) on the full batch as an operator, for many products at one point (the
+    /// conjugate-gradient solves of an exact reference): the objective may hold what depends on
+    /// (x, y) alone, so that each product costs less than [`hvp_yy`](Self::hvp_yy) (the
+    /// logistic losses hold each sample's class probabilities: a product then skips W x and its
+    /// softmax). A product equals `hvp_yy` on the full batch up to rounding. `None` (the
+    /// default): nothing to hold; use `hvp_yy`. A [`Problem`](super::Problem) counts the
+    /// preparation as one `hvp_yy` (one pass) and each product as one.
+    fn hessian_yy_at<'a>(&'a self, _x: &'a Vector, _y: &'a Vector) -> Option<HessianOperator<'a>> {
+        None
     }
     /// ∇²ᵧᵧh · v (y-space → y-space) into `out`.
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {

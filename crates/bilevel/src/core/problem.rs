@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
 use super::linalg::{Vector, VectorExt, fd};
-use super::objective::{Batch, Fused, Objective};
+use super::objective::{Batch, Fused, HessianOperator, Objective};
 
 /// Calls of each oracle on one objective, and the samples they touched.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -324,6 +324,18 @@ impl Objective for Counted {
             self.touch(&self.counts.hvp_yy, batch);
         }
         given
+    }
+    fn hessian_yy_at<'a>(&'a self, x: &'a Vector, y: &'a Vector) -> Option<HessianOperator<'a>> {
+        let product = self.inner.hessian_yy_at(x, y)?;
+        // The preparation is one pass over the data, counted as one Hessian-vector product;
+        // each product is one more.
+        self.read(Batch::Full, x, y);
+        self.touch(&self.counts.hvp_yy, Batch::Full);
+        Some(Box::new(move |v: &Vector, out: &mut Vector| {
+            self.read(Batch::Full, x, y);
+            self.touch(&self.counts.hvp_yy, Batch::Full);
+            product(v, out);
+        }))
     }
     fn hvp_yy(&self, x: &Vector, y: &Vector, v: &Vector, batch: Batch<'_>, out: &mut Vector) {
         self.read(batch, x, y);

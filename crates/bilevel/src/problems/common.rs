@@ -602,7 +602,7 @@ impl NewtonReference {
     }
 
     /// CG on ∇²ᵧᵧg(x, y) · v = b from the current `v`, preconditioned with `jacobi` (the inverse
-    /// diagonal) when given.
+    /// diagonal) when given, with the products of [`Objective::hessian_yy_at`] where given.
     fn hessian_solve(
         &self,
         x: &Vector,
@@ -614,7 +614,13 @@ impl NewtonReference {
         ws: &mut CgWorkspace,
     ) -> crate::linsolve::SolveInfo {
         let g = &*self.g;
-        let matvec = |p: &Vector, out: &mut Vector| g.hvp_yy(x, y, p, Batch::Full, out);
+        // The Hessian at y held for the whole solve where the objective can (each product then
+        // costs about half a pass less), else one `hvp_yy` per product.
+        let held = g.hessian_yy_at(x, y);
+        let matvec = |p: &Vector, out: &mut Vector| match &held {
+            Some(product) => product(p, out),
+            None => g.hvp_yy(x, y, p, Batch::Full, out),
+        };
         match jacobi {
             Some(inverse) => pcg_in_place(
                 matvec,
@@ -653,9 +659,24 @@ impl NewtonReference {
         let mut step = Vector::zeros(dy);
         let mut neg = Vector::zeros(dy);
         let mut ws = CgWorkspace::new(dy);
-        g.grad_y(x, y, Batch::Full, &mut grad);
+        // Value and gradient together: one pass where the objective fuses them.
+        let value_grad = |at: &Vector, grad: &mut Vector| {
+            let mut value = 0.0;
+            g.fused(
+                x,
+                at,
+                None,
+                Batch::Full,
+                Fused {
+                    value: Some(&mut value),
+                    grad_y: Some(grad),
+                    ..Fused::default()
+                },
+            );
+            value
+        };
+        let mut value = value_grad(y, &mut grad);
         let mut gnorm = grad.norm();
-        let mut value = g.value(x, y, Batch::Full);
         let mut iters = 0;
         while gnorm > self.config.tol && iters < self.config.max_newton {
             iters += 1;
@@ -675,8 +696,7 @@ impl NewtonReference {
             for _ in 0..40 {
                 trial.assign(y);
                 trial.axpy(t, &step);
-                let tv = g.value(x, &trial, Batch::Full);
-                g.grad_y(x, &trial, Batch::Full, &mut trial_grad);
+                let tv = value_grad(&trial, &mut trial_grad);
                 let tn = trial_grad.norm();
                 if tv.is_finite()
                     && tn.is_finite()

@@ -72,6 +72,16 @@ const BLOCK_ROWS: usize = 2048;
 const MAX_BLOCKS: usize = 64;
 /// Memory of the per-block partial sums, in f64 (limits the block count for big outputs).
 const PARTIAL_BUDGET: usize = 1 << 22;
+/// The most entries (n × K) a table of held probabilities may have ([`LogisticData::hold`]):
+/// 256 MiB.
+pub(crate) const HOLD_MAX_ENTRIES: usize = 1 << 25;
+
+/// Per-sample class probabilities at one model, for repeated Hessian products there
+/// ([`LogisticData::hold`]).
+pub(crate) struct Held {
+    k: usize,
+    p: Vec<f64>,
+}
 /// Largest K with stack buffers in the multiclass kernels (beyond it, one heap buffer per call).
 const STACK_K: usize = 32;
 
@@ -764,6 +774,9 @@ struct Job<'a> {
     weight: Weights<'a>,
     inv: f64,
     want_loss: bool,
+    /// Class probabilities held per sample (n × K, [`LogisticData::hold`]): the multiclass
+    /// blocks read p here instead of computing W x and its softmax (Hessian products only).
+    held: Option<&'a [f64]>,
 }
 
 /// One [`LogisticData::pass`], waiting for its instruction set.
@@ -1010,14 +1023,28 @@ impl LogisticData {
             Batch::Full => RowSet::Range(0, self.n),
             Batch::Indices(idx) => RowSet::Indices(idx),
         };
-        self.count_streamed(rows.len());
         let job = Job {
             w: y,
             v,
             weight,
             inv: 1.0 / rows.len().max(1) as f64,
             want_loss,
+            held: None,
         };
+        self.run_job(job, rows, grad, hvp, on_sample)
+    }
+
+    /// Runs one pass described by `job` over `rows` (see [`pass`](Self::pass)).
+    fn run_job(
+        &self,
+        job: Job<'_>,
+        rows: RowSet<'_>,
+        grad: Option<&mut [f64]>,
+        hvp: Option<&mut [f64]>,
+        on_sample: Option<OnSample<'_>>,
+    ) -> f64 {
+        self.count_streamed(rows.len());
+        let v = job.v;
         let copies =
             1 + usize::from(v.is_some()) + usize::from(grad.is_some()) + usize::from(hvp.is_some());
         let native_len = self.native_len().map_or(0, |len| copies * len);
@@ -1212,6 +1239,7 @@ impl LogisticData {
                 weight: job.weight,
                 inv: job.inv,
                 want_loss: job.want_loss,
+                held: job.held,
             };
             let (g_n, h_n) = outputs.split_at_mut(if grad.is_some() { native } else { 0 });
             let g_n = grad.is_some().then_some(g_n);
@@ -1600,6 +1628,49 @@ impl LogisticData {
             for group in idx[..n].chunks(GROUP) {
                 let full: Option<&[usize; GROUP]> = group.try_into().ok();
                 let m = group.len();
+                if let (Some(held), Some(v), Some(out)) = (job.held, job.v, hvp.as_deref_mut()) {
+                    // A Hessian product with the probabilities held: u = V x, then
+                    // c = w (p⊙u − p (p·u)) as below, without W x and its softmax.
+                    match full {
+                        Some(g) => r.outputs_group(g, v, u),
+                        None => {
+                            for (&i, ur) in group.iter().zip(u.chunks_exact_mut(k)) {
+                                r.outputs(i, v, ur);
+                            }
+                        }
+                    }
+                    for (q, &i) in group.iter().enumerate() {
+                        let uq = &mut u[q * k..(q + 1) * k];
+                        if self.intercept {
+                            for (uc, &b) in uq.iter_mut().zip(&v[bias_at..bias_at + k]) {
+                                *uc += b;
+                            }
+                        }
+                        let p = &held[i * k..(i + 1) * k];
+                        let wi = job.weight.at(i) * job.inv;
+                        let pu: f64 = p.iter().zip(uq.iter()).map(|(a, b)| a * b).sum();
+                        let cq = &mut c_hvp[q * k..(q + 1) * k];
+                        for ((cc, &pc), &uc) in cq.iter_mut().zip(p).zip(uq.iter()) {
+                            *cc = wi * pc * (uc - pu);
+                        }
+                    }
+                    match full {
+                        Some(g) => r.back_group(g, c_hvp, out),
+                        None => {
+                            for (&i, cq) in group.iter().zip(c_hvp.chunks_exact(k)) {
+                                r.back(i, cq, out);
+                            }
+                        }
+                    }
+                    if self.intercept {
+                        for cq in c_hvp[..m * k].chunks_exact(k) {
+                            for (o, &cc) in out[bias_at..bias_at + k].iter_mut().zip(cq) {
+                                *o += cc;
+                            }
+                        }
+                    }
+                    continue;
+                }
                 match full {
                     Some(g) => r.outputs_group(g, job.w, z),
                     None => {
@@ -1748,24 +1819,82 @@ impl LogisticData {
         (loss, correct as f64 / n)
     }
 
+    /// The class probabilities of every sample at the model `y`, held for repeated Hessian
+    /// products at that model ([`hvp_held`](Self::hvp_held)): each product then skips W x and
+    /// its softmax, about half its work. `None` for binary targets (their pass computes w·x
+    /// together with v·x from one read of the row, so there is little to save) and when the
+    /// n × K table would exceed [`HOLD_MAX_ENTRIES`]. Rows run in fixed parallel blocks (the
+    /// same values with any thread count).
+    pub(crate) fn hold(&self, y: &[f64]) -> Option<Held> {
+        let Targets::Multiclass { k, .. } = self.targets else {
+            return None;
+        };
+        assert_eq!(y.len(), self.dim(), "logistic: model length");
+        if self.n.saturating_mul(k) > HOLD_MAX_ENTRIES {
+            return None;
+        }
+        self.count_streamed(self.n);
+        let mut p = vec![0.0; self.n * k];
+        p.par_chunks_mut(BLOCK_ROWS * k)
+            .enumerate()
+            .for_each(|(b, chunk)| {
+                for (r, pr) in chunk.chunks_exact_mut(k).enumerate() {
+                    self.outputs_slow(y, b * BLOCK_ROWS + r, pr);
+                    let top = pr.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let mut sum = 0.0;
+                    for pc in pr.iter_mut() {
+                        *pc = kernels::exp(*pc - top);
+                        sum += *pc;
+                    }
+                    let inv_sum = 1.0 / sum;
+                    for pc in pr.iter_mut() {
+                        *pc *= inv_sum;
+                    }
+                }
+            });
+        Some(Held { k, p })
+    }
+
+    /// out ← Σ w(i) ∇²ℓᵢ v / n over every sample, at the model whose probabilities `held`
+    /// holds: [`hvp`](Self::hvp) on the full batch, up to rounding (the probabilities are
+    /// computed by another summation order).
+    pub(crate) fn hvp_held(&self, held: &Held, v: &[f64], weight: Weights<'_>, out: &mut [f64]) {
+        assert_eq!(v.len(), self.dim(), "logistic: direction length");
+        assert_eq!(
+            held.p.len(),
+            self.n * held.k,
+            "logistic: held probabilities"
+        );
+        let job = Job {
+            w: v, // not read: the probabilities replace W x
+            v: Some(v),
+            weight,
+            inv: 1.0 / self.n.max(1) as f64,
+            want_loss: false,
+            held: Some(&held.p),
+        };
+        self.run_job(job, RowSet::Range(0, self.n), None, Some(out), None);
+    }
+
     /// Model outputs of sample i (for metrics; not a hot path).
     fn outputs_slow(&self, y: &[f64], i: usize, z: &mut [f64]) {
         let (d, k) = (self.d, z.len());
         z.fill(0.0);
+        let mut add = |j: usize, a: f64| {
+            for (zc, &wc) in z.iter_mut().zip(&y[j * k..(j + 1) * k]) {
+                *zc += a * wc;
+            }
+        };
         with_rows!(&self.store, r => match r {
             Rows::Dense(r) => {
                 for (j, &a) in r.row(i)[..d].iter().enumerate() {
-                    for c in 0..k {
-                        z[c] += a.wide() * y[j * k + c];
-                    }
+                    add(j, a.wide());
                 }
             }
             Rows::Sparse(m) => {
                 let (idx, val) = m.row(i);
                 for (&j, &a) in idx.iter().zip(val) {
-                    for c in 0..k {
-                        z[c] += a.wide() * y[j as usize * k + c];
-                    }
+                    add(j as usize, a.wide());
                 }
             }
         });
@@ -2560,6 +2689,20 @@ mod tests {
                         assert!(close(g[j], g2[j], gs), "grad[{j}]: {} vs {}", g[j], g2[j]);
                         assert!(close(h[j], h2[j], hs), "hvp[{j}]: {} vs {}", h[j], h2[j]);
                     }
+                    if matches!(batch, Batch::Full) {
+                        // The product with the probabilities held at y.
+                        let held = data.hold(&y).expect("multiclass targets are held");
+                        let mut h3 = vec![f64::NAN; dim];
+                        data.hvp_held(&held, &v, Weights::Given(&given), &mut h3);
+                        for j in 0..dim {
+                            assert!(
+                                close(h[j], h3[j], hs),
+                                "held hvp[{j}]: {} vs {}",
+                                h[j],
+                                h3[j]
+                            );
+                        }
+                    }
                     if matches!(batch, Batch::Indices(_)) {
                         assert_eq!(per2.len(), per.len());
                         for ((l, dd), (l2, dd2)) in per.iter().zip(&per2) {
@@ -2660,6 +2803,38 @@ mod tests {
                 (0..n).collect::<Vec<_>>(),
                 "case {case}: callback order"
             );
+            // Held probabilities (multiclass): the same bits on one and two threads, and the
+            // pass's ∇²·v to 1e-12 relative (they differ by the summation order of W x only).
+            if case < 2 {
+                let held_hvp = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| {
+                        let held = data.hold(&y).unwrap();
+                        let mut h = vec![f64::NAN; dim];
+                        data.hvp_held(&held, &v, Weights::Given(&given), &mut h);
+                        h
+                    })
+                };
+                let (h1, h2) = (held_hvp(1), held_hvp(2));
+                let bits = |h: &[f64]| h.iter().map(|a| a.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&h1),
+                    bits(&h2),
+                    "case {case}: held, 1 and 2 threads differ"
+                );
+                let hs = one.2.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+                for (j, (a, b)) in one.2.iter().zip(&h1).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-12 * hs,
+                        "case {case}: held hvp[{j}] {a} vs {b}"
+                    );
+                }
+            } else {
+                assert!(data.hold(&y).is_none(), "binary targets hold nothing");
+            }
             if case < 2 {
                 let rows: Vec<usize> = (0..n).collect();
                 let (loss, g, h, per) = naive_multi(&x, d, &class, k, true, &y, &v, &rows, weight);

@@ -39,7 +39,9 @@ use super::kernels;
 use super::logistic::{LogisticData, Precision, Targets, ValidationLoss, Weights};
 use crate::core::error::{Error, Result, check_in_range};
 use crate::core::linalg::{normal_vector, rng_from_seed, uniform01};
-use crate::core::{Batch, Fused, Objective, Problem, TaskMetrics, Vector, VectorExt};
+use crate::core::{
+    Batch, Fused, HessianOperator, Objective, Problem, TaskMetrics, Vector, VectorExt,
+};
 use crate::data::split::split_fractions;
 use crate::data::{Dataset, DatasetSpec};
 
@@ -462,26 +464,27 @@ impl Objective for LogregInner {
             hvp_yy,
             cross_xy,
         } = out;
-        if let Some(value) = value {
-            *value = self.value(x, y, batch);
-        }
         let mut gy = grad_y.map(|o| o.as_mut_slice());
         let mut hv = hvp_yy.map(|o| o.as_mut_slice());
-        // The data term (the loss does not depend on x): one pass for ∇ᵧ and ∇²ᵧᵧ·v.
-        if gy.is_some() || hv.is_some() {
+        // The data term (the loss does not depend on x): one pass for the loss, ∇ᵧ and ∇²ᵧᵧ·v.
+        let loss = if gy.is_some() || hv.is_some() {
             self.data.pass(
                 ys,
                 if hv.is_some() { vs } else { None },
                 batch,
                 Weights::Uniform,
-                false,
+                value.is_some(),
                 gy.as_deref_mut(),
                 hv.as_deref_mut(),
                 None,
-            );
-        }
-        // The penalty, one exponential per hyperparameter, for all four outputs.
-        kernels::dispatch(
+            )
+        } else if value.is_some() {
+            self.data.value(ys, batch, Weights::Uniform)
+        } else {
+            0.0
+        };
+        // The penalty, one exponential per hyperparameter, for all five outputs.
+        let penalty = kernels::dispatch(
             #[inline(always)]
             || {
                 self.penalty.apply(
@@ -497,6 +500,33 @@ impl Objective for LogregInner {
                 )
             },
         );
+        if let Some(value) = value {
+            *value = loss + penalty;
+        }
+    }
+    fn hessian_yy_at<'a>(&'a self, x: &'a Vector, y: &'a Vector) -> Option<HessianOperator<'a>> {
+        let held = self.data.hold(y.as_slice())?;
+        Some(Box::new(move |v: &Vector, out: &mut Vector| {
+            let (ys, vs) = (y.as_slice(), v.as_slice());
+            self.data
+                .hvp_held(&held, vs, Weights::Uniform, out.as_mut_slice());
+            kernels::dispatch(
+                #[inline(always)]
+                || {
+                    self.penalty.apply(
+                        x.as_slice(),
+                        ys,
+                        Some(vs),
+                        PenaltyOut {
+                            gy: None,
+                            hv: Some(out.as_mut_slice()),
+                            gx: None,
+                            cross: None,
+                        },
+                    )
+                },
+            );
+        }))
     }
     fn hess_yy_diag(&self, x: &Vector, y: &Vector, batch: Batch<'_>, out: &mut Vector) -> bool {
         if !matches!(batch, Batch::Full) {
