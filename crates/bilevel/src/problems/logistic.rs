@@ -607,6 +607,12 @@ struct NativeLayout<In, Out> {
     from_native: Out,
 }
 
+/// The entries one native model copy of `len` occupies in the scratch: `len` rounded up to whole
+/// 64-byte lines, so that consecutive copies stay aligned.
+fn native_slot(len: usize) -> usize {
+    len.next_multiple_of(LANES)
+}
+
 /// Feature-major W (rows of k, the bias row last) → the same rows padded to `kp` entries.
 fn to_padded_rows(w: &[f64], rows: usize, k: usize, kp: usize, out: &mut [f64]) {
     for (src, dst) in w.chunks_exact(k).take(rows).zip(out.chunks_exact_mut(kp)) {
@@ -1047,7 +1053,10 @@ impl LogisticData {
         let v = job.v;
         let copies =
             1 + usize::from(v.is_some()) + usize::from(grad.is_some()) + usize::from(hvp.is_some());
-        let native_len = self.native_len().map_or(0, |len| copies * len);
+        // Room for the copies, each in its own 64-byte aligned slot.
+        let native_len = self
+            .native_len()
+            .map_or(0, |len| copies * native_slot(len) + LANES);
         with_native_scratch(native_len, |native| {
             kernels::dispatch_lanes(PassOp {
                 data: self,
@@ -1223,12 +1232,24 @@ impl LogisticData {
         scratch: &mut [f64],
     ) -> f64 {
         let native = layout.len;
+        // Each copy starts on a 64-byte boundary ([`native_slot`]): a padded row that straddled
+        // one more cache line made every multiply-add of the CSR kernels a split access.
+        let slot = native_slot(native);
         let n_in = 1 + usize::from(job.v.is_some());
         let n_out = usize::from(grad.is_some()) + usize::from(hvp.is_some());
         {
-            let buf = &mut scratch[..(n_in + n_out) * native];
-            let (inputs, outputs) = buf.split_at_mut(n_in * native);
-            let (w_n, v_n) = inputs.split_at_mut(native);
+            let start = aligned_offset(scratch);
+            let buf = &mut scratch[start..start + (n_in + n_out) * slot];
+            let (inputs, outputs) = buf.split_at_mut(n_in * slot);
+            let (w_n, v_n) = inputs.split_at_mut(slot);
+            let v_len = native.min(v_n.len());
+            let (w_n, v_n) = (&mut w_n[..native], &mut v_n[..v_len]);
+            debug_assert!(
+                [w_n.as_ptr(), v_n.as_ptr()]
+                    .iter()
+                    .all(|p| p.addr() % 64 == 0),
+                "native model copies start on 64-byte lines"
+            );
             (layout.to_native)(job.w, w_n);
             if let Some(v) = job.v {
                 (layout.to_native)(v, v_n);
@@ -1241,8 +1262,9 @@ impl LogisticData {
                 want_loss: job.want_loss,
                 held: job.held,
             };
-            let (g_n, h_n) = outputs.split_at_mut(if grad.is_some() { native } else { 0 });
-            let g_n = grad.is_some().then_some(g_n);
+            let (g_n, h_n) = outputs.split_at_mut(if grad.is_some() { slot } else { 0 });
+            let g_len = native.min(g_n.len());
+            let g_n = grad.is_some().then_some(&mut g_n[..g_len]);
             let h_n = if hvp.is_some() {
                 Some(&mut h_n[..native])
             } else {
@@ -1259,9 +1281,9 @@ impl LogisticData {
                 #[inline(always)]
                 |set, g, h, o| self.multi_block(ops, class, k, bias_at, &native_job, set, g, h, o),
             );
-            let (g_n, h_n) = outputs.split_at(if grad.is_some() { native } else { 0 });
+            let (g_n, h_n) = outputs.split_at(if grad.is_some() { slot } else { 0 });
             if let Some(g) = grad {
-                (layout.from_native)(g_n, g);
+                (layout.from_native)(&g_n[..native], g);
             }
             if let Some(h) = hvp {
                 (layout.from_native)(&h_n[..native], h);
@@ -1320,8 +1342,16 @@ impl LogisticData {
         } else {
             0
         };
-        let plen = outputs + records;
-        with_scratch(nb * plen, |partials| {
+        // Each block's partial on its own 64-byte lines (see `native_slot`).
+        let plen = (outputs + records).next_multiple_of(LANES);
+        with_scratch(nb * plen + LANES, |scratch| {
+            let start = aligned_offset(scratch);
+            let partials = &mut scratch[start..start + nb * plen];
+            debug_assert_eq!(
+                partials.as_ptr().addr() % 64,
+                0,
+                "partials on 64-byte lines"
+            );
             partials
                 .par_chunks_mut(plen)
                 .enumerate()
