@@ -1868,19 +1868,31 @@ impl LogisticData {
         p.par_chunks_mut(BLOCK_ROWS * k)
             .enumerate()
             .for_each(|(b, chunk)| {
-                for (r, pr) in chunk.chunks_exact_mut(k).enumerate() {
-                    self.outputs_slow(y, b * BLOCK_ROWS + r, pr);
-                    let top = pr.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let mut sum = 0.0;
-                    for pc in pr.iter_mut() {
-                        *pc = kernels::exp(*pc - top);
-                        sum += *pc;
-                    }
-                    let inv_sum = 1.0 / sum;
-                    for pc in pr.iter_mut() {
-                        *pc *= inv_sum;
-                    }
-                }
+                // In the widest instruction set: the shifted outputs of every row of the
+                // block, one exponential loop over all of them (it vectorises), then each
+                // row's sum in class order.
+                kernels::dispatch(
+                    #[inline(always)]
+                    || {
+                        for (r, pr) in chunk.chunks_exact_mut(k).enumerate() {
+                            self.outputs_slow(y, b * BLOCK_ROWS + r, pr);
+                            let top = pr.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                            for pc in pr.iter_mut() {
+                                *pc -= top;
+                            }
+                        }
+                        for pc in chunk.iter_mut() {
+                            *pc = kernels::exp(*pc);
+                        }
+                        for pr in chunk.chunks_exact_mut(k) {
+                            let sum: f64 = pr.iter().fold(0.0, |a, &b| a + b);
+                            let inv_sum = 1.0 / sum;
+                            for pc in pr.iter_mut() {
+                                *pc *= inv_sum;
+                            }
+                        }
+                    },
+                )
             });
         Some(Held { k, p })
     }
@@ -1907,6 +1919,7 @@ impl LogisticData {
     }
 
     /// Model outputs of sample i (for metrics; not a hot path).
+    #[inline(always)]
     fn outputs_slow(&self, y: &[f64], i: usize, z: &mut [f64]) {
         let (d, k) = (self.d, z.len());
         z.fill(0.0);
