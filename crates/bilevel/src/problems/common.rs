@@ -684,7 +684,10 @@ impl NewtonReference {
             neg.assign(&grad);
             neg.scale(-1.0);
             step.set_zero();
-            let params = Self::cg_params(dy, gnorm.min(0.1));
+            // Forcing term min(0.1, ‖∇g‖^½): superlinear (order 1.5) with looser early solves
+            // than min(0.1, ‖∇g‖) (hyper-cleaning's cold evaluation 0.93 → 0.82 s, warm ones
+            // unchanged).
+            let params = Self::cg_params(dy, gnorm.sqrt().min(0.1));
             self.hessian_solve(x, y, &neg, &mut step, &params, jacobi, &mut ws);
             let slope = grad.dot(&step);
             if slope.is_nan() || slope >= 0.0 {
