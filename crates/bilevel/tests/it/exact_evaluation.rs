@@ -344,6 +344,40 @@ fn f32_storage_moves_the_exact_hypergradient_only_by_the_rounding_of_the_data() 
     );
 }
 
+/// The covtype twin at scale 0.02 (7 classes, one L2 hyperparameter per class, dim y = 378;
+/// multiclass problems have no dense Hessian), without a reference of its own.
+fn covtype_twin() -> Problem {
+    use bilevel::data::{DatasetSpec, synthetic::Twin};
+    use bilevel::problems::logreg_hpo::Penalty;
+    ProblemConfig::LogregHpo(LogregHpoConfig {
+        dataset: DatasetSpec::twin(Twin::Covtype, 0.02),
+        validation_fraction: 0.2,
+        penalty: Penalty::PerClass,
+        reference: ReferenceConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .build()
+    .unwrap()
+}
+
+/// ∇F from `reference` at the start x₀ and at x₀ moved by ±0.05 and ±0.1 (signs alternating over
+/// the entries): a cold and two warm evaluations.
+fn hypergradients_near_start(problem: &Problem, reference: &NewtonReference) -> Vec<Vector> {
+    let (x0, _) = problem.start();
+    [0.0, 0.05, 0.1]
+        .map(|step| {
+            let mut x = x0.clone();
+            for (j, v) in x.as_mut_slice().iter_mut().enumerate() {
+                *v += if j % 2 == 0 { step } else { -step };
+            }
+            reference.evaluate(&x).unwrap().hypergradient
+        })
+        .to_vec()
+}
+
 /// The Jacobi preconditioner of the Newton-CG path, on `logreg_hpo`: the covtype twin (7
 /// classes, one L2 hyperparameter per class, dim y = 378; multiclass problems have no dense
 /// Hessian) and ijcnn1 forced onto Newton-CG (`dense_max = 0`; per-feature λ). The cold and
@@ -352,23 +386,11 @@ fn f32_storage_moves_the_exact_hypergradient_only_by_the_rounding_of_the_data() 
 /// Hessian-vector products in all (each diagonal is counted as one product).
 #[test]
 fn jacobi_preconditioning_keeps_newton_cg_exact_with_fewer_products() {
-    use bilevel::data::{DatasetSpec, synthetic::Twin};
-    use bilevel::problems::logreg_hpo::Penalty;
     let no_reference = ReferenceConfig {
         enabled: false,
         ..Default::default()
     };
-    let covtype = || {
-        ProblemConfig::LogregHpo(LogregHpoConfig {
-            dataset: DatasetSpec::twin(Twin::Covtype, 0.02),
-            validation_fraction: 0.2,
-            penalty: Penalty::PerClass,
-            reference: no_reference,
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-    };
+    let covtype = covtype_twin;
     let ijcnn1_problem = || ijcnn1(no_reference);
     for (name, build, dense_max) in [
         ("covtype", &covtype as &dyn Fn() -> Problem, 512),
@@ -383,15 +405,7 @@ fn jacobi_preconditioning_keeps_newton_cg_exact_with_fewer_products() {
                     ..Default::default()
                 },
             );
-            let (x0, _) = problem.start();
-            let mut grads = Vec::new();
-            for step in [0.0, 0.05, 0.1] {
-                let mut x = x0.clone();
-                for (j, v) in x.as_mut_slice().iter_mut().enumerate() {
-                    *v += if j % 2 == 0 { step } else { -step };
-                }
-                grads.push(reference.evaluate(&x).unwrap().hypergradient);
-            }
+            let grads = hypergradients_near_start(&problem, &reference);
             (grads, problem.counts().g.hvp_yy)
         };
         let (with, products_with) = run(true);
@@ -418,24 +432,13 @@ fn jacobi_preconditioning_keeps_newton_cg_exact_with_fewer_products() {
 /// `data_cleaning` (digits, 10 classes, σ-weighted samples). Binary targets hold nothing.
 #[test]
 fn a_held_hessian_keeps_newton_cg_exact() {
-    use bilevel::data::{DatasetSpec, synthetic::Twin};
+    use bilevel::data::DatasetSpec;
     use bilevel::problems::data_cleaning::DataCleaningConfig;
-    use bilevel::problems::logreg_hpo::Penalty;
     let no_reference = ReferenceConfig {
         enabled: false,
         ..Default::default()
     };
-    let covtype = || {
-        ProblemConfig::LogregHpo(LogregHpoConfig {
-            dataset: DatasetSpec::twin(Twin::Covtype, 0.02),
-            validation_fraction: 0.2,
-            penalty: Penalty::PerClass,
-            reference: no_reference,
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-    };
+    let covtype = covtype_twin;
     let cleaning = || {
         ProblemConfig::DataCleaning(DataCleaningConfig {
             train: DatasetSpec::shared("digits"),
@@ -461,15 +464,7 @@ fn a_held_hessian_keeps_newton_cg_exact() {
                 problem.g().hessian_yy_at(&x0, &y0).is_some(),
                 "{name}: no held Hessian"
             );
-            [0.0, 0.05, 0.1]
-                .map(|step| {
-                    let mut x = x0.clone();
-                    for (j, v) in x.as_mut_slice().iter_mut().enumerate() {
-                        *v += if j % 2 == 0 { step } else { -step };
-                    }
-                    reference.evaluate(&x).unwrap().hypergradient
-                })
-                .to_vec()
+            hypergradients_near_start(&problem, &reference)
         };
         let (held, plain) = (run(true), run(false));
         for (a, b) in held.iter().zip(&plain) {
