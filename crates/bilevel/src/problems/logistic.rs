@@ -702,48 +702,6 @@ impl<E: Elem> MultiOps for SparseRows<E> {
     }
 }
 
-/// The K outputs of each row of `group` (at most [`GROUP`] rows; row r's at `r·k` in `out`):
-/// [`MultiOps::outputs_group`] for a full group, row by row otherwise (the same values).
-#[inline(always)]
-fn group_outputs<R: MultiOps>(r: &R, group: &[usize], k: usize, model: &[f64], out: &mut [f64]) {
-    match <&[usize; GROUP]>::try_from(group) {
-        Ok(g) => r.outputs_group(g, model, out),
-        Err(_) => {
-            for (&i, o) in group.iter().zip(out.chunks_exact_mut(k)) {
-                r.outputs(i, model, o);
-            }
-        }
-    }
-}
-
-/// out_native += Σ_group x_i ⊗ c_i in row order (row r's c at `r·k` in `coef`), and the K
-/// biases at `bias_at` when the model has them.
-#[inline(always)]
-fn group_back<R: MultiOps>(
-    r: &R,
-    group: &[usize],
-    k: usize,
-    coef: &[f64],
-    out: &mut [f64],
-    bias_at: Option<usize>,
-) {
-    match <&[usize; GROUP]>::try_from(group) {
-        Ok(g) => r.back_group(g, coef, out),
-        Err(_) => {
-            for (&i, cq) in group.iter().zip(coef.chunks_exact(k)) {
-                r.back(i, cq, out);
-            }
-        }
-    }
-    if let Some(b) = bias_at {
-        for cq in coef[..group.len() * k].chunks_exact(k) {
-            for (o, &cc) in out[b..b + k].iter_mut().zip(cq) {
-                *o += cc;
-            }
-        }
-    }
-}
-
 /// Rows of one block: a range (full batch) or indices (minibatch).
 #[derive(Clone, Copy)]
 enum RowSet<'a> {
@@ -1698,11 +1656,21 @@ impl LogisticData {
             rows.fill(pos, &mut idx[..n]);
             pos += n;
             for group in idx[..n].chunks(GROUP) {
+                let full: Option<&[usize; GROUP]> = group.try_into().ok();
                 let m = group.len();
                 if let (Some(held), Some(v), Some(out)) = (job.held, job.v, hvp.as_deref_mut()) {
                     // A Hessian product with the probabilities held: u = V x, then
-                    // c = w (p⊙u − p (p·u)) as below, without W x and its softmax.
-                    group_outputs(r, group, k, v, u);
+                    // c = w (p⊙u − p (p·u)) as below, without W x and its softmax. (The group
+                    // product and backward are spelled out here as below: sharing them in two
+                    // helpers cost 2 % per step on the wide shapes, benchmarks/NOTES.md.)
+                    match full {
+                        Some(g) => r.outputs_group(g, v, u),
+                        None => {
+                            for (&i, ur) in group.iter().zip(u.chunks_exact_mut(k)) {
+                                r.outputs(i, v, ur);
+                            }
+                        }
+                    }
                     for (q, &i) in group.iter().enumerate() {
                         let uq = &mut u[q * k..(q + 1) * k];
                         if self.intercept {
@@ -1718,12 +1686,40 @@ impl LogisticData {
                             *cc = wi * pc * (uc - pu);
                         }
                     }
-                    group_back(r, group, k, c_hvp, out, self.intercept.then_some(bias_at));
+                    match full {
+                        Some(g) => r.back_group(g, c_hvp, out),
+                        None => {
+                            for (&i, cq) in group.iter().zip(c_hvp.chunks_exact(k)) {
+                                r.back(i, cq, out);
+                            }
+                        }
+                    }
+                    if self.intercept {
+                        for cq in c_hvp[..m * k].chunks_exact(k) {
+                            for (o, &cc) in out[bias_at..bias_at + k].iter_mut().zip(cq) {
+                                *o += cc;
+                            }
+                        }
+                    }
                     continue;
                 }
-                group_outputs(r, group, k, job.w, z);
+                match full {
+                    Some(g) => r.outputs_group(g, job.w, z),
+                    None => {
+                        for (&i, zr) in group.iter().zip(z.chunks_exact_mut(k)) {
+                            r.outputs(i, job.w, zr);
+                        }
+                    }
+                }
                 if let Some(v) = job.v {
-                    group_outputs(r, group, k, v, u);
+                    match full {
+                        Some(g) => r.outputs_group(g, v, u),
+                        None => {
+                            for (&i, ur) in group.iter().zip(u.chunks_exact_mut(k)) {
+                                r.outputs(i, v, ur);
+                            }
+                        }
+                    }
                 }
                 // p = softmax z: the shifted outputs of the whole group first, then one
                 // exponential loop over all of them (it vectorises; per row, K = 7 or 10 is too
@@ -1801,8 +1797,21 @@ impl LogisticData {
                     None
                 };
                 for (out, coef) in [(hvp_out, &*c_hvp), (grad.as_deref_mut(), &*c_grad)] {
-                    if let Some(out) = out {
-                        group_back(r, group, k, coef, out, self.intercept.then_some(bias_at));
+                    let Some(out) = out else { continue };
+                    match full {
+                        Some(g) => r.back_group(g, coef, out),
+                        None => {
+                            for (&i, cq) in group.iter().zip(coef.chunks_exact(k)) {
+                                r.back(i, cq, out);
+                            }
+                        }
+                    }
+                    if self.intercept {
+                        for cq in coef[..m * k].chunks_exact(k) {
+                            for (o, &cc) in out[bias_at..bias_at + k].iter_mut().zip(cq) {
+                                *o += cc;
+                            }
+                        }
                     }
                 }
             }
