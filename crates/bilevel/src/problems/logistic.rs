@@ -1920,29 +1920,39 @@ impl LogisticData {
         self.run_job(job, RowSet::Range(0, self.n), None, Some(out), None);
     }
 
-    /// Model outputs of sample i (for metrics; not a hot path).
+    /// Calls `f(j, xᵢⱼ)` for the stored entries of row i in column order (every column of a
+    /// dense row, the non-zeros of a CSR row), widened to f64.
     #[inline(always)]
-    fn outputs_slow(&self, y: &[f64], i: usize, z: &mut [f64]) {
-        let (d, k) = (self.d, z.len());
-        z.fill(0.0);
-        let mut add = |j: usize, a: f64| {
-            for (zc, &wc) in z.iter_mut().zip(&y[j * k..(j + 1) * k]) {
-                *zc += a * wc;
-            }
-        };
+    fn for_each_entry(&self, i: usize, mut f: impl FnMut(usize, f64)) {
         with_rows!(&self.store, r => match r {
             Rows::Dense(r) => {
-                for (j, &a) in r.row(i)[..d].iter().enumerate() {
-                    add(j, a.wide());
+                for (j, &a) in r.row(i)[..self.d].iter().enumerate() {
+                    f(j, a.wide());
                 }
             }
             Rows::Sparse(m) => {
                 let (idx, val) = m.row(i);
                 for (&j, &a) in idx.iter().zip(val) {
-                    add(j as usize, a.wide());
+                    f(j as usize, a.wide());
                 }
             }
         });
+    }
+
+    /// Model outputs of sample i, row by row (metrics, the held probabilities, the diagonal).
+    #[inline(always)]
+    fn outputs_slow(&self, y: &[f64], i: usize, z: &mut [f64]) {
+        let (d, k) = (self.d, z.len());
+        z.fill(0.0);
+        self.for_each_entry(
+            i,
+            #[inline(always)]
+            |j, a| {
+                for (zc, &wc) in z.iter_mut().zip(&y[j * k..(j + 1) * k]) {
+                    *zc += a * wc;
+                }
+            },
+        );
         if self.intercept {
             for c in 0..k {
                 z[c] += y[d * k + c];
@@ -1994,19 +2004,7 @@ impl LogisticData {
                             *o += a * a * c;
                         }
                     };
-                    with_rows!(&self.store, r => match r {
-                        Rows::Dense(r) => {
-                            for (j, &a) in r.row(i)[..d].iter().enumerate() {
-                                add(j, a.wide());
-                            }
-                        }
-                        Rows::Sparse(m) => {
-                            let (idx, val) = m.row(i);
-                            for (&j, &a) in idx.iter().zip(val) {
-                                add(j as usize, a.wide());
-                            }
-                        }
-                    });
+                    self.for_each_entry(i, &mut add);
                     if self.intercept {
                         add(d, 1.0);
                     }
