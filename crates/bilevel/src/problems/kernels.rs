@@ -185,6 +185,12 @@ pub(crate) trait Simd8: Copy + Send + Sync + 'static {
     fn hsum(self, v: Self::V) -> f64;
     /// Runs `f` in a function compiled for this instruction set.
     fn run<R>(self, f: impl FnOnce() -> R) -> R;
+    /// A hint to bring the cache line holding `x` into L1 ahead of its use (no effect on any
+    /// value; a no-op where the instruction set has no prefetch).
+    #[inline(always)]
+    fn prefetch<T>(self, x: &T) {
+        let _ = x;
+    }
 }
 
 /// Portable [`Simd8`] (plain arrays; the compiler vectorises what it can).
@@ -263,6 +269,11 @@ impl Simd8 for pulp::x86::V3 {
     fn run<R>(self, f: impl FnOnce() -> R) -> R {
         pulp::Simd::vectorize(self, f)
     }
+    #[inline(always)]
+    fn prefetch<T>(self, x: &T) {
+        self.sse
+            ._mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(std::ptr::from_ref(x).cast());
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -298,6 +309,11 @@ impl Simd8 for pulp::x86::V4 {
     #[inline(always)]
     fn run<R>(self, f: impl FnOnce() -> R) -> R {
         pulp::Simd::vectorize(self, f)
+    }
+    #[inline(always)]
+    fn prefetch<T>(self, x: &T) {
+        self.sse
+            ._mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(std::ptr::from_ref(x).cast());
     }
 }
 

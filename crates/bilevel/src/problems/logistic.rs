@@ -62,6 +62,8 @@ pub const DENSE_DENSITY: f64 = 0.25;
 
 /// Rows per chunk of the minibatch pipeline (margins, then nonlinearity, then updates).
 const CHUNK: usize = 32;
+/// How many rows ahead the binary kernels ask for a row.
+const PREFETCH_ROWS: usize = 12;
 /// Full batches with fewer multiply-adds than this run on one thread.
 const PAR_MIN_WORK: usize = 1 << 16;
 /// Values recorded per sample by a parallel block: (i, ℓᵢ, ∇ℓᵢ·v, 1/|B|).
@@ -308,6 +310,11 @@ trait RowOps: Sync {
     fn dot2(&self, i: usize, a: &Self::In<'_>, b: &Self::In<'_>) -> (f64, f64);
     fn axpy(&self, i: usize, c: f64, o: &mut Self::Out<'_>);
     fn axpy2(&self, i: usize, c1: f64, c2: f64, o1: &mut Self::Out<'_>, o2: &mut Self::Out<'_>);
+    /// Asks for row `i` in L1 ahead of its use (a hint: no effect on any value).
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        let _ = i;
+    }
 }
 
 impl<E: Elem> RowOps for PaddedRows<E> {
@@ -449,6 +456,12 @@ impl<const NCH: usize, S: Simd8, E: Elem> RowOps for Fixed<'_, NCH, S, E> {
             let x = self.chunk(r, ch);
             o1.acc[ch] = s.add(o1.acc[ch], s.mul(cv1, x));
             o2.acc[ch] = s.add(o2.acc[ch], s.mul(cv2, x));
+        }
+    }
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        for chunk in self.row(i) {
+            self.s.prefetch(chunk);
         }
     }
 }
@@ -715,6 +728,14 @@ impl RowSet<'_> {
         match self {
             RowSet::Range(a, b) => b - a,
             RowSet::Indices(idx) => idx.len(),
+        }
+    }
+    /// Row `pos` of the set.
+    #[inline(always)]
+    fn at(&self, pos: usize) -> usize {
+        match self {
+            RowSet::Range(a, _) => a + pos,
+            RowSet::Indices(all) => all[pos],
         }
     }
     /// Writes rows pos..pos+n of the set into `idx`.
@@ -1477,15 +1498,25 @@ impl LogisticData {
         let mut tt = [0.0; CHUNK];
         let mut total = 0.0;
         let len = rows.len();
+        // Each row is asked for PREFETCH_ROWS rows ahead of its margin: the memory system
+        // fetches it while the margins of the rows before are computed (a minibatch's rows are
+        // cold: their reads, not the arithmetic, were half the time of an ijcnn1 step).
+        for p in 0..len.min(PREFETCH_ROWS) {
+            r.prefetch(rows.at(p));
+        }
         let mut pos = 0;
         while pos < len {
             let n = (len - pos).min(CHUNK);
             rows.fill(pos, &mut idx[..n]);
+            let ahead = (pos + PREFETCH_ROWS)..len.min(pos + n + PREFETCH_ROWS);
             pos += n;
             // Margins: x·w (and x·v) from one read of each row.
             match &vin {
                 Some(vin) => {
                     for k in 0..n {
+                        if ahead.start + k < ahead.end {
+                            r.prefetch(rows.at(ahead.start + k));
+                        }
                         let (a, b) = r.dot2(idx[k], &yin, vin);
                         zy[k] = a + w_bias;
                         zv[k] = b + v_bias;
@@ -1493,6 +1524,9 @@ impl LogisticData {
                 }
                 None => {
                     for k in 0..n {
+                        if ahead.start + k < ahead.end {
+                            r.prefetch(rows.at(ahead.start + k));
+                        }
                         zy[k] = r.dot(idx[k], &yin) + w_bias;
                     }
                 }
