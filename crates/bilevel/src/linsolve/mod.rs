@@ -7,6 +7,7 @@ pub mod cg;
 pub mod gd;
 pub mod lanczos;
 pub mod neumann;
+pub mod recycle;
 
 pub use cg::{CgParams, CgWorkspace, cg, cg_in_place, pcg_in_place};
 pub use gd::{GdParams, GdWorkspace, gd_in_place};
@@ -17,6 +18,7 @@ pub use neumann::{
     HiaParams, NeumannParams, NeumannWorkspace, fixed_point_in_place, neumann, neumann_in_place,
     neumann_random, neumann_random_in_place,
 };
+pub use recycle::CurvaturePairs;
 
 use serde::{Deserialize, Serialize};
 

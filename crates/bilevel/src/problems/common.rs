@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::error::{Error, Result};
 use crate::core::{Batch, Fused, Objective, Reference, ReferencePoint, Vector, VectorExt};
 use crate::data::{CsrMatrix, DenseMatrix, Design};
-use crate::linsolve::{CgParams, CgWorkspace, cg_in_place, pcg_in_place};
+use crate::linsolve::{CgParams, CgWorkspace, CurvaturePairs, pcg_in_place};
 use faer::linalg::solvers::Solve as _;
 
 /// Row access used by the per-row streaming loops of the least-squares oracles (the logistic
@@ -186,6 +186,14 @@ pub struct ReferenceConfig {
     /// the Newton steps and the adjoint (a warm start is near y*; computing it again at y* cost
     /// 5 % of a covtype evaluation and saved no product).
     pub jacobi: bool,
+    /// Curvature pairs (p, ∇²ᵧᵧg·p) the Newton-CG path keeps from the products of its
+    /// conjugate-gradient solves, to precondition the next ones (an L-BFGS inverse on the
+    /// Jacobi diagonal, [`CurvaturePairs`]): the Newton steps of one evaluation, its adjoint and
+    /// the next evaluation share most of their spectrum. At most [`RECYCLED_BYTES`] of memory
+    /// (fewer pairs at large dim y: 267 at hyper-cleaning's dim y 7,850); 0: none. A warm
+    /// hyper-cleaning evaluation took 60 Hessian products without pairs, 49 with 20, 34 with 80
+    /// and 23 with 160 (`benchmarks/NOTES.md`).
+    pub recycled_pairs: usize,
 }
 
 /// Hessian-vector products the preconditioned adjoint solve may take before the warm dense
@@ -202,6 +210,7 @@ impl Default for ReferenceConfig {
             dense_max: 512,
             adjoint_pcg_min: 128,
             jacobi: true,
+            recycled_pairs: 320,
         }
     }
 }
@@ -256,10 +265,13 @@ pub struct ReferencePaths {
 /// need up to dim y Hessian products for the same accuracy.
 ///
 /// **Newton-CG path** (otherwise): y*(x) by Newton's method with conjugate-gradient steps (inexact Newton, forcing
-/// term min(0.1, ‖∇ᵧg‖), so the final steps converge quadratically) and a line search (Armijo on
-/// g, or a halving of ‖∇ᵧg‖ once values stop resolving), then v = [∇²ᵧᵧg]⁻¹∇ᵧf by CG to relative
+/// term min(0.1, ‖∇ᵧg‖^½), never tighter than 0.1 · tol / ‖∇ᵧg‖, so the final steps converge
+/// superlinearly without solving below the tolerance) and a line search (Armijo on g, or a
+/// halving of ‖∇ᵧg‖ once values stop resolving), then v = [∇²ᵧᵧg]⁻¹∇ᵧf by CG to relative
 /// residual 1e-13 (at most 10·dim y iterations, clamped to [200, 5000]; a residual above 1e-6
-/// is an error), and ∇F = ∇ₓf − ∇²ₓᵧg·v, F = f(x, y*).
+/// is an error), and ∇F = ∇ₓf − ∇²ₓᵧg·v, F = f(x, y*). Every solve is preconditioned with the
+/// curvature pairs of the products of the solves before it ([`ReferenceConfig::recycled_pairs`]),
+/// on the Jacobi diagonal where the objective gives one.
 ///
 /// **Quasi-Newton dense path** (tried first whenever a dense Hessian is available): a Hessian H₀
 /// stands in for the current one — the previous evaluation's exact Hessian at its y* when warm
@@ -311,6 +323,25 @@ pub struct NewtonReference {
     warm: Mutex<Option<Warm>>,
     y_init: Vector,
     paths: Mutex<ReferencePaths>,
+    recycled: Mutex<Recycled>,
+}
+
+/// Curvature pairs (p, ∇²ᵧᵧg·p) of the conjugate-gradient products, kept from solve to solve:
+/// they precondition the next solve (see [`CurvaturePairs`]).
+struct Recycled {
+    /// The pairs of earlier solves: the preconditioner (fixed during a solve).
+    pairs: CurvaturePairs,
+    /// The products of the solve under way, merged into `pairs` when it ends.
+    staged: CurvaturePairs,
+}
+
+/// Memory the recycled curvature pairs may take (the kept pairs and those of the solve under
+/// way: four vectors of dim y per pair): 64 MiB.
+pub const RECYCLED_BYTES: usize = 64 << 20;
+
+/// Pairs kept at dim y = `dim`: `wanted`, within [`RECYCLED_BYTES`].
+fn recycled_capacity(wanted: usize, dim: usize) -> usize {
+    wanted.min(RECYCLED_BYTES / (4 * 8 * dim.max(1)))
 }
 
 impl crate::core::Problem {
@@ -334,6 +365,7 @@ impl NewtonReference {
         y_init: Vector,
         config: ReferenceConfig,
     ) -> Self {
+        let capacity = recycled_capacity(config.recycled_pairs, g.dims().1);
         Self {
             f,
             g,
@@ -341,6 +373,10 @@ impl NewtonReference {
             warm: Mutex::new(None),
             y_init,
             paths: Mutex::new(ReferencePaths::default()),
+            recycled: Mutex::new(Recycled {
+                pairs: CurvaturePairs::new(capacity),
+                staged: CurvaturePairs::new(capacity),
+            }),
         }
     }
 
@@ -575,6 +611,12 @@ impl NewtonReference {
         }
     }
 
+    /// The relative tolerance of a Newton-CG step at ‖∇ᵧg‖ = `gnorm` towards ‖∇ᵧg‖ ≤ `tol`:
+    /// min(0.1, ‖∇ᵧg‖^½), loosened to 0.1 · tol / ‖∇ᵧg‖ where that is larger.
+    fn forcing(gnorm: f64, tol: f64) -> f64 {
+        gnorm.sqrt().min(0.1).max((0.1 * tol / gnorm).min(0.1))
+    }
+
     fn cg_params(dim: usize, rel_tol: f64) -> CgParams {
         CgParams {
             max_iters: (10 * dim).clamp(200, 5000),
@@ -616,32 +658,29 @@ impl NewtonReference {
     ) -> crate::linsolve::SolveInfo {
         let g = &*self.g;
         // The Hessian at y held for the whole solve where the objective can (each product then
-        // costs about half a pass less), else one `hvp_yy` per product.
+        // costs about half a pass less), else one `hvp_yy` per product. Preconditioned by the
+        // curvature pairs of the earlier solves (on the Jacobi diagonal where given); this
+        // solve's products become pairs for the next.
         let held = g.hessian_yy_at(x, y);
-        let matvec = |p: &Vector, out: &mut Vector| match &held {
-            Some(product) => product(p, out),
-            None => g.hvp_yy(x, y, p, Batch::Full, out),
-        };
-        match jacobi {
-            Some(inverse) => pcg_in_place(
-                matvec,
-                |r, z| {
-                    for ((zi, &ri), &mi) in z
-                        .as_mut_slice()
-                        .iter_mut()
-                        .zip(r.as_slice())
-                        .zip(inverse.as_slice())
-                    {
-                        *zi = ri * mi;
-                    }
-                },
-                b,
-                v,
-                params,
-                ws,
-            ),
-            None => cg_in_place(matvec, b, v, params, ws),
-        }
+        let mut recycled = self.recycled.lock().unwrap_or_else(|p| p.into_inner());
+        let Recycled { pairs, staged } = &mut *recycled;
+        staged.clear();
+        let info = pcg_in_place(
+            |p, out| {
+                match &held {
+                    Some(product) => product(p, out),
+                    None => g.hvp_yy(x, y, p, Batch::Full, out),
+                }
+                staged.push(p, out);
+            },
+            |r, z| pairs.apply(r, jacobi, z),
+            b,
+            v,
+            params,
+            ws,
+        );
+        staged.drain_into(pairs);
+        info
     }
 
     /// y*(x) by Newton-CG from `y`, in place. Returns the final ‖∇ᵧg‖.
@@ -686,8 +725,10 @@ impl NewtonReference {
             step.set_zero();
             // Forcing term min(0.1, ‖∇g‖^½): superlinear (order 1.5) with looser early solves
             // than min(0.1, ‖∇g‖) (hyper-cleaning's cold evaluation 0.93 → 0.82 s, warm ones
-            // unchanged).
-            let params = Self::cg_params(dy, gnorm.sqrt().min(0.1));
+            // unchanged). Never tighter than what reaches the tolerance from here, with a
+            // margin of 10: near y* the new gradient is the linear residual (the quadratic term
+            // is of order ‖∇g‖²), so a tighter solve only buys digits below the tolerance.
+            let params = Self::cg_params(dy, Self::forcing(gnorm, self.config.tol));
             self.hessian_solve(x, y, &neg, &mut step, &params, jacobi, &mut ws);
             let slope = grad.dot(&step);
             if slope.is_nan() || slope >= 0.0 {
