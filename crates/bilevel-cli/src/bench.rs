@@ -171,6 +171,10 @@ pub struct BenchReport {
     /// Results do not depend on it: blocks are fixed by the shape, sums added in block order.
     #[serde(default)]
     pub threads: usize,
+    /// Whether the pool's workers were bound one per CPU (`bilevel::run::threads`); empty in
+    /// reports written before it was recorded.
+    #[serde(default)]
+    pub thread_binding: String,
     /// CPU model (from /proc/cpuinfo), if known.
     pub cpu_model: String,
     /// Instruction set the data kernels ran with (`plain`, `avx2`, `avx512`; cap it with
@@ -404,6 +408,9 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
     }
     let mut report = BenchReport {
         threads: rayon::current_num_threads(),
+        thread_binding: bilevel::run::threads::pinning()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "not bound to CPUs (the pool was built elsewhere)".into()),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
@@ -682,8 +689,8 @@ pub fn table(report: &BenchReport) -> String {
     out.push_str(&format!(
         "{} CPU(s), {}, kernels {}, {} storage (arithmetic f64); {} warm-up + {} x {} \
          iterations, batch {}; random-block read bandwidth {:.1} GB/s\n\
-         threads: {} (full passes and exact evaluations use them all, minibatch steps one; \
-         results are the same bits with any thread count)\n",
+         threads: {}, {} (full passes and exact evaluations use them all, minibatch steps \
+         one; results are the same bits with any thread count)\n",
         report.cpus,
         report.cpu_model,
         report.simd,
@@ -694,6 +701,7 @@ pub fn table(report: &BenchReport) -> String {
         report.batch_size,
         report.block_read_gbs,
         report.threads,
+        report.thread_binding,
     ));
     for shape in &report.shapes {
         out.push_str(&format!(

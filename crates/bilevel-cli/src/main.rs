@@ -298,6 +298,8 @@ impl ViewArgs {
 }
 
 fn main() -> ExitCode {
+    // One full-pass worker per CPU, each on its own (values do not depend on it).
+    bilevel::run::threads::pin_pool_threads();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -503,6 +503,8 @@ fn merge(py: Python<'_>, out: std::path::PathBuf, plots: bool) -> PyResult<Strin
 /// The native module.
 #[pymodule]
 fn _bilevel(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // One full-pass worker per CPU, each on its own (values do not depend on it).
+    bilevel::run::threads::pin_pool_threads();
     m.add_class::<NativeProblem>()?;
     m.add_function(wrap_pyfunction!(solvers_json, m)?)?;
     m.add_function(wrap_pyfunction!(problems_json, m)?)?;

@@ -18,6 +18,7 @@
 pub mod checkpoint;
 pub mod observer;
 pub mod runner;
+pub mod threads;
 
 pub use checkpoint::{Checkpoint, write_atomic};
 pub use observer::{InMemory, Iterate, JsonlTrace, Observer, Progress};
