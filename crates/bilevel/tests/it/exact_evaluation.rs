@@ -425,6 +425,34 @@ fn jacobi_preconditioning_keeps_newton_cg_exact_with_fewer_products() {
     }
 }
 
+/// `data_cleaning` on digits (10 classes, σ-weighted samples), 400 training rows, without a
+/// reference of its own.
+fn digits_cleaning() -> Problem {
+    use bilevel::data::DatasetSpec;
+    use bilevel::problems::data_cleaning::DataCleaningConfig;
+    ProblemConfig::DataCleaning(DataCleaningConfig {
+        train: DatasetSpec::shared("digits"),
+        heldout_from_train: true,
+        n_train: 400,
+        n_validation: 200,
+        n_test: 100,
+        reference: ReferenceConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .build()
+    .unwrap()
+}
+
+/// The multiclass problems of the Newton-CG tests: `logreg_hpo` on the covtype twin (7
+/// classes, per-class penalty, a Jacobi diagonal) and `data_cleaning` on digits.
+const MULTICLASS: [(&str, fn() -> Problem); 2] = [
+    ("covtype", covtype_twin),
+    ("data_cleaning", digits_cleaning),
+];
+
 /// The Newton-CG path with the Hessian held at each point (`Objective::hessian_yy_at`: the
 /// multiclass losses keep each sample's class probabilities, and a product skips W x and its
 /// softmax) gives the ∇F of the plain Hessian-vector products to 1e-8, over a cold and two warm
@@ -432,30 +460,11 @@ fn jacobi_preconditioning_keeps_newton_cg_exact_with_fewer_products() {
 /// `data_cleaning` (digits, 10 classes, σ-weighted samples). Binary targets hold nothing.
 #[test]
 fn a_held_hessian_keeps_newton_cg_exact() {
-    use bilevel::data::DatasetSpec;
-    use bilevel::problems::data_cleaning::DataCleaningConfig;
     let no_reference = ReferenceConfig {
         enabled: false,
         ..Default::default()
     };
-    let covtype = covtype_twin;
-    let cleaning = || {
-        ProblemConfig::DataCleaning(DataCleaningConfig {
-            train: DatasetSpec::shared("digits"),
-            heldout_from_train: true,
-            n_train: 400,
-            n_validation: 200,
-            n_test: 100,
-            reference: no_reference,
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-    };
-    for (name, build) in [
-        ("covtype", &covtype as &dyn Fn() -> Problem),
-        ("data_cleaning", &cleaning),
-    ] {
+    for (name, build) in MULTICLASS {
         let run = |hold: bool| {
             let (problem, reference) =
                 counted_reference_holding(build(), ReferenceConfig::default(), hold);
@@ -485,30 +494,7 @@ fn a_held_hessian_keeps_newton_cg_exact() {
 /// pairs) and `data_cleaning` (digits, no diagonal).
 #[test]
 fn recycled_curvature_pairs_keep_newton_cg_exact_with_fewer_products() {
-    use bilevel::data::DatasetSpec;
-    use bilevel::problems::data_cleaning::DataCleaningConfig;
-    let no_reference = ReferenceConfig {
-        enabled: false,
-        ..Default::default()
-    };
-    let covtype = covtype_twin;
-    let cleaning = || {
-        ProblemConfig::DataCleaning(DataCleaningConfig {
-            train: DatasetSpec::shared("digits"),
-            heldout_from_train: true,
-            n_train: 400,
-            n_validation: 200,
-            n_test: 100,
-            reference: no_reference,
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-    };
-    for (name, build) in [
-        ("covtype", &covtype as &dyn Fn() -> Problem),
-        ("data_cleaning", &cleaning),
-    ] {
+    for (name, build) in MULTICLASS {
         let run = |recycled_pairs: usize| {
             let (problem, reference) = counted_reference_on(
                 build(),
