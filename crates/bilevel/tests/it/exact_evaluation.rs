@@ -344,6 +344,14 @@ fn f32_storage_moves_the_exact_hypergradient_only_by_the_rounding_of_the_data() 
     );
 }
 
+/// A problem's own reference turned off (the tests attach theirs to the counted objectives).
+fn without_reference() -> ReferenceConfig {
+    ReferenceConfig {
+        enabled: false,
+        ..Default::default()
+    }
+}
+
 /// The covtype twin at scale 0.02 (7 classes, one L2 hyperparameter per class, dim y = 378;
 /// multiclass problems have no dense Hessian), without a reference of its own.
 fn covtype_twin() -> Problem {
@@ -353,10 +361,7 @@ fn covtype_twin() -> Problem {
         dataset: DatasetSpec::twin(Twin::Covtype, 0.02),
         validation_fraction: 0.2,
         penalty: Penalty::PerClass,
-        reference: ReferenceConfig {
-            enabled: false,
-            ..Default::default()
-        },
+        reference: without_reference(),
         ..Default::default()
     })
     .build()
@@ -436,19 +441,19 @@ fn digits_cleaning() -> Problem {
         n_train: 400,
         n_validation: 200,
         n_test: 100,
-        reference: ReferenceConfig {
-            enabled: false,
-            ..Default::default()
-        },
+        reference: without_reference(),
         ..Default::default()
     })
     .build()
     .unwrap()
 }
 
+/// A test problem's constructor.
+type Builder = fn() -> Problem;
+
 /// The multiclass problems of the Newton-CG tests: `logreg_hpo` on the covtype twin (7
 /// classes, per-class penalty, a Jacobi diagonal) and `data_cleaning` on digits.
-const MULTICLASS: [(&str, fn() -> Problem); 2] = [
+const MULTICLASS: [(&str, Builder); 2] = [
     ("covtype", covtype_twin),
     ("data_cleaning", digits_cleaning),
 ];
