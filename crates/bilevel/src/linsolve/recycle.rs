@@ -87,6 +87,14 @@ impl CurvaturePairs {
         true
     }
 
+    /// The newest pair (s, A s), if any.
+    pub fn newest(&self) -> Option<(&Vector, &Vector)> {
+        (self.count > 0).then(|| {
+            let i = self.slot(self.count - 1);
+            (&self.s[i], &self.y[i])
+        })
+    }
+
     /// Moves every pair, oldest first, into `other` (which keeps its newest ones), leaving
     /// this empty; the buffers stay allocated.
     pub fn drain_into(&mut self, other: &mut CurvaturePairs) {
@@ -232,6 +240,12 @@ mod tests {
         assert!(pairs.push(&from_slice(&[0.0, 1.0]), &from_slice(&[0.0, 4.0])));
         assert!(pairs.push(&from_slice(&[3.0, 0.0]), &from_slice(&[6.0, 0.0])));
         assert_eq!(pairs.len(), 2);
+        let (s_new, y_new) = pairs.newest().unwrap();
+        assert_eq!(
+            (s_new[0], y_new[0]),
+            (3.0, 6.0),
+            "the newest pair is the last pushed"
+        );
         // Pairs along both axes of a diagonal A: M = A⁻¹ exactly.
         let mut z = Vector::zeros(2);
         pairs.apply(&from_slice(&[1.0, 1.0]), None, &mut z);

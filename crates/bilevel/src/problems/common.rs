@@ -190,7 +190,9 @@ pub struct ReferenceConfig {
     /// conjugate-gradient solves, to precondition the next ones (an L-BFGS inverse on the
     /// Jacobi diagonal, [`CurvaturePairs`]): the Newton steps of one evaluation, its adjoint and
     /// the next evaluation share most of their spectrum. At most [`RECYCLED_BYTES`] of memory
-    /// (fewer pairs at large dim y: 267 at hyper-cleaning's dim y 7,850); 0: none. A warm
+    /// (fewer pairs at large dim y: 267 at hyper-cleaning's dim y 7,850) and at most dim y;
+    /// 0: none. A solve that does not converge with the pairs is resumed without them (and
+    /// they are dropped), so stale pairs cost products, never an evaluation. A warm
     /// hyper-cleaning evaluation took 60 Hessian products without pairs, 49 with 20, 34 with 80
     /// and 23 with 160 (`benchmarks/NOTES.md`).
     pub recycled_pairs: usize,
@@ -339,9 +341,14 @@ struct Recycled {
 /// way: four vectors of dim y per pair): 64 MiB.
 pub const RECYCLED_BYTES: usize = 64 << 20;
 
-/// Pairs kept at dim y = `dim`: `wanted`, within [`RECYCLED_BYTES`].
+/// How far the Hessian may have moved along the newest kept pair, relative, before the pairs
+/// are dropped ([`NewtonReference`]'s check at the start of a Newton-CG evaluation).
+pub const RECYCLED_DRIFT: f64 = 0.1;
+
+/// Pairs kept at dim y = `dim`: `wanted`, within [`RECYCLED_BYTES`], and at most `dim` (as
+/// many conjugate pairs of one Hessian determine it).
 fn recycled_capacity(wanted: usize, dim: usize) -> usize {
-    wanted.min(RECYCLED_BYTES / (4 * 8 * dim.max(1)))
+    wanted.min(RECYCLED_BYTES / (4 * 8 * dim.max(1))).min(dim)
 }
 
 impl crate::core::Problem {
@@ -665,22 +672,59 @@ impl NewtonReference {
         let mut recycled = self.recycled.lock().unwrap_or_else(|p| p.into_inner());
         let Recycled { pairs, staged } = &mut *recycled;
         staged.clear();
-        let info = pcg_in_place(
-            |p, out| {
-                match &held {
-                    Some(product) => product(p, out),
-                    None => g.hvp_yy(x, y, p, Batch::Full, out),
-                }
-                staged.push(p, out);
-            },
-            |r, z| pairs.apply(r, jacobi, z),
-            b,
-            v,
-            params,
-            ws,
-        );
+        let mut solve = |pairs: &mut CurvaturePairs, v: &mut Vector| {
+            pcg_in_place(
+                |p, out| {
+                    match &held {
+                        Some(product) => product(p, out),
+                        None => g.hvp_yy(x, y, p, Batch::Full, out),
+                    }
+                    staged.push(p, out);
+                },
+                |r, z| pairs.apply(r, jacobi, z),
+                b,
+                v,
+                params,
+                ws,
+            )
+        };
+        let mut info = solve(pairs, v);
+        if !info.converged && !pairs.is_empty() {
+            // Pairs from far-away points must not cost the solve: once more from where it
+            // stopped, on the diagonal alone (the products of both attempts are kept).
+            pairs.clear();
+            let again = solve(pairs, v);
+            info = crate::linsolve::SolveInfo {
+                matvecs: info.matvecs + again.matvecs,
+                ..again
+            };
+        }
         staged.drain_into(pairs);
         info
+    }
+
+    /// Drops the kept curvature pairs when the Hessian has moved away from them (a far jump in
+    /// x): one product with the newest pair's direction at (x, y) must reproduce its recorded
+    /// image to [`RECYCLED_DRIFT`] relative. Stale pairs would still give the right answer, but
+    /// with more products than none (a jump of +1.5 in every entry of the covtype twin's x: 65
+    /// products with the old pairs, 26 without). When they are dropped, the new product is kept
+    /// as the first pair.
+    fn check_recycled(&self, x: &Vector, y: &Vector) {
+        let mut recycled = self.recycled.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((s, image)) = recycled.pairs.newest() else {
+            return;
+        };
+        let (s, image) = (s.clone(), image.clone());
+        let mut now = Vector::zeros(s.nrows());
+        self.g.hvp_yy(x, y, &s, Batch::Full, &mut now);
+        let mut change = now.clone();
+        change.axpy(-1.0, &image);
+        let drift = change.norm() / image.norm();
+        // A NaN drift (a broken product) drops the pairs too.
+        if drift.is_nan() || drift > RECYCLED_DRIFT {
+            recycled.pairs.clear();
+            recycled.pairs.push(&s, &now);
+        }
     }
 
     /// y*(x) by Newton-CG from `y`, in place. Returns the final ‖∇ᵧg‖.
@@ -911,11 +955,17 @@ impl NewtonReference {
             }
             y = cold;
             v.set_zero();
+            self.recycled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pairs
+                .clear();
             if self.solve_inner(x, &mut y).is_err() {
                 return Err(first);
             }
         } else {
             self.count_path(|p| &mut p.newton_cg);
+            self.check_recycled(x, &y);
             jacobi = self.jacobi_at(x, &y);
             self.solve_inner_with(x, &mut y, jacobi.as_ref())?;
         }

@@ -493,7 +493,8 @@ fn a_held_hessian_keeps_newton_cg_exact() {
 }
 
 /// The curvature pairs recycled from solve to solve (`ReferenceConfig::recycled_pairs`) give
-/// the ∇F of solves without them to 1e-8 relative, over a cold and two warm evaluations (both
+/// the ∇F of solves without them to 1e-8 relative, over a cold and two warm evaluations and a
+/// far jump (x₀ + 1.5 in every entry) after them (both
 /// solve Newton to ‖∇ᵧg‖ ≤ 1e-12 and the adjoint to relative residual 1e-13), and take fewer
 /// Hessian-vector products in all: on `logreg_hpo` (covtype twin, Jacobi diagonal below the
 /// pairs) and `data_cleaning` (digits, no diagonal).
@@ -508,7 +509,11 @@ fn recycled_curvature_pairs_keep_newton_cg_exact_with_fewer_products() {
                     ..Default::default()
                 },
             );
-            let grads = hypergradients_near_start(&problem, &reference);
+            let mut grads = hypergradients_near_start(&problem, &reference);
+            // Then a far jump: the kept pairs come from another region.
+            let (x0, _) = problem.start();
+            let far = Vector::from_fn(x0.nrows(), |j| x0[j] + 1.5);
+            grads.push(reference.evaluate(&far).unwrap().hypergradient);
             (grads, problem.counts().g.hvp_yy)
         };
         let (with, products_with) = run(ReferenceConfig::default().recycled_pairs);
