@@ -150,17 +150,19 @@ impl ExactLbfgs {
         let m = state.s.len();
         let mut q = state.grad.clone();
         let mut alpha = vec![0.0; m];
-        for i in (0..m).rev() {
-            let rho = 1.0 / state.dg[i].dot(&state.s[i]);
-            alpha[i] = rho * state.s[i].dot(&q);
-            q.axpy(-alpha[i], &state.dg[i]);
-        }
-        q.scale(gamma);
-        for i in 0..m {
-            let rho = 1.0 / state.dg[i].dot(&state.s[i]);
-            let beta = rho * state.dg[i].dot(&q);
-            q.axpy(alpha[i] - beta, &state.s[i]);
-        }
+        crate::linsolve::recycle::two_loop(
+            m,
+            |i| {
+                (
+                    &state.s[i],
+                    &state.dg[i],
+                    1.0 / state.dg[i].dot(&state.s[i]),
+                )
+            },
+            |q| q.scale(gamma),
+            &mut q,
+            &mut alpha,
+        );
         q.scale(-1.0);
         q
     }

@@ -107,38 +107,65 @@ impl CurvaturePairs {
 
     /// Slot of the k-th pair from the oldest (k = 0) to the newest.
     fn slot(&self, k: usize) -> usize {
-        (self.oldest + k) % self.count
+        ring_slot(self.oldest, self.count, k)
     }
 
     /// z = M r by the two-loop recursion, with initial matrix diag(`diagonal`) when given, else
     /// γ I with γ = sᵀy / yᵀy of the newest pair. With no pair, z = diag · r (or z = r).
     pub fn apply(&mut self, r: &Vector, diagonal: Option<&Vector>, z: &mut Vector) {
-        let n = self.count;
+        let (n, oldest) = (self.count, self.oldest);
+        let Self {
+            s, y, rho, alpha, ..
+        } = self;
+        let slot = |k: usize| ring_slot(oldest, n, k);
         z.assign(r);
-        for k in (0..n).rev() {
-            let i = self.slot(k);
-            let a = self.rho[i] * self.s[i].dot(z);
-            self.alpha[k] = a;
-            z.axpy(-a, &self.y[i]);
-        }
-        match diagonal {
-            Some(d) => {
-                for (zi, &di) in z.as_mut_slice().iter_mut().zip(d.as_slice()) {
-                    *zi *= di;
+        two_loop(
+            n,
+            |k| (&s[slot(k)], &y[slot(k)], rho[slot(k)]),
+            |z| match diagonal {
+                Some(d) => {
+                    for (zi, &di) in z.as_mut_slice().iter_mut().zip(d.as_slice()) {
+                        *zi *= di;
+                    }
                 }
-            }
-            None if n > 0 => {
-                let newest = self.slot(n - 1);
-                let gamma = 1.0 / (self.rho[newest] * self.y[newest].norm_sq());
-                z.scale(gamma);
-            }
-            None => {}
-        }
-        for k in 0..n {
-            let i = self.slot(k);
-            let b = self.rho[i] * self.y[i].dot(z);
-            z.axpy(self.alpha[k] - b, &self.s[i]);
-        }
+                None if n > 0 => {
+                    let newest = slot(n - 1);
+                    z.scale(1.0 / (rho[newest] * y[newest].norm_sq()));
+                }
+                None => {}
+            },
+            z,
+            alpha,
+        );
+    }
+}
+
+/// Slot of the k-th of `count` pairs from the oldest, in a ring whose oldest is at `oldest`.
+fn ring_slot(oldest: usize, count: usize, k: usize) -> usize {
+    (oldest + k) % count
+}
+
+/// z ← H z for the L-BFGS inverse H of `n` curvature pairs by the two-loop recursion (Nocedal
+/// and Wright, *Numerical Optimization*, Algorithm 7.4): `pair(k)` = (sₖ, yₖ, 1 / sₖᵀyₖ) from
+/// the oldest (k = 0) to the newest, H⁰ applied in place by `initial`, `alpha` with room for
+/// `n` values. Shared by [`CurvaturePairs`] and `exact_lbfgs`.
+pub fn two_loop<'a>(
+    n: usize,
+    pair: impl Fn(usize) -> (&'a Vector, &'a Vector, f64),
+    initial: impl FnOnce(&mut Vector),
+    z: &mut Vector,
+    alpha: &mut [f64],
+) {
+    for k in (0..n).rev() {
+        let (s, y, rho) = pair(k);
+        alpha[k] = rho * s.dot(z);
+        z.axpy(-alpha[k], y);
+    }
+    initial(z);
+    for k in 0..n {
+        let (s, y, rho) = pair(k);
+        let beta = rho * y.dot(z);
+        z.axpy(alpha[k] - beta, s);
     }
 }
 

@@ -717,9 +717,10 @@ impl NewtonReference {
         let (s, image) = (s.clone(), image.clone());
         let mut now = Vector::zeros(s.nrows());
         self.g.hvp_yy(x, y, &s, Batch::Full, &mut now);
-        let mut change = now.clone();
-        change.axpy(-1.0, &image);
-        let drift = change.norm() / image.norm();
+        let moved: f64 = (now.as_slice().iter().zip(image.as_slice()))
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
+        let drift = moved.sqrt() / image.norm();
         // A NaN drift (a broken product) drops the pairs too.
         if drift.is_nan() || drift > RECYCLED_DRIFT {
             recycled.pairs.clear();
@@ -973,10 +974,7 @@ impl NewtonReference {
         let (value, fx, fy) = self.outer_pass(x, &y);
         let mut ws = CgWorkspace::new(dy);
         // The diagonal of the Newton steps serves the adjoint too: a warm start is near y*.
-        let jacobi = match jacobi {
-            Some(j) => Some(j),
-            None => self.jacobi_at(x, &y),
-        };
+        let jacobi = jacobi.or_else(|| self.jacobi_at(x, &y));
         let info = self.hessian_solve(
             x,
             &y,
